@@ -1,0 +1,87 @@
+"""steerkit: optimal sparse steering of language models through SAE features.
+
+The core holds the interfaces, the values passed between stages and the plugin machinery; it
+needs numpy, attrs and pluggy only. Models, probes, solvers and methods are plugins.
+"""
+
+from __future__ import annotations
+
+from steerkit.dataset import Dataset, LabelledTexts, Splits
+from steerkit.errors import (
+    DuplicatePluginError,
+    InfeasibleError,
+    PluginError,
+    SolverCapabilityError,
+    SolverError,
+    SolverNotInstalledError,
+    SteerkitError,
+    UnknownPluginError,
+    ValidationError,
+)
+from steerkit.hookspecs import hookimpl
+from steerkit.method import MethodContext, MethodResult, SteeringMethod
+from steerkit.metric import EvalContext, Metric
+from steerkit.plugins import PluginHost, PluginRow, get_host, use_host
+from steerkit.probe import Concept, Probe
+from steerkit.problem import ProblemKind, SteeringProblem
+from steerkit.registry import Register
+from steerkit.solution import Certificate, Duals, Solution, Status
+from steerkit.solve import (
+    SolverInfo,
+    available_solvers,
+    list_plugins,
+    select_solver,
+    solve,
+    solve_batch,
+)
+from steerkit.solver import Solver
+from steerkit.source import Activations, ActivationSource
+from steerkit.vector import Positions, SteeringVector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationSource",
+    "Activations",
+    "Certificate",
+    "Concept",
+    "Dataset",
+    "Duals",
+    "DuplicatePluginError",
+    "EvalContext",
+    "InfeasibleError",
+    "LabelledTexts",
+    "MethodContext",
+    "MethodResult",
+    "Metric",
+    "PluginError",
+    "PluginHost",
+    "PluginRow",
+    "Positions",
+    "Probe",
+    "ProblemKind",
+    "Register",
+    "Solution",
+    "Solver",
+    "SolverCapabilityError",
+    "SolverError",
+    "SolverInfo",
+    "SolverNotInstalledError",
+    "Splits",
+    "Status",
+    "SteeringMethod",
+    "SteeringProblem",
+    "SteeringVector",
+    "SteerkitError",
+    "UnknownPluginError",
+    "ValidationError",
+    "__version__",
+    "available_solvers",
+    "get_host",
+    "hookimpl",
+    "list_plugins",
+    "select_solver",
+    "solve",
+    "solve_batch",
+    "use_host",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from steerkit.cli import main
+
+sys.exit(main())

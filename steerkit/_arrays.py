@@ -1,0 +1,103 @@
+"""Turning user arrays (numpy, torch, lists) into read-only numpy arrays, checked field by field."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from steerkit.errors import ValidationError
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+def describe(value: Any) -> str:
+    """A short description of what the user handed us, for error messages."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        dtype = getattr(value, "dtype", "?")
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return repr(value)
+
+
+def to_numpy(owner: str, field: str, value: Any) -> np.ndarray[Any, Any]:
+    """Convert numpy arrays, torch tensors (without importing torch) and sequences to numpy."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        tensor = value.detach().cpu()
+        if str(getattr(tensor, "dtype", "")) in {"torch.bfloat16", "torch.float16"}:
+            tensor = tensor.float()
+        value = tensor.numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValidationError(owner, field, "an array of numbers", describe(value)) from e
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ):
+        raise ValidationError(owner, field, "an array of numbers", describe(value))
+    return array
+
+
+def float_array(
+    owner: str,
+    field: str,
+    value: Any,
+    *,
+    ndim: int,
+    keep_float32: bool = False,
+) -> FloatArray:
+    """A read-only, finite float array with exactly `ndim` dimensions.
+
+    float64 unless `keep_float32` and the input is float32 (large decoders stay float32
+    rather than doubling their memory). The user's buffer is not copied when it can be viewed.
+    """
+    array = to_numpy(owner, field, value)
+    if array.ndim != ndim:
+        expected = {0: "a scalar", 1: "a 1-d array", 2: "a 2-d array"}.get(ndim, f"{ndim}-d")
+        raise ValidationError(owner, field, expected, describe(value))
+    if not (keep_float32 and array.dtype == np.float32):
+        array = array.astype(np.float64, copy=False)
+    if array.size == 0:
+        raise ValidationError(owner, field, "a non-empty array", describe(value))
+    check_finite(owner, field, array)
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def check_finite(owner: str, field: str, array: np.ndarray[Any, Any]) -> None:
+    """Reject NaN and inf, naming how many entries and the first bad index."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        first = tuple(int(i) for i in bad[0])
+        where = first[0] if len(first) == 1 else first
+        raise ValidationError(
+            owner,
+            field,
+            "finite values",
+            f"{len(bad)} NaN or infinite entr{'y' if len(bad) == 1 else 'ies'} "
+            f"(first at index {where}: {array[first]})",
+        )
+
+
+def positive_scalar(owner: str, field: str, value: Any) -> float:
+    """A finite float > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise ValidationError(owner, field, "a positive finite number", describe(value)) from e
+    if not math.isfinite(number) or number <= 0:
+        raise ValidationError(owner, field, "a positive finite number", repr(number))
+    return number
+
+
+def readonly(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A read-only view of an array the caller owns."""
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -1,0 +1,114 @@
+"""The `steerkit` command. Exit status: 0 success, 1 failure (one line; --debug for the
+traceback), 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from steerkit import __version__
+
+__all__ = ["main"]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+             for line in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from steerkit.solve import list_plugins
+
+    rows = list_plugins()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no steerkit plugins found (install one, e.g. pip install ./plugins/steerkit-cvxpy)")
+        return 0
+    print(_table(
+        [[r.kind, r.name, r.distribution or "-", r.version or "-", r.status, r.error or ""]
+         for r in rows],
+        ["kind", "name", "distribution", "version", "status", "error"],
+    ))
+    return 0
+
+
+def _cmd_solvers(args: argparse.Namespace) -> int:
+    from steerkit.solve import available_solvers
+
+    infos = available_solvers()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print("no solver backends registered (pip install ./plugins/steerkit-cvxpy)")
+        return 0
+
+    def limit(value: Any) -> str:
+        return "any" if value is None else str(value)
+
+    print(_table(
+        [[i.name, "yes" if i.installed else "no", ",".join(i.capabilities["kinds"]).upper(),
+          limit(i.capabilities["max_constraints"]), limit(i.capabilities["max_features"]),
+          "yes" if i.capabilities["warm_start"] else "no",
+          "yes" if i.capabilities["batch"] else "no",
+          i.distribution or "-",
+          i.description if i.installed else f"{i.reason}; pip install {i.install}"]
+         for i in infos],
+        ["solver", "installed", "solves", "max k", "max features", "warm start", "batch",
+         "distribution", "notes"],
+    ))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steerkit",
+        description="Optimal sparse steering of language models through SAE features.",
+    )
+    parser.add_argument("--version", action="version", version=f"steerkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    plugins = commands.add_parser("plugins", help="list plugins: what loaded, from where, "
+                                                  "and what failed")
+    plugins.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    plugins.set_defaults(func=_cmd_plugins)
+
+    solvers = commands.add_parser("solvers", help="list solver backends: installed or not, "
+                                                  "and what each solves")
+    solvers.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    solvers.set_defaults(func=_cmd_solvers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    try:
+        status: int = args.func(args)
+        return status
+    except KeyboardInterrupt:
+        print("steerkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            first = (str(e).strip().splitlines() or [""])[0]
+            print(f"steerkit: error: {type(e).__name__}: {first} (run with --debug for the "
+                  "traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

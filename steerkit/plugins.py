@@ -1,0 +1,279 @@
+"""Plugin discovery: entry points in the `steerkit` group, loaded once, lazily, each one guarded.
+
+A plugin that fails to import, registers a hook with no spec, or raises while registering is
+recorded as a failure and skipped; everything else keeps working. Two environment variables
+choose what loads, by entry-point name or distribution name (comma-separated):
+
+- ``STEERKIT_PLUGINS``: load only these (set but empty: load no entry-point plugins);
+- ``STEERKIT_BLOCK_PLUGINS``: never load these.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import pluggy
+
+from steerkit import hookspecs
+from steerkit.dataset import Dataset
+from steerkit.method import SteeringMethod
+from steerkit.metric import Metric
+from steerkit.probe import Probe
+from steerkit.registry import Origin, Registry
+from steerkit.solver import Solver
+from steerkit.source import ActivationSource
+
+__all__ = [
+    "ALLOW_ENV",
+    "BLOCK_ENV",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "PluginHost",
+    "PluginRow",
+    "get_host",
+    "use_host",
+]
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "steerkit"
+ALLOW_ENV = "STEERKIT_PLUGINS"
+BLOCK_ENV = "STEERKIT_BLOCK_PLUGINS"
+
+#: kind → (hook name, interface). The order is the data flow's.
+KINDS: Mapping[str, tuple[str, type]] = {
+    "dataset": ("register_datasets", Dataset),
+    "activation_source": ("register_activation_sources", ActivationSource),
+    "probe": ("register_probes", Probe),
+    "steering_method": ("register_steering_methods", SteeringMethod),
+    "solver": ("register_solvers", Solver),
+    "metric": ("register_metrics", Metric),
+}
+
+
+@attrs.frozen
+class PluginRow:
+    """One line of `steerkit plugins`: a registered thing, or a plugin that failed or was blocked.
+
+    status is "loaded", "failed" or "blocked"; error is None when loaded.
+    """
+
+    kind: str
+    name: str
+    distribution: str | None
+    version: str | None
+    plugin: str
+    status: str = "loaded"
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).strip().lower()
+
+
+def _names_from(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset(_normalise(n) for n in value.split(",") if n.strip())
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class PluginHost:
+    """A pluggy manager plus one registry per kind. Load happens once, on first use.
+
+    entry_points: discover installed plugins; plugins: extra (name, module-or-object) pairs
+    registered first, as tests and scripts do; allow / block: override the environment variables.
+    """
+
+    def __init__(
+        self,
+        *,
+        entry_points: bool = True,
+        plugins: Iterable[tuple[str, object]] = (),
+        allow: Iterable[str] | None = None,
+        block: Iterable[str] | None = None,
+    ) -> None:
+        self._use_entry_points = entry_points
+        self._inline = list(plugins)
+        self._allow = (
+            frozenset(_normalise(n) for n in allow)
+            if allow is not None
+            else _names_from(os.environ.get(ALLOW_ENV))
+        )
+        self._block = (
+            frozenset(_normalise(n) for n in block)
+            if block is not None
+            else _names_from(os.environ.get(BLOCK_ENV)) or frozenset()
+        )
+        self.pm = pluggy.PluginManager("steerkit")
+        self.pm.add_hookspecs(hookspecs)
+        self.registries: dict[str, Registry[Any]] = {
+            kind: Registry(kind, base) for kind, (_, base) in KINDS.items()
+        }
+        self._origins: dict[str, Origin] = {}
+        self._problems: list[PluginRow] = []
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def load(self) -> PluginHost:
+        """Discover and register every plugin (once); returns self."""
+        with self._lock:
+            if self._loaded:
+                return self
+            self._loaded = True
+            for name, plugin in self._inline:
+                self._register(plugin, Origin(plugin=name))
+            if self._use_entry_points:
+                self._load_entry_points()
+            self._check_pending()
+            self._collect()
+        return self
+
+    def _record(self, origin: Origin, status: str, error: str, kind: str = "plugin") -> None:
+        if status == "failed":
+            logger.warning("steerkit plugin %s failed: %s", origin.plugin, error)
+        self._problems.append(
+            PluginRow(kind, origin.plugin, origin.distribution, origin.version, origin.plugin,
+                      status, error)
+        )
+
+    def _register(self, plugin: object, origin: Origin) -> None:
+        try:
+            self.pm.register(plugin, name=origin.plugin)
+        except Exception as e:  # a hookimpl with bad arguments, a name registered twice
+            self._record(origin, "failed", _describe(e))
+            return
+        self._origins[origin.plugin] = origin
+
+    def _entry_points(self) -> Iterator[tuple[importlib.metadata.EntryPoint, Origin]]:
+        seen: set[tuple[str, str, str | None]] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            key = (ep.name, ep.value, dist_name)
+            if key in seen:  # the same distribution seen twice on sys.path
+                continue
+            seen.add(key)
+            yield ep, Origin(ep.name, dist_name, dist.version if dist is not None else None)
+
+    def _selected(self, origin: Origin) -> str | None:
+        """None if the plugin may load; else why not."""
+        names = {_normalise(origin.plugin)}
+        if origin.distribution:
+            names.add(_normalise(origin.distribution))
+        if names & self._block:
+            return f"blocked by {BLOCK_ENV}"
+        if self._allow is not None and not names & self._allow:
+            return f"not listed in {ALLOW_ENV}"
+        return None
+
+    def _load_entry_points(self) -> None:
+        for ep, origin in self._entry_points():
+            if origin.plugin in self._origins:
+                self._record(origin, "failed",
+                             f"the plugin name {origin.plugin!r} is already taken by "
+                             f"{self._origins[origin.plugin]}")
+                continue
+            reason = self._selected(origin)
+            if reason is not None:
+                self._record(origin, "blocked", reason)
+                continue
+            try:
+                plugin = ep.load()
+            except (Exception, SystemExit) as e:  # a plugin must never break steerkit
+                self._record(origin, "failed", f"import of {ep.value!r} failed: {_describe(e)}")
+                continue
+            self._register(plugin, origin)
+
+    def _check_pending(self) -> None:
+        """Hook implementations with no spec (a misspelt hook) fail their plugin."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as e:
+                name = self.pm.get_name(e.plugin) or repr(e.plugin)
+                origin = self._origins.pop(name, Origin(name))
+                self.pm.unregister(e.plugin)
+                self._record(origin, "failed", _describe(e))
+
+    def _collect(self) -> None:
+        for kind, (hook_name, _) in KINDS.items():
+            registry = self.registries[kind]
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name))
+                arguments = {"register": registry.bind(origin)}
+                try:
+                    impl.function(*(arguments[a] for a in impl.argnames))
+                except Exception as e:
+                    self._record(origin, "failed", f"{hook_name}: {_describe(e)}", kind=kind)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def registry(self, kind: str) -> Registry[Any]:
+        """The registry of one kind: dataset, activation_source, probe, steering_method,
+        solver or metric."""
+        self.load()
+        return self.registries[kind]
+
+    @property
+    def solvers(self) -> Registry[Solver]:
+        return self.registry("solver")
+
+    def rows(self) -> list[PluginRow]:
+        """Every registered thing, then every failed or blocked plugin."""
+        self.load()
+        rows = [
+            PluginRow(kind, e.name, e.origin.distribution, e.origin.version, e.origin.plugin)
+            for kind, registry in self.registries.items()
+            for e in registry.entries()
+        ]
+        return rows + list(self._problems)
+
+    @property
+    def failures(self) -> list[PluginRow]:
+        self.load()
+        return [r for r in self._problems if r.status == "failed"]
+
+
+_host: PluginHost | None = None
+_host_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = PluginHost()
+    return _host.load()
+
+
+@contextmanager
+def use_host(host: PluginHost) -> Iterator[PluginHost]:
+    """Make `host` the process-wide host inside the block (for tests and embedding)."""
+    global _host
+    with _host_lock:
+        previous, _host = _host, host
+    try:
+        yield host.load()
+    finally:
+        with _host_lock:
+            _host = previous

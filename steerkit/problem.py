@@ -1,0 +1,195 @@
+"""The convex steering problem handed from a steering method to a solver.
+
+Over δ ≥ 0 (one entry per SAE feature) with k linear concept constraints A δ ≥ r, where
+A = W Dᵀ (k × d_sae), D is the decoder (d_sae × d_model) and W the concept directions (k × d_model):
+
+    qp:   min 1ᵀδ + (λ/2)‖Dᵀδ‖₂²   s.t.  A δ ≥ r
+    socp: min 1ᵀδ                  s.t.  A δ ≥ r,  ‖Dᵀδ‖₂ ≤ ε
+
+The steering vector is Dᵀδ.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import numpy as np
+
+from steerkit._arrays import FloatArray, describe, float_array, positive_scalar, to_numpy
+from steerkit.errors import ValidationError
+
+__all__ = ["ProblemKind", "SteeringProblem"]
+
+_OWNER = "SteeringProblem"
+
+
+class ProblemKind(str, enum.Enum):
+    """Which program: the quadratic penalty (QP) or the hard norm budget (SOCP)."""
+
+    QP = "qp"
+    SOCP = "socp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _kind(value: Any) -> ProblemKind:
+    try:
+        return ProblemKind(value)
+    except ValueError as e:
+        raise ValidationError(_OWNER, "kind", "'qp' or 'socp'", repr(value)) from e
+
+
+@attrs.frozen(eq=False, repr=False)
+class SteeringProblem:
+    """A validated, immutable steering problem. Build it with `qp(...)` or `socp(...)`.
+
+    Arrays are read-only float views (the decoder stays float32 if given float32).
+    """
+
+    kind: ProblemKind = attrs.field(converter=lambda value: _kind(value))
+    decoder: FloatArray
+    directions: FloatArray
+    rhs: FloatArray
+    lam: float | None = None
+    eps: float | None = None
+    _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        decoder = float_array(_OWNER, "decoder", self.decoder, ndim=2, keep_float32=True)
+        d_model = decoder.shape[1]
+
+        raw_dirs = to_numpy(_OWNER, "directions", self.directions)
+        if raw_dirs.ndim == 1:
+            raw_dirs = raw_dirs[None, :]
+        if raw_dirs.ndim != 2 or raw_dirs.shape[1] != d_model:
+            raise ValidationError(
+                _OWNER,
+                "directions",
+                f"shape (k, {d_model}) or ({d_model},) to match the decoder's d_model = {d_model}",
+                describe(self.directions),
+            )
+        directions = float_array(_OWNER, "directions", raw_dirs, ndim=2)
+        k = directions.shape[0]
+
+        raw_rhs = to_numpy(_OWNER, "rhs", self.rhs)
+        if raw_rhs.ndim == 0:
+            raw_rhs = np.full(k, float(raw_rhs))
+        if raw_rhs.shape != (k,):
+            raise ValidationError(
+                _OWNER,
+                "rhs",
+                f"a scalar or shape ({k},), one entry per direction",
+                describe(self.rhs),
+            )
+        rhs = float_array(_OWNER, "rhs", raw_rhs, ndim=1)
+
+        kind = self.kind
+        lam, eps = self.lam, self.eps
+        if kind is ProblemKind.QP:
+            if eps is not None:
+                raise ValidationError(_OWNER, "eps", "None for a QP (use lam)", repr(eps))
+            lam = positive_scalar(_OWNER, "lam", lam)
+        else:
+            if lam is not None:
+                raise ValidationError(_OWNER, "lam", "None for an SOCP (use eps)", repr(lam))
+            eps = positive_scalar(_OWNER, "eps", eps)
+
+        for name, value in (
+            ("decoder", decoder),
+            ("directions", directions),
+            ("rhs", rhs),
+            ("lam", lam),
+            ("eps", eps),
+        ):
+            object.__setattr__(self, name, value)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def qp(cls, *, decoder: Any, directions: Any, rhs: Any, lam: float) -> SteeringProblem:
+        """min 1ᵀδ + (λ/2)‖Dᵀδ‖² s.t. (D Wᵀ)ᵀδ ≥ r, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model)."""
+        return cls(ProblemKind.QP, decoder, directions, rhs, lam=lam)
+
+    @classmethod
+    def socp(cls, *, decoder: Any, directions: Any, rhs: Any, eps: float) -> SteeringProblem:
+        """min 1ᵀδ s.t. (D Wᵀ)ᵀδ ≥ r, ‖Dᵀδ‖ ≤ ε, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model)."""
+        return cls(ProblemKind.SOCP, decoder, directions, rhs, eps=eps)
+
+    def with_rhs(self, rhs: Any) -> SteeringProblem:
+        """The same problem for another input: only the right-hand side changes.
+
+        The decoder is shared, not copied, and so is the cached constraint matrix.
+        """
+        other = attrs.evolve(self, rhs=rhs)
+        if "A" in self._cache:
+            other._cache["A"] = self._cache["A"]
+        return other
+
+    # -- derived quantities -------------------------------------------------------------------
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.decoder.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.decoder.shape[1])
+
+    @property
+    def n_constraints(self) -> int:
+        return int(self.directions.shape[0])
+
+    @property
+    def constraint_matrix(self) -> FloatArray:
+        """A = W Dᵀ, shape (k, d_sae), float64; computed once."""
+        if "A" not in self._cache:
+            a = self.directions @ self.decoder.T.astype(np.float64, copy=False)
+            a.flags.writeable = False
+            self._cache["A"] = a
+        result: FloatArray = self._cache["A"]
+        return result
+
+    @property
+    def already_satisfied(self) -> bool:
+        """True when δ = 0 is feasible (every r ≤ 0): the input is already past the margin."""
+        return bool(np.all(self.rhs <= 0))
+
+    def steering_vector(self, delta: Any) -> FloatArray:
+        """Dᵀδ, shape (d_model,), float64."""
+        d = np.asarray(delta, dtype=np.float64)
+        result: FloatArray = self.decoder.T.astype(np.float64, copy=False) @ d
+        return result
+
+    def objective(self, delta: Any) -> float:
+        """The objective value of δ (whether or not it is feasible)."""
+        d = np.asarray(delta, dtype=np.float64)
+        value = float(d.sum())
+        if self.kind is ProblemKind.QP:
+            v = self.steering_vector(d)
+            assert self.lam is not None
+            value += 0.5 * self.lam * float(v @ v)
+        return value
+
+    def violation(self, delta: Any) -> float:
+        """The largest constraint violation of δ (0 when feasible): bounds, concept, norm."""
+        d = np.asarray(delta, dtype=np.float64)
+        worst = max(0.0, float(-d.min()))
+        worst = max(worst, float(np.max(self.rhs - self.constraint_matrix @ d)))
+        if self.kind is ProblemKind.SOCP:
+            assert self.eps is not None
+            worst = max(worst, float(np.linalg.norm(self.steering_vector(d))) - self.eps)
+        return worst
+
+    def __repr__(self) -> str:
+        return f"SteeringProblem({self.describe()})"
+
+    def describe(self) -> str:
+        """One line: kind, sizes and parameter."""
+        param = f"λ = {self.lam:g}" if self.kind is ProblemKind.QP else f"ε = {self.eps:g}"
+        return (
+            f"{self.kind.value.upper()} over {self.d_sae} features (d_model {self.d_model}), "
+            f"{self.n_constraints} constraint{'s' if self.n_constraints != 1 else ''}, {param}"
+        )

@@ -1,0 +1,247 @@
+"""What a solver returns: δ, a status, and the numbers that say how good it is.
+
+Every Solution built with `Solution.build` carries figures the core computes itself from δ and the
+problem — objective, constraint violation — and, when the backend hands over its multipliers, a
+KKT certificate: the duality gap and the largest dual-feasibility violation over all d_sae features.
+Those figures do not trust the backend's own word.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from steerkit._arrays import FloatArray, describe, readonly, to_numpy
+from steerkit.errors import InfeasibleError, SolverError, ValidationError
+from steerkit.problem import ProblemKind, SteeringProblem
+
+__all__ = ["Certificate", "Duals", "Solution", "Status"]
+
+_OWNER = "Solution"
+
+#: Entries below this fraction of the largest entry of δ do not count towards L0.
+L0_RELATIVE_THRESHOLD = 1e-5
+
+
+class Status(str, enum.Enum):
+    """How a solve ended."""
+
+    OPTIMAL = "optimal"
+    INFEASIBLE = "infeasible"
+    ITERATION_LIMIT = "iteration_limit"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(eq=False)
+class Duals:
+    """Lagrange multipliers: `linear` (k,) ≥ 0 for A δ ≥ r, `norm` ≥ 0 for ‖Dᵀδ‖ ≤ ε (SOCP)."""
+
+    linear: FloatArray
+    norm: float | None = None
+
+
+@attrs.frozen
+class Certificate:
+    """KKT figures for (δ, duals), computed over every feature.
+
+    `gap`: primal minus dual objective, relative to max(1, |objective|).
+    `dual_infeasibility`: the most negative reduced cost, as a positive number (0 when dual feasible).
+    """
+
+    gap: float
+    dual_infeasibility: float
+
+
+def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Certificate:
+    """The duality gap and dual-feasibility violation of δ with the given multipliers.
+
+    QP, with s = 1 + λ D Dᵀδ − Aᵀμ:  gap = δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ.
+    SOCP, with u = Dᵀδ/‖Dᵀδ‖ and s = 1 − Aᵀμ + ν D u:  gap = 1ᵀδ − μᵀr + νε.
+    In both, s ≥ 0 makes the dual point feasible, so the gap is then a true optimality bound.
+    """
+    mu = np.asarray(duals.linear, dtype=np.float64)
+    if mu.shape != (problem.n_constraints,):
+        raise ValidationError(
+            "Duals", "linear", f"shape ({problem.n_constraints},)", describe(duals.linear)
+        )
+    a = problem.constraint_matrix
+    decoder = problem.decoder
+    v = problem.steering_vector(delta)
+    objective = problem.objective(delta)
+    if problem.kind is ProblemKind.QP:
+        assert problem.lam is not None
+        reduced = 1.0 + problem.lam * (decoder @ v) - a.T @ mu
+        gap = float(delta @ reduced + mu @ (a @ delta - problem.rhs))
+    else:
+        assert problem.eps is not None
+        nu = float(duals.norm or 0.0)
+        norm_v = float(np.linalg.norm(v))
+        reduced = 1.0 - a.T @ mu
+        if norm_v > 0 and nu > 0:
+            reduced = reduced + nu * (decoder @ (v / norm_v))
+        gap = float(delta.sum() - mu @ problem.rhs + nu * problem.eps)
+    return Certificate(
+        gap=abs(gap) / max(1.0, abs(objective)),
+        dual_infeasibility=max(0.0, float(-reduced.min())),
+    )
+
+
+def _status(value: Any) -> Status:
+    try:
+        return Status(value)
+    except ValueError as e:
+        allowed = ", ".join(s.value for s in Status)
+        raise ValidationError(_OWNER, "status", f"one of {allowed}", repr(value)) from e
+
+
+@attrs.frozen(eq=False, repr=False)
+class Solution:
+    """A solver's answer to a SteeringProblem.
+
+    delta: (d_sae,) ≥ 0 over every SAE feature, or None when there is no solution (never a
+    silent zero vector). objective, violation and the certificate are computed from δ by the core;
+    `gap` and `dual_infeasibility` are NaN when the backend gave no multipliers.
+    """
+
+    status: Status = attrs.field(converter=lambda value: _status(value))
+    delta: FloatArray | None
+    objective: float
+    gap: float
+    violation: float
+    dual_infeasibility: float
+    iterations: int | None
+    seconds: float
+    solver: str
+    message: str = ""
+    duals: Duals | None = None
+    flags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    info: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.status is Status.OPTIMAL and self.delta is None:
+            raise ValidationError(_OWNER, "delta", "an array for an optimal solution", "None")
+        if self.delta is not None:
+            delta = to_numpy(_OWNER, "delta", self.delta).astype(np.float64, copy=False)
+            if delta.ndim != 1:
+                raise ValidationError(_OWNER, "delta", "shape (d_sae,)", describe(self.delta))
+            if not np.isfinite(delta).all():
+                raise ValidationError(_OWNER, "delta", "finite values", "NaN or inf entries")
+            object.__setattr__(self, "delta", readonly(delta))
+        if not (math.isfinite(self.seconds) and self.seconds >= 0):
+            raise ValidationError(_OWNER, "seconds", "a finite number ≥ 0", repr(self.seconds))
+        if not self.solver:
+            raise ValidationError(_OWNER, "solver", "the backend's name", repr(self.solver))
+
+    @classmethod
+    def build(
+        cls,
+        problem: SteeringProblem,
+        delta: Any,
+        *,
+        status: Status | str,
+        solver: str,
+        seconds: float,
+        iterations: int | None = None,
+        message: str = "",
+        duals: Duals | None = None,
+        flags: Iterable[str] = (),
+        info: Mapping[str, Any] | None = None,
+    ) -> Solution:
+        """A Solution whose objective, violation and certificate are computed here from δ."""
+        status = _status(status)
+        if delta is None:
+            return cls(
+                status=status,
+                delta=None,
+                objective=math.nan,
+                gap=math.nan,
+                violation=math.nan,
+                dual_infeasibility=math.nan,
+                iterations=iterations,
+                seconds=seconds,
+                solver=solver,
+                message=message,
+                duals=duals,
+                flags=frozenset(flags),
+                info=dict(info or {}),
+            )
+        d = to_numpy(_OWNER, "delta", delta).astype(np.float64).reshape(-1)
+        if d.shape != (problem.d_sae,):
+            raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
+        cert = certificate(problem, d, duals) if duals is not None else None
+        return cls(
+            status=status,
+            delta=d,
+            objective=problem.objective(d),
+            gap=cert.gap if cert else math.nan,
+            violation=problem.violation(d),
+            dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
+            iterations=iterations,
+            seconds=seconds,
+            solver=solver,
+            message=message,
+            duals=duals,
+            flags=frozenset(flags),
+            info=dict(info or {}),
+        )
+
+    def __repr__(self) -> str:
+        return (f"Solution({self.solver}: {self.status.value}, objective {self.objective:.6g}, "
+                f"L0 {self.l0}, gap {self.gap:.1e}, violation {self.violation:.1e}, "
+                f"{self.seconds:.3f} s)")
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OPTIMAL
+
+    def raise_for_status(self) -> Solution:
+        """Return self if optimal; otherwise raise InfeasibleError or SolverError with the message."""
+        if self.status is Status.OPTIMAL:
+            return self
+        text = f"{self.solver}: {self.status.value}" + (f": {self.message}" if self.message else "")
+        if self.status is Status.INFEASIBLE:
+            raise InfeasibleError(text)
+        raise SolverError(text)
+
+    def support(self, relative_threshold: float = L0_RELATIVE_THRESHOLD) -> np.ndarray[Any, Any]:
+        """Indices of the features whose δ exceeds `relative_threshold` × max δ."""
+        if self.delta is None:
+            return np.empty(0, dtype=np.int64)
+        top = float(self.delta.max(initial=0.0))
+        if top <= 0:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self.delta > relative_threshold * top)
+
+    @property
+    def l0(self) -> int:
+        """Number of features in the support (threshold: 1e-5 of the largest entry)."""
+        return int(self.support().size)
+
+    @property
+    def l1(self) -> float:
+        return math.nan if self.delta is None else float(np.abs(self.delta).sum())
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as plain values, for tables and JSON."""
+        return {
+            "solver": self.solver,
+            "status": self.status.value,
+            "objective": self.objective,
+            "gap": self.gap,
+            "violation": self.violation,
+            "dual_infeasibility": self.dual_infeasibility,
+            "l0": self.l0,
+            "l1": self.l1,
+            "iterations": self.iterations,
+            "seconds": self.seconds,
+            "flags": sorted(self.flags),
+            "message": self.message,
+        }

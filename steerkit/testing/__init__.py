@@ -1,0 +1,11 @@
+"""Test kit for steerkit and its plugin authors: fixtures, problem generators, the independent
+reference solve, and the conformance suites every backend runs against itself.
+
+Installed as a pytest plugin (entry point ``pytest11``), so the fixtures are there in any test
+session where steerkit is installed. Needs ``pip install 'steerkit[testing]'``.
+"""
+
+from steerkit.testing.conformance import SolverConformance
+from steerkit.testing.problems import random_decoder, random_problem
+
+__all__ = ["SolverConformance", "random_decoder", "random_problem"]

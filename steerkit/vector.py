@@ -1,0 +1,74 @@
+"""A steering vector: the direction added to the residual stream, with where and how it came to be."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from steerkit._arrays import FloatArray, float_array
+from steerkit.errors import ValidationError
+
+__all__ = ["Positions", "SteeringVector"]
+
+_OWNER = "SteeringVector"
+
+
+class Positions(str, enum.Enum):
+    """Which token positions the vector is added at."""
+
+    ALL = "all"
+    PROMPT = "prompt"
+    GENERATED = "generated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _positions(value: Any) -> Positions:
+    try:
+        return Positions(value)
+    except ValueError as e:
+        allowed = ", ".join(p.value for p in Positions)
+        raise ValidationError(_OWNER, "positions", f"one of {allowed}", repr(value)) from e
+
+
+@attrs.frozen(eq=False)
+class SteeringVector:
+    """vector: (d_model,) added as `scale` × vector at `hook_point`.
+
+    provenance records how it was made (method, solver, λ or ε, the δ support and its feature ids)
+    so that a saved vector says what it is.
+    """
+
+    vector: FloatArray = attrs.field(converter=lambda v: float_array(_OWNER, "vector", v, ndim=1))
+    hook_point: str
+    scale: float = 1.0
+    positions: Positions = attrs.field(default=Positions.ALL, converter=lambda v: _positions(v))
+    layer: int | None = None
+    provenance: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.hook_point, str) or not self.hook_point:
+            raise ValidationError(
+                _OWNER, "hook_point", "a hook name such as 'blocks.6.hook_resid_pre'",
+                repr(self.hook_point),
+            )
+        if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
+            raise ValidationError(_OWNER, "scale", "a finite number", repr(self.scale))
+
+    @property
+    def d_model(self) -> int:
+        return int(self.vector.shape[0])
+
+    @property
+    def norm(self) -> float:
+        """‖vector‖₂ (before scale)."""
+        return float((self.vector @ self.vector) ** 0.5)
+
+    def scaled(self, scale: float) -> SteeringVector:
+        """The same vector with another scale α."""
+        return attrs.evolve(self, scale=scale)
