@@ -64,9 +64,7 @@ def float_array(
     if array.size == 0:
         raise ValidationError(owner, field, "a non-empty array", describe(value))
     check_finite(owner, field, array)
-    view = array.view()
-    view.flags.writeable = False
-    return view
+    return readonly(array)
 
 
 def check_finite(owner: str, field: str, array: np.ndarray[Any, Any]) -> None:
@@ -98,6 +96,6 @@ def positive_scalar(owner: str, field: str, value: Any) -> float:
 
 def readonly(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """A read-only view of an array the caller owns."""
-    view = array.view()
+    view: np.ndarray[Any, Any] = array.view()
     view.flags.writeable = False
     return view

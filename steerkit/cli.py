@@ -17,8 +17,10 @@ __all__ = ["main"]
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
-             for line in [header, ["-" * w for w in widths], *rows]]
+    lines = [
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+        for line in [header, ["-" * w for w in widths], *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -32,11 +34,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     if not rows:
         print("no steerkit plugins found (install one, e.g. pip install ./plugins/steerkit-cvxpy)")
         return 0
-    print(_table(
-        [[r.kind, r.name, r.distribution or "-", r.version or "-", r.status, r.error or ""]
-         for r in rows],
-        ["kind", "name", "distribution", "version", "status", "error"],
-    ))
+    print(
+        _table(
+            [
+                [r.kind, r.name, r.distribution or "-", r.version or "-", r.status, r.error or ""]
+                for r in rows
+            ],
+            ["kind", "name", "distribution", "version", "status", "error"],
+        )
+    )
     return 0
 
 
@@ -54,17 +60,35 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
     def limit(value: Any) -> str:
         return "any" if value is None else str(value)
 
-    print(_table(
-        [[i.name, "yes" if i.installed else "no", ",".join(i.capabilities["kinds"]).upper(),
-          limit(i.capabilities["max_constraints"]), limit(i.capabilities["max_features"]),
-          "yes" if i.capabilities["warm_start"] else "no",
-          "yes" if i.capabilities["batch"] else "no",
-          i.distribution or "-",
-          i.description if i.installed else f"{i.reason}; pip install {i.install}"]
-         for i in infos],
-        ["solver", "installed", "solves", "max k", "max features", "warm start", "batch",
-         "distribution", "notes"],
-    ))
+    print(
+        _table(
+            [
+                [
+                    i.name,
+                    "yes" if i.installed else "no",
+                    ",".join(i.capabilities["kinds"]).upper(),
+                    limit(i.capabilities["max_constraints"]),
+                    limit(i.capabilities["max_features"]),
+                    "yes" if i.capabilities["warm_start"] else "no",
+                    "yes" if i.capabilities["batch"] else "no",
+                    i.distribution or "-",
+                    i.description if i.installed else f"{i.reason}; pip install {i.install}",
+                ]
+                for i in infos
+            ],
+            [
+                "solver",
+                "installed",
+                "solves",
+                "max k",
+                "max features",
+                "warm start",
+                "batch",
+                "distribution",
+                "notes",
+            ],
+        )
+    )
     return 0
 
 
@@ -78,13 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    plugins = commands.add_parser("plugins", help="list plugins: what loaded, from where, "
-                                                  "and what failed")
+    plugins = commands.add_parser(
+        "plugins", help="list plugins: what loaded, from where, and what failed"
+    )
     plugins.add_argument("--json", action="store_true", help="print a JSON list of objects")
     plugins.set_defaults(func=_cmd_plugins)
 
-    solvers = commands.add_parser("solvers", help="list solver backends: installed or not, "
-                                                  "and what each solves")
+    solvers = commands.add_parser(
+        "solvers", help="list solver backends: installed or not, and what each solves"
+    )
     solvers.add_argument("--json", action="store_true", help="print a JSON list of objects")
     solvers.set_defaults(func=_cmd_solvers)
     return parser
@@ -105,8 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         else:
             first = (str(e).strip().splitlines() or [""])[0]
-            print(f"steerkit: error: {type(e).__name__}: {first} (run with --debug for the "
-                  "traceback)", file=sys.stderr)
+            print(
+                f"steerkit: error: {type(e).__name__}: {first} (run with --debug for the "
+                "traceback)",
+                file=sys.stderr,
+            )
         return 1
 
 

@@ -18,8 +18,9 @@ __all__ = ["Dataset", "LabelledTexts", "Splits"]
 def _labels(value: Any) -> np.ndarray[Any, Any]:
     array = to_numpy("LabelledTexts", "labels", value)
     if array.ndim != 1 or not np.all(np.equal(np.mod(array, 1), 0)):
-        raise ValidationError("LabelledTexts", "labels", "a 1-d array of integer classes",
-                              describe(value))
+        raise ValidationError(
+            "LabelledTexts", "labels", "a 1-d array of integer classes", describe(value)
+        )
     return readonly(array.astype(np.int64))
 
 
@@ -33,13 +34,19 @@ class LabelledTexts:
     def __attrs_post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ValidationError(
-                "LabelledTexts", "labels", f"{len(self.texts)} labels, one per text",
+                "LabelledTexts",
+                "labels",
+                f"{len(self.texts)} labels, one per text",
                 f"{len(self.labels)} labels",
             )
         bad = [i for i, t in enumerate(self.texts) if not isinstance(t, str)]
         if bad:
-            raise ValidationError("LabelledTexts", "texts", "strings",
-                                  f"{type(self.texts[bad[0]]).__name__} at index {bad[0]}")
+            raise ValidationError(
+                "LabelledTexts",
+                "texts",
+                "strings",
+                f"{type(self.texts[bad[0]]).__name__} at index {bad[0]}",
+            )
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -77,7 +77,8 @@ class SolverNotInstalledError(SteerkitError):
         self.missing = missing
         self.install = install
         super().__init__(
-            f"solver {solver!r} is not installed: {missing}; install it with `pip install {install}`"
+            f"solver {solver!r} is not installed: {missing}; "
+            f"install it with `pip install {install}`"
         )
 
 

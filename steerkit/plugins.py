@@ -150,8 +150,15 @@ class PluginHost:
         if status == "failed":
             logger.warning("steerkit plugin %s failed: %s", origin.plugin, error)
         self._problems.append(
-            PluginRow(kind, origin.plugin, origin.distribution, origin.version, origin.plugin,
-                      status, error)
+            PluginRow(
+                kind,
+                origin.plugin,
+                origin.distribution,
+                origin.version,
+                origin.plugin,
+                status,
+                error,
+            )
         )
 
     def _register(self, plugin: object, origin: Origin) -> None:
@@ -187,9 +194,12 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         for ep, origin in self._entry_points():
             if origin.plugin in self._origins:
-                self._record(origin, "failed",
-                             f"the plugin name {origin.plugin!r} is already taken by "
-                             f"{self._origins[origin.plugin]}")
+                self._record(
+                    origin,
+                    "failed",
+                    f"the plugin name {origin.plugin!r} is already taken by "
+                    f"{self._origins[origin.plugin]}",
+                )
                 continue
             reason = self._selected(origin)
             if reason is not None:

@@ -31,8 +31,12 @@ class Concept:
         directions = float_array("Concept", "directions", raw, ndim=2)
         raw_t = to_numpy("Concept", "thresholds", self.thresholds).reshape(-1)
         if raw_t.shape != (directions.shape[0],):
-            raise ValidationError("Concept", "thresholds", f"shape ({directions.shape[0]},)",
-                                  describe(self.thresholds))
+            raise ValidationError(
+                "Concept",
+                "thresholds",
+                f"shape ({directions.shape[0]},)",
+                describe(self.thresholds),
+            )
         object.__setattr__(self, "directions", directions)
         object.__setattr__(self, "thresholds", float_array("Concept", "thresholds", raw_t, ndim=1))
 
@@ -46,14 +50,16 @@ class Concept:
         if h.ndim == 1:
             h = h[None, :]
         if h.shape[1] != self.directions.shape[1]:
-            raise ValidationError("Concept", "hidden", f"shape (n, {self.directions.shape[1]})",
-                                  describe(hidden))
+            raise ValidationError(
+                "Concept", "hidden", f"shape (n, {self.directions.shape[1]})", describe(hidden)
+            )
         result: FloatArray = self.thresholds[None, :] - h @ self.directions.T
         return result
 
     def satisfied(self, hidden: Any) -> np.ndarray[Any, Any]:
         """(n,) booleans: is each input already in the target class?"""
-        return np.all(self.rhs(hidden) <= 0, axis=1)
+        satisfied: np.ndarray[Any, Any] = np.all(self.rhs(hidden) <= 0, axis=1)
+        return satisfied
 
 
 class Probe(abc.ABC):

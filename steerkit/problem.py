@@ -11,6 +11,7 @@ The steering vector is Dᵀδ.
 
 from __future__ import annotations
 
+import copy
 import enum
 from typing import Any
 
@@ -35,6 +36,17 @@ class ProblemKind(str, enum.Enum):
         return self.value
 
 
+def _rhs(value: Any, k: int) -> FloatArray:
+    raw = to_numpy(_OWNER, "rhs", value)
+    if raw.ndim == 0:
+        raw = np.full(k, float(raw))
+    if raw.shape != (k,):
+        raise ValidationError(
+            _OWNER, "rhs", f"a scalar or shape ({k},), one entry per direction", describe(value)
+        )
+    return float_array(_OWNER, "rhs", raw, ndim=1)
+
+
 def _kind(value: Any) -> ProblemKind:
     try:
         return ProblemKind(value)
@@ -49,7 +61,7 @@ class SteeringProblem:
     Arrays are read-only float views (the decoder stays float32 if given float32).
     """
 
-    kind: ProblemKind = attrs.field(converter=lambda value: _kind(value))
+    kind: ProblemKind = attrs.field(converter=_kind)
     decoder: FloatArray
     directions: FloatArray
     rhs: FloatArray
@@ -74,17 +86,7 @@ class SteeringProblem:
         directions = float_array(_OWNER, "directions", raw_dirs, ndim=2)
         k = directions.shape[0]
 
-        raw_rhs = to_numpy(_OWNER, "rhs", self.rhs)
-        if raw_rhs.ndim == 0:
-            raw_rhs = np.full(k, float(raw_rhs))
-        if raw_rhs.shape != (k,):
-            raise ValidationError(
-                _OWNER,
-                "rhs",
-                f"a scalar or shape ({k},), one entry per direction",
-                describe(self.rhs),
-            )
-        rhs = float_array(_OWNER, "rhs", raw_rhs, ndim=1)
+        rhs = _rhs(self.rhs, k)
 
         kind = self.kind
         lam, eps = self.lam, self.eps
@@ -123,9 +125,9 @@ class SteeringProblem:
 
         The decoder is shared, not copied, and so is the cached constraint matrix.
         """
-        other = attrs.evolve(self, rhs=rhs)
-        if "A" in self._cache:
-            other._cache["A"] = self._cache["A"]
+        other = copy.copy(self)  # no re-validation of the (large) decoder
+        object.__setattr__(other, "rhs", _rhs(rhs, self.n_constraints))
+        object.__setattr__(other, "_cache", {"A": self._cache["A"]} if "A" in self._cache else {})
         return other
 
     # -- derived quantities -------------------------------------------------------------------

@@ -53,7 +53,7 @@ class Certificate:
     """KKT figures for (δ, duals), computed over every feature.
 
     `gap`: primal minus dual objective, relative to max(1, |objective|).
-    `dual_infeasibility`: the most negative reduced cost, as a positive number (0 when dual feasible).
+    `dual_infeasibility`: minus the most negative reduced cost (0 when dual feasible).
     """
 
     gap: float
@@ -102,6 +102,10 @@ def _status(value: Any) -> Status:
         raise ValidationError(_OWNER, "status", f"one of {allowed}", repr(value)) from e
 
 
+def _flags(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen(eq=False, repr=False)
 class Solution:
     """A solver's answer to a SteeringProblem.
@@ -111,7 +115,7 @@ class Solution:
     `gap` and `dual_infeasibility` are NaN when the backend gave no multipliers.
     """
 
-    status: Status = attrs.field(converter=lambda value: _status(value))
+    status: Status = attrs.field(converter=_status)
     delta: FloatArray | None
     objective: float
     gap: float
@@ -122,7 +126,7 @@ class Solution:
     solver: str
     message: str = ""
     duals: Duals | None = None
-    flags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    flags: frozenset[str] = attrs.field(default=frozenset(), converter=_flags)
     info: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -170,7 +174,7 @@ class Solution:
                 solver=solver,
                 message=message,
                 duals=duals,
-                flags=frozenset(flags),
+                flags=_flags(flags),
                 info=dict(info or {}),
             )
         d = to_numpy(_OWNER, "delta", delta).astype(np.float64).reshape(-1)
@@ -189,21 +193,23 @@ class Solution:
             solver=solver,
             message=message,
             duals=duals,
-            flags=frozenset(flags),
+            flags=_flags(flags),
             info=dict(info or {}),
         )
 
     def __repr__(self) -> str:
-        return (f"Solution({self.solver}: {self.status.value}, objective {self.objective:.6g}, "
-                f"L0 {self.l0}, gap {self.gap:.1e}, violation {self.violation:.1e}, "
-                f"{self.seconds:.3f} s)")
+        return (
+            f"Solution({self.solver}: {self.status.value}, objective {self.objective:.6g}, "
+            f"L0 {self.l0}, gap {self.gap:.1e}, violation {self.violation:.1e}, "
+            f"{self.seconds:.3f} s)"
+        )
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OPTIMAL
 
     def raise_for_status(self) -> Solution:
-        """Return self if optimal; otherwise raise InfeasibleError or SolverError with the message."""
+        """Self if optimal; otherwise raise InfeasibleError or SolverError with the message."""
         if self.status is Status.OPTIMAL:
             return self
         text = f"{self.solver}: {self.status.value}" + (f": {self.message}" if self.message else "")

@@ -14,8 +14,14 @@ from steerkit.problem import SteeringProblem
 from steerkit.solution import Solution
 from steerkit.solver import Solver
 
-__all__ = ["SolverInfo", "available_solvers", "list_plugins", "select_solver", "solve",
-           "solve_batch"]
+__all__ = [
+    "SolverInfo",
+    "available_solvers",
+    "list_plugins",
+    "select_solver",
+    "solve",
+    "solve_batch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +104,12 @@ def select_solver(
         reason = cls.missing() or cls.cannot_solve(problem)
         if reason is None:
             if rejected:
-                logger.info("solver %s chosen for %s (passed over: %s)", entry.name,
-                            problem.describe(), "; ".join(rejected))
+                logger.info(
+                    "solver %s chosen for %s (passed over: %s)",
+                    entry.name,
+                    problem.describe(),
+                    "; ".join(rejected),
+                )
             else:
                 logger.info("solver %s chosen for %s", entry.name, problem.describe())
             return cls
@@ -107,8 +117,7 @@ def select_solver(
     if not candidates:
         raise SolverNotInstalledError("(any)", "no solver backend is registered", INSTALL_HINT)
     raise SolverCapabilityError(
-        f"no installed solver can solve this problem ({problem.describe()}): "
-        + "; ".join(rejected)
+        f"no installed solver can solve this problem ({problem.describe()}): " + "; ".join(rejected)
     )
 
 

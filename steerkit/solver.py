@@ -65,8 +65,10 @@ class Solver(abc.ABC):
             kinds = ", ".join(sorted(k.value.upper() for k in cls.kinds))
             return f"solves {kinds} only, not {problem.kind.value.upper()}"
         if cls.max_constraints is not None and problem.n_constraints > cls.max_constraints:
-            return (f"handles at most {cls.max_constraints} linear constraint(s), "
-                    f"the problem has {problem.n_constraints}")
+            return (
+                f"handles at most {cls.max_constraints} linear constraint(s), "
+                f"the problem has {problem.n_constraints}"
+            )
         if cls.max_features is not None and problem.d_sae > cls.max_features:
             return f"handles at most {cls.max_features} features, the problem has {problem.d_sae}"
         return None

@@ -1,4 +1,4 @@
-"""Stage 2: an activation source — a model, a hook point and an SAE — and the activations it gives."""
+"""Stage 2: an activation source (a model, a hook point, an SAE) and the activations it gives."""
 
 from __future__ import annotations
 
@@ -16,26 +16,31 @@ from steerkit.vector import SteeringVector
 __all__ = ["ActivationSource", "Activations"]
 
 
+def _hidden(value: Any) -> FloatArray:
+    return float_array("Activations", "hidden", value, ndim=2, keep_float32=True)
+
+
+def _features(value: Any) -> FloatArray | None:
+    if value is None:
+        return None
+    return float_array("Activations", "features", value, ndim=2, keep_float32=True)
+
+
 @attrs.frozen(eq=False)
 class Activations:
     """hidden: (n, d_model) residual activations at `hook_point`, one row per text (its last
     real token); features: (n, d_sae) SAE feature activations, when the source has an SAE."""
 
-    hidden: FloatArray = attrs.field(
-        converter=lambda v: float_array("Activations", "hidden", v, ndim=2, keep_float32=True)
-    )
+    hidden: FloatArray = attrs.field(converter=_hidden)
     hook_point: str
-    features: FloatArray | None = attrs.field(
-        default=None,
-        converter=lambda v: None
-        if v is None
-        else float_array("Activations", "features", v, ndim=2, keep_float32=True),
-    )
+    features: FloatArray | None = attrs.field(default=None, converter=_features)
 
     def __attrs_post_init__(self) -> None:
         if self.features is not None and self.features.shape[0] != self.hidden.shape[0]:
             raise ValidationError(
-                "Activations", "features", f"{self.hidden.shape[0]} rows, one per text",
+                "Activations",
+                "features",
+                f"{self.hidden.shape[0]} rows, one per text",
                 f"{self.features.shape[0]} rows",
             )
 

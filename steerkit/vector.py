@@ -1,4 +1,4 @@
-"""A steering vector: the direction added to the residual stream, with where and how it came to be."""
+"""A steering vector: the direction added to the residual stream, where, and how it was made."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ class Positions(str, enum.Enum):
         return self.value
 
 
+def _vector(value: Any) -> FloatArray:
+    return float_array(_OWNER, "vector", value, ndim=1)
+
+
 def _positions(value: Any) -> Positions:
     try:
         return Positions(value)
@@ -44,17 +48,19 @@ class SteeringVector:
     so that a saved vector says what it is.
     """
 
-    vector: FloatArray = attrs.field(converter=lambda v: float_array(_OWNER, "vector", v, ndim=1))
+    vector: FloatArray = attrs.field(converter=_vector)
     hook_point: str
     scale: float = 1.0
-    positions: Positions = attrs.field(default=Positions.ALL, converter=lambda v: _positions(v))
+    positions: Positions = attrs.field(default=Positions.ALL, converter=_positions)
     layer: int | None = None
     provenance: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.hook_point, str) or not self.hook_point:
             raise ValidationError(
-                _OWNER, "hook_point", "a hook name such as 'blocks.6.hook_resid_pre'",
+                _OWNER,
+                "hook_point",
+                "a hook name such as 'blocks.6.hook_resid_pre'",
                 repr(self.hook_point),
             )
         if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):

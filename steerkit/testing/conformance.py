@@ -131,8 +131,9 @@ class SolverConformance:
         rng = np.random.default_rng([seed, k, 2])
         problem = random_problem(rng, "socp", k=k)
         eps = slack * min_feasible_norm(problem)
-        problem = SteeringProblem.socp(decoder=problem.decoder, directions=problem.directions,
-                                       rhs=problem.rhs, eps=eps)
+        problem = SteeringProblem.socp(
+            decoder=problem.decoder, directions=problem.directions, rhs=problem.rhs, eps=eps
+        )
         if not self.supports(ProblemKind.SOCP, k):
             self.declines(problem)
             return
@@ -143,8 +144,9 @@ class SolverConformance:
         rng = np.random.default_rng([k, 3])
         problem = random_problem(rng, "socp", k=k)
         eps = 0.7 * min_feasible_norm(problem)
-        problem = SteeringProblem.socp(decoder=problem.decoder, directions=problem.directions,
-                                       rhs=problem.rhs, eps=eps)
+        problem = SteeringProblem.socp(
+            decoder=problem.decoder, directions=problem.directions, rhs=problem.rhs, eps=eps
+        )
         if not self.supports(ProblemKind.SOCP, k):
             self.declines(problem)
             return
@@ -155,8 +157,9 @@ class SolverConformance:
         assert solution.message, "an infeasible status must say why"
 
     @pytest.mark.parametrize("kind", ["qp", "socp"])
-    def test_direction_orthogonal_to_every_row_is_infeasible(self, backend: Solver,
-                                                             kind: str) -> None:
+    def test_direction_orthogonal_to_every_row_is_infeasible(
+        self, backend: Solver, kind: str
+    ) -> None:
         rng = np.random.default_rng(4)
         decoder = random_decoder(rng, 40, 10)
         decoder[:, -1] = 0.0  # every row lies in the first 9 coordinates
@@ -183,7 +186,9 @@ class SolverConformance:
         solution = self.solve(backend, problem)
         assert solution.status is Status.OPTIMAL
         assert solution.delta is not None
-        assert solution.objective <= 1e-7, f"r ≤ 0 needs no steering; objective {solution.objective}"
+        assert solution.objective <= 1e-7, (
+            f"r ≤ 0 needs no steering; objective {solution.objective}"
+        )
 
     @pytest.mark.parametrize("kind", ["qp", "socp"])
     def test_duplicated_decoder_rows(self, backend: Solver, kind: str) -> None:
@@ -192,8 +197,12 @@ class SolverConformance:
         decoder = np.concatenate([base, base, base[:5]])
         problem = random_problem(rng, kind, decoder=decoder)
         if kind == "socp":
-            problem = SteeringProblem.socp(decoder=decoder, directions=problem.directions,
-                                           rhs=problem.rhs, eps=1.2 * min_feasible_norm(problem))
+            problem = SteeringProblem.socp(
+                decoder=decoder,
+                directions=problem.directions,
+                rhs=problem.rhs,
+                eps=1.2 * min_feasible_norm(problem),
+            )
         if not self.supports(ProblemKind(kind)):
             self.declines(problem)
             return
@@ -205,8 +214,12 @@ class SolverConformance:
         rng = np.random.default_rng(7)
         problem = random_problem(rng, kind, scale=scale)
         if kind == "socp":
-            problem = SteeringProblem.socp(decoder=problem.decoder, directions=problem.directions,
-                                           rhs=problem.rhs, eps=1.3 * min_feasible_norm(problem))
+            problem = SteeringProblem.socp(
+                decoder=problem.decoder,
+                directions=problem.directions,
+                rhs=problem.rhs,
+                eps=1.3 * min_feasible_norm(problem),
+            )
         if not self.supports(ProblemKind(kind)):
             self.declines(problem)
             return

@@ -66,8 +66,9 @@ def _solve(
     rhs = [np.zeros(m), np.zeros(n), -np.asarray(problem.rhs)]
     cones = [clarabel.ZeroConeT(m), clarabel.NonnegativeConeT(n + k)]
     if eps is not None:
-        blocks.append(sp.vstack([sp.csc_matrix((1, n + m)),
-                                 sp.hstack([sp.csc_matrix((m, n)), -identity_m])]))
+        blocks.append(
+            sp.vstack([sp.csc_matrix((1, n + m)), sp.hstack([sp.csc_matrix((m, n)), -identity_m])])
+        )
         rhs.append(np.concatenate([[eps], np.zeros(m)]))
         cones.append(clarabel.SecondOrderConeT(m + 1))
     a = sp.vstack(blocks, format="csc")

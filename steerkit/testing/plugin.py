@@ -34,8 +34,7 @@ def steerkit_host_factory() -> Iterator[Callable[..., PluginHost]]:
     """
     stack: list[Any] = []
 
-    def make(*plugins: tuple[str, object], entry_points: bool = False, **kwargs: Any
-             ) -> PluginHost:
+    def make(*plugins: tuple[str, object], entry_points: bool = False, **kwargs: Any) -> PluginHost:
         host = PluginHost(entry_points=entry_points, plugins=plugins, **kwargs)
         context = use_host(host)
         context.__enter__()

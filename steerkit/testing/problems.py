@@ -40,13 +40,14 @@ def random_problem(
         decoder = random_decoder(rng, d_sae, d_model) * scale
     d_sae, d_model = decoder.shape
     directions = rng.normal(size=(k, d_model))
-    directions *= rng.uniform(1.0, 5.0, size=(k, 1)) / np.linalg.norm(directions, axis=1,
-                                                                      keepdims=True)
+    directions *= rng.uniform(1.0, 5.0, size=(k, 1)) / np.linalg.norm(
+        directions, axis=1, keepdims=True
+    )
     a = directions @ decoder.T
     delta0 = np.zeros(d_sae)
     # a few features that push every direction up, so that A δ₀ > 0 componentwise
     score = a.min(axis=0)
-    chosen = np.argsort(score)[-max(2, k):]
+    chosen = np.argsort(score)[-max(2, k) :]
     delta0[chosen] = rng.uniform(0.5, 1.5, size=chosen.size)
     push = a @ delta0
     if np.any(push <= 0):  # fall back: make the chosen rows point along every direction

@@ -1,0 +1,171 @@
+"""SteeringProblem: validation on construction, and the quantities derived from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from steerkit import ProblemKind, SteeringProblem, ValidationError
+
+
+def _decoder(rng: np.random.Generator, d_sae: int = 20, d_model: int = 6) -> np.ndarray:
+    return rng.normal(size=(d_sae, d_model))
+
+
+def test_qp_accepts_vector_direction_and_scalar_rhs(steerkit_rng: np.random.Generator) -> None:
+    decoder = _decoder(steerkit_rng)
+    w = steerkit_rng.normal(size=6)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.5, lam=2.0)
+    assert problem.kind is ProblemKind.QP
+    assert problem.directions.shape == (1, 6)
+    assert problem.rhs.shape == (1,) and problem.rhs[0] == 1.5
+    assert (problem.d_sae, problem.d_model, problem.n_constraints) == (20, 6, 1)
+    np.testing.assert_allclose(problem.constraint_matrix, (decoder @ w)[None, :])
+    assert problem.lam == 2.0 and problem.eps is None
+
+
+def test_socp_with_k_directions(steerkit_rng: np.random.Generator) -> None:
+    decoder = _decoder(steerkit_rng)
+    w = steerkit_rng.normal(size=(3, 6))
+    problem = SteeringProblem.socp(decoder=decoder, directions=w, rhs=[1.0, 2.0, 3.0], eps=4.0)
+    assert problem.kind is ProblemKind.SOCP and problem.n_constraints == 3
+    np.testing.assert_allclose(problem.constraint_matrix, w @ decoder.T)
+
+
+def test_objective_and_violation_by_hand() -> None:
+    decoder = np.eye(3)
+    problem = SteeringProblem.qp(decoder=decoder, directions=[1.0, 0, 0], rhs=2.0, lam=0.5)
+    delta = np.array([1.0, 2.0, 0.0])
+    # 1ᵀδ = 3, ‖Dᵀδ‖² = 5 → 3 + 0.25 · 5
+    assert problem.objective(delta) == pytest.approx(4.25)
+    assert problem.violation(delta) == pytest.approx(1.0)  # a·δ = 1 < r = 2
+    assert problem.violation(np.array([2.0, 0, 0])) == 0.0
+    assert problem.violation(np.array([2.0, -0.5, 0])) == pytest.approx(0.5)
+
+    socp = SteeringProblem.socp(decoder=decoder, directions=[1.0, 0, 0], rhs=2.0, eps=1.0)
+    assert socp.objective(delta) == pytest.approx(3.0)
+    assert socp.violation(np.array([2.0, 0, 0])) == pytest.approx(1.0)  # ‖v‖ = 2 > ε = 1
+
+
+def test_arrays_are_read_only_and_float32_decoder_is_kept(
+    steerkit_rng: np.random.Generator,
+) -> None:
+    decoder = _decoder(steerkit_rng).astype(np.float32)
+    problem = SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
+    assert problem.decoder.dtype == np.float32
+    assert np.shares_memory(problem.decoder, decoder), "the decoder must not be copied"
+    with pytest.raises(ValueError):
+        problem.decoder[0, 0] = 1.0
+    with pytest.raises(ValueError):
+        problem.rhs[0] = 1.0
+    assert problem.constraint_matrix.dtype == np.float64
+
+
+def test_with_rhs_shares_the_decoder_and_cache(steerkit_rng: np.random.Generator) -> None:
+    problem = SteeringProblem.qp(
+        decoder=_decoder(steerkit_rng), directions=np.ones(6), rhs=1.0, lam=1.0
+    )
+    a = problem.constraint_matrix
+    other = problem.with_rhs(-3.0)
+    assert other.decoder is problem.decoder
+    assert other.constraint_matrix is a
+    assert other.rhs[0] == -3.0 and problem.rhs[0] == 1.0
+    assert other.already_satisfied and not problem.already_satisfied
+
+
+def test_accepts_tensor_like_objects(steerkit_rng: np.random.Generator) -> None:
+    class FakeTensor:  # the duck type a torch tensor presents, without importing torch
+        def __init__(self, array: np.ndarray) -> None:
+            self.array = array
+            self.dtype = "torch.float32"
+
+        def detach(self) -> FakeTensor:
+            return self
+
+        def cpu(self) -> FakeTensor:
+            return self
+
+        def numpy(self) -> np.ndarray:
+            return self.array
+
+    decoder = _decoder(steerkit_rng)
+    problem = SteeringProblem.qp(
+        decoder=FakeTensor(decoder), directions=FakeTensor(np.ones(6)), rhs=1.0, lam=1.0
+    )
+    np.testing.assert_array_equal(problem.decoder, decoder)
+
+
+@pytest.mark.needs_torch
+def test_accepts_torch_tensors(steerkit_rng: np.random.Generator) -> None:
+    import torch
+
+    decoder = torch.tensor(_decoder(steerkit_rng), dtype=torch.bfloat16)
+    problem = SteeringProblem.socp(decoder=decoder, directions=torch.ones(6), rhs=1.0, eps=3.0)
+    assert problem.decoder.dtype == np.float32
+    np.testing.assert_allclose(problem.decoder, decoder.float().numpy())
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "fragment"),
+    [
+        ({"decoder": np.ones(5)}, "decoder", "a 2-d array"),
+        ({"directions": np.ones(5)}, "directions", "shape (k, 6) or (6,)"),
+        ({"directions": np.ones((2, 3, 6))}, "directions", "shape (k, 6) or (6,)"),
+        ({"rhs": [1.0, 2.0]}, "rhs", "a scalar or shape (1,)"),
+        ({"rhs": np.nan}, "rhs", "finite"),
+        ({"lam": 0.0}, "lam", "positive finite number"),
+        ({"lam": -1.0}, "lam", "positive finite number"),
+        ({"lam": float("inf")}, "lam", "positive finite number"),
+        ({"lam": "big"}, "lam", "positive finite number"),
+        ({"directions": ["a"] * 6}, "directions", "an array of numbers"),
+    ],
+)
+def test_bad_qp_input_names_the_field(
+    steerkit_rng: np.random.Generator, changes: dict, field: str, fragment: str
+) -> None:
+    arguments = {
+        "decoder": _decoder(steerkit_rng),
+        "directions": np.ones(6),
+        "rhs": 1.0,
+        "lam": 1.0,
+    }
+    arguments.update(changes)
+    with pytest.raises(ValidationError) as info:
+        SteeringProblem.qp(**arguments)
+    assert info.value.field == field
+    assert f"SteeringProblem.{field}: expected" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_nan_and_inf_in_decoder_are_located(steerkit_rng: np.random.Generator) -> None:
+    decoder = _decoder(steerkit_rng)
+    decoder[3, 2] = np.inf
+    decoder[7, 1] = np.nan
+    with pytest.raises(
+        ValidationError, match=r"2 NaN or infinite entries \(first at index \(3, 2\)"
+    ):
+        SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
+
+
+@pytest.mark.parametrize("eps", [0.0, -2.0, float("nan")])
+def test_bad_eps(steerkit_rng: np.random.Generator, eps: float) -> None:
+    with pytest.raises(ValidationError, match="SteeringProblem.eps: expected a positive finite"):
+        SteeringProblem.socp(decoder=_decoder(steerkit_rng), directions=np.ones(6), rhs=1, eps=eps)
+
+
+def test_parameter_of_the_other_kind_is_rejected(steerkit_rng: np.random.Generator) -> None:
+    decoder = _decoder(steerkit_rng)
+    with pytest.raises(ValidationError, match="SteeringProblem.eps: expected None for a QP"):
+        SteeringProblem("qp", decoder, np.ones(6), 1.0, lam=1.0, eps=2.0)
+    with pytest.raises(ValidationError, match="SteeringProblem.kind: expected 'qp' or 'socp'"):
+        SteeringProblem("lp", decoder, np.ones(6), 1.0, lam=1.0)
+
+
+def test_describe_and_repr_are_short(steerkit_rng: np.random.Generator) -> None:
+    problem = SteeringProblem.socp(
+        decoder=_decoder(steerkit_rng), directions=np.ones((2, 6)), rhs=1.0, eps=2.5
+    )
+    assert repr(problem) == (
+        "SteeringProblem(SOCP over 20 features (d_model 6), 2 constraints, ε = 2.5)"
+    )
+    np.testing.assert_array_equal(problem.rhs, [1.0, 1.0])
