@@ -104,7 +104,7 @@ def test_a_hook_that_raises_is_reported_and_others_still_load(installed: list) -
     assert "toy-reference" in host.solvers
     (failure,) = host.failures
     assert failure.name == "raising" and failure.kind == "solver"
-    assert "register_solvers: RuntimeError: this plugin is broken" == failure.error
+    assert failure.error == "register_solvers: RuntimeError: this plugin is broken"
 
 
 def test_a_misspelt_hook_fails_its_plugin(installed: list) -> None:
