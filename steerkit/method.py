@@ -1,17 +1,17 @@
 """Stage 4: a steering method. Heuristic baselines return vectors directly; convex methods build
-SteeringProblems and hand them to `context.solve`, so methods never import a solver."""
+SteeringProblems and hand them to the solver registry (`steerkit.solve_batch`), so a method never
+imports a solver backend."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from steerkit.dataset import Splits
 from steerkit.probe import Concept
-from steerkit.problem import SteeringProblem
 from steerkit.solution import Solution
 from steerkit.source import Activations, ActivationSource
 from steerkit.vector import SteeringVector
@@ -21,13 +21,19 @@ __all__ = ["MethodContext", "MethodResult", "SteeringMethod"]
 
 @attrs.frozen(eq=False)
 class MethodContext:
-    """Everything a method may use: the inputs to steer, the concept, the decoder, a solve
-    function bound to the chosen solver, and the data for baselines that need it."""
+    """Everything a method may use.
+
+    inputs: the activations to steer (n rows); concept: the target half-spaces W h ≥ t;
+    decoder: the SAE decoder D (d_sae, d_model), for SAE-based methods; solver: a backend name,
+    or None for automatic selection; solver_options: passed to every solve; source, splits and
+    train: for baselines that need the model or the training data; seed: for every random choice.
+    """
 
     inputs: Activations
     concept: Concept
-    solve: Callable[[SteeringProblem], Solution]
     decoder: Any = None
+    solver: str | None = None
+    solver_options: Mapping[str, Any] = attrs.field(factory=dict)
     source: ActivationSource | None = None
     splits: Splits | None = None
     train: Activations | None = None
@@ -36,11 +42,13 @@ class MethodContext:
 
 @attrs.frozen(eq=False)
 class MethodResult:
-    """One vector per input, or a single shared vector; with the solutions behind them."""
+    """Per-input vectors (one per input, None where the method failed and was told to keep
+    going), or a single shared vector; with the solutions behind them, in input order."""
 
-    vectors: tuple[SteeringVector, ...] = attrs.field(converter=tuple)
+    vectors: tuple[SteeringVector | None, ...] = attrs.field(converter=tuple)
     solutions: tuple[Solution, ...] = attrs.field(default=(), converter=tuple)
     shared: bool = False
+    info: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class SteeringMethod(abc.ABC):

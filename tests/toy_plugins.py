@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from steerkit import ProblemKind, Solution, Solver, SteeringProblem, hookimpl
+from steerkit import ProblemKind, hookimpl
 
 __all__ = ["hookimpl"]
-from steerkit.testing.oracle import reference_solve
+from steerkit.testing import ReferenceSolver as BaseReference
 
 
-class ReferenceSolver(Solver):
+class ReferenceSolver(BaseReference):
     """Solves anything through steerkit.testing's Clarabel reference."""
 
     name = "toy-reference"
@@ -19,21 +18,6 @@ class ReferenceSolver(Solver):
     install = "clarabel"
     priority = 10
     description = "the reference solve, for tests"
-
-    def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
-        if options:
-            raise TypeError(f"{self.name}: unknown options: {', '.join(sorted(options))}")
-        start = time.perf_counter()
-        ref = reference_solve(problem)
-        return Solution.build(
-            problem,
-            ref.delta,
-            status=ref.status,
-            solver=self.name,
-            seconds=time.perf_counter() - start,
-            duals=ref.duals,
-            message="" if ref.delta is not None else ref.raw_status,
-        )
 
 
 class OneConstraintSolver(ReferenceSolver):

@@ -7,5 +7,12 @@ session where steerkit is installed. Needs ``pip install 'steerkit[testing]'``.
 
 from steerkit.testing.conformance import SolverConformance
 from steerkit.testing.problems import random_decoder, random_problem
+from steerkit.testing.reference_solver import ReferencePlugin, ReferenceSolver
 
-__all__ = ["SolverConformance", "random_decoder", "random_problem"]
+__all__ = [
+    "ReferencePlugin",
+    "ReferenceSolver",
+    "SolverConformance",
+    "random_decoder",
+    "random_problem",
+]
