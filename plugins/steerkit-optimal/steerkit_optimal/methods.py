@@ -1,0 +1,392 @@
+"""The convex steering methods: per-input SOCP and QP, and one shared vector for a batch.
+
+Each builds SteeringProblems from the concept (W h ≥ t) and hands them to the solver registry
+(`steerkit.solve_batch`), so the best installed backend answers — the exact path solver for one
+constraint, a general backend for k > 1. Inputs already past the margin are gated to δ = 0 without
+a solve. A failed input raises by default (never a silent zero vector); `on_failure="keep"` keeps
+going and returns its Solution with no vector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+import steerkit
+from steerkit import (
+    Duals,
+    InfeasibleError,
+    MethodContext,
+    MethodResult,
+    ProblemKind,
+    Solution,
+    SolverError,
+    Status,
+    SteeringMethod,
+    SteeringProblem,
+    SteeringVector,
+)
+from steerkit_optimal.prefilter import prefilter_pool
+
+__all__ = ["QPMethod", "SOCPMethod", "SharedMethod"]
+
+#: A reduced cost below −this over the full dictionary means a pre-filtered optimum is not optimal.
+PREFILTER_TOLERANCE = 1e-6
+#: Relative slack under which a constraint counts as binding.
+BINDING_TOLERANCE = 1e-6
+
+_FAILURE_MODES = ("raise", "keep")
+
+
+def _positive(method: str, name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(
+            f"method {method!r}: {name} must be a positive finite number, got {value!r}"
+        )
+    return number
+
+
+def _failure_mode(method: str, value: str) -> str:
+    if value not in _FAILURE_MODES:
+        raise ValueError(f"method {method!r}: on_failure must be 'raise' or 'keep', got {value!r}")
+    return value
+
+
+def _decoder(context: MethodContext, method: str) -> Any:
+    if context.decoder is None:
+        raise ValueError(
+            f"method {method!r} steers through SAE features and needs the SAE decoder: "
+            "pass MethodContext(decoder=...) (an activation source with an SAE provides it)"
+        )
+    return context.decoder
+
+
+def _build(
+    kind: ProblemKind, decoder: Any, directions: Any, rhs: Any, lam: float | None, eps: float | None
+) -> SteeringProblem:
+    if kind is ProblemKind.QP:
+        assert lam is not None
+        return SteeringProblem.qp(decoder=decoder, directions=directions, rhs=rhs, lam=lam)
+    assert eps is not None
+    return SteeringProblem.socp(decoder=decoder, directions=directions, rhs=rhs, eps=eps)
+
+
+def already_satisfied(problem: SteeringProblem) -> Solution:
+    """δ = 0 with its certificate (μ = 0: every reduced cost is 1): no solve needed."""
+    return Solution.build(
+        problem,
+        np.zeros(problem.d_sae),
+        status=Status.OPTIMAL,
+        solver="none",
+        seconds=0.0,
+        iterations=0,
+        duals=Duals(
+            np.zeros(problem.n_constraints), norm=0.0 if problem.kind is ProblemKind.SOCP else None
+        ),
+        flags={"already_satisfied"},
+        message="already past the margin: no steering needed",
+    )
+
+
+def _raise(method: str, where: str, solution: Solution, more: str = "") -> None:
+    text = f"method {method!r}, {where}: {solution.message or solution.status.value}{more}"
+    if solution.status is Status.INFEASIBLE:
+        raise InfeasibleError(text)
+    raise SolverError(text)
+
+
+def _provenance(
+    method: str, problem: SteeringProblem, solution: Solution, **extra: Any
+) -> dict[str, Any]:
+    support = solution.support()
+    assert solution.delta is not None
+    return {
+        "method": method,
+        "kind": problem.kind.value,
+        "lam": problem.lam,
+        "eps": problem.eps,
+        "solver": solution.solver,
+        "status": solution.status.value,
+        "objective": solution.objective,
+        "support": support.tolist(),
+        "support_values": solution.delta[support].tolist(),
+        "flags": sorted(solution.flags),
+        **extra,
+    }
+
+
+class _PerInputMethod(SteeringMethod):
+    """One problem per input, solved as a batch (shared decoder, only r differs)."""
+
+    kind: ClassVar[ProblemKind]
+
+    def __init__(
+        self,
+        *,
+        lam: float | None = None,
+        eps: float | None = None,
+        solver: str | None = None,
+        prefilter: int | None = None,
+        on_failure: str = "raise",
+        solver_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.lam = _positive(self.name, "lam", lam) if self.kind is ProblemKind.QP else None
+        self.eps = _positive(self.name, "eps", eps) if self.kind is ProblemKind.SOCP else None
+        self.solver = solver
+        if prefilter is not None and (not isinstance(prefilter, int) or prefilter < 1):
+            raise ValueError(
+                f"method {self.name!r}: prefilter must be a positive number of "
+                f"features or None (the full dictionary), got {prefilter!r}"
+            )
+        self.prefilter = prefilter
+        self.on_failure = _failure_mode(self.name, on_failure)
+        self.solver_options = dict(solver_options or {})
+
+    def problems(self, context: MethodContext) -> list[SteeringProblem]:
+        """One problem per input; they share the decoder and its constraint matrix."""
+        rhs = context.concept.rhs(context.inputs.hidden)
+        base = _build(
+            self.kind,
+            _decoder(context, self.name),
+            context.concept.directions,
+            rhs[0],
+            self.lam,
+            self.eps,
+        )
+        base.constraint_matrix  # computed once, shared by with_rhs  # noqa: B018
+        return [base.with_rhs(r) for r in rhs]
+
+    def compute(self, context: MethodContext) -> MethodResult:
+        problems = self.problems(context)
+        solutions: list[Solution | None] = [
+            already_satisfied(p) if p.already_satisfied else None for p in problems
+        ]
+        todo = [i for i, s in enumerate(solutions) if s is None]
+        solver = self.solver or context.solver
+        options = {**context.solver_options, **self.solver_options}
+        start = time.perf_counter()
+        if self.prefilter is None:
+            solved = steerkit.solve_batch([problems[i] for i in todo], solver, **options)
+        else:
+            features = context.inputs.features
+            solved = [
+                self._prefiltered(
+                    problems[i], None if features is None else features[i], solver, options
+                )
+                for i in todo
+            ]
+        seconds = time.perf_counter() - start
+        for i, solution in zip(todo, solved):
+            solutions[i] = solution
+        final = [s for s in solutions if s is not None]
+        assert len(final) == len(problems)
+
+        failures = [(i, s) for i, s in enumerate(final) if not s.ok]
+        if failures and self.on_failure == "raise":
+            index, first = failures[0]
+            more = f" ({len(failures)} of {len(final)} inputs failed)" if len(failures) > 1 else ""
+            _raise(self.name, f"input {index}", first, more)
+        vectors = [
+            None
+            if not s.ok
+            else SteeringVector(
+                vector=p.steering_vector(s.delta),
+                hook_point=context.inputs.hook_point,
+                provenance=_provenance(self.name, p, s, input=i, prefilter=self.prefilter),
+            )
+            for i, (p, s) in enumerate(zip(problems, final))
+        ]
+        info = {
+            "seconds": seconds,
+            "solved": len(todo),
+            "already_satisfied": len(problems) - len(todo),
+            "failed": [i for i, _ in failures],
+        }
+        return MethodResult(vectors=vectors, solutions=final, shared=False, info=info)
+
+    def _prefiltered(
+        self, problem: SteeringProblem, features: Any, solver: str | None, options: dict[str, Any]
+    ) -> Solution:
+        """Solve over the pre-filtered pool, then certify the answer over the full dictionary."""
+        assert self.prefilter is not None
+        pool = prefilter_pool(
+            np.asarray(problem.decoder), problem.directions, self.prefilter, features
+        )
+        sub = _build(
+            problem.kind,
+            problem.decoder[pool],
+            problem.directions,
+            problem.rhs,
+            problem.lam,
+            problem.eps,
+        )
+        answer = steerkit.solve(sub, solver, **options)
+        info = {**answer.info, "prefilter_pool": int(pool.size)}
+        if answer.delta is None:
+            return Solution.build(
+                problem,
+                None,
+                status=answer.status,
+                solver=answer.solver,
+                seconds=answer.seconds,
+                iterations=answer.iterations,
+                message=f"{answer.message} (over a pre-filtered pool of {pool.size} features; "
+                "the full dictionary may do better: set prefilter=None)",
+                flags=answer.flags | {"prefiltered"},
+                info=info,
+            )
+        delta = np.zeros(problem.d_sae)
+        delta[pool] = answer.delta
+        lifted = Solution.build(
+            problem,
+            delta,
+            status=answer.status,
+            solver=answer.solver,
+            seconds=answer.seconds,
+            iterations=answer.iterations,
+            message=answer.message,
+            duals=answer.duals,
+            flags=answer.flags | {"prefiltered"},
+            info=info,
+        )
+        if answer.duals is None:
+            note, flag = (
+                (
+                    "the backend gave no multipliers, so the pre-filtered optimum could not "
+                    "be checked against the full dictionary"
+                ),
+                "prefilter_unverified",
+            )
+        elif lifted.dual_infeasibility > PREFILTER_TOLERANCE:
+            note, flag = (
+                (
+                    f"the pre-filtered optimum is not optimal over the full dictionary "
+                    f"(a feature outside the pool of {pool.size} has reduced cost "
+                    f"−{lifted.dual_infeasibility:.3g}); set prefilter=None for the exact "
+                    "optimum"
+                ),
+                "prefilter_suboptimal",
+            )
+        else:
+            return lifted
+        return Solution.build(
+            problem,
+            delta,
+            status=answer.status,
+            solver=answer.solver,
+            seconds=answer.seconds,
+            iterations=answer.iterations,
+            message="; ".join(m for m in (answer.message, note) if m),
+            duals=answer.duals,
+            flags=lifted.flags | {flag},
+            info=info,
+        )
+
+
+class SOCPMethod(_PerInputMethod):
+    """min 1ᵀδ s.t. W(h + Dᵀδ) ≥ t, ‖Dᵀδ‖₂ ≤ ε, δ ≥ 0, for each input h."""
+
+    name = "socp"
+    kind = ProblemKind.SOCP
+
+    def __init__(self, *, eps: float, **kwargs: Any) -> None:
+        super().__init__(eps=eps, **kwargs)
+
+
+class QPMethod(_PerInputMethod):
+    """min 1ᵀδ + (λ/2)‖Dᵀδ‖₂² s.t. W(h + Dᵀδ) ≥ t, δ ≥ 0, for each input h."""
+
+    name = "qp"
+    kind = ProblemKind.QP
+
+    def __init__(self, *, lam: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(lam=lam, **kwargs)
+
+
+class SharedMethod(SteeringMethod):
+    """One δ for the whole batch: every input's constraints hold at once.
+
+    Each direction's constraint over the batch reduces to its largest right-hand side, so the
+    robust problem has k constraints however many inputs there are; with one direction it is
+    exactly the hardest input's problem. `info["binding_inputs"]` lists the inputs that bind.
+    """
+
+    name = "shared"
+
+    def __init__(
+        self,
+        *,
+        kind: str = "qp",
+        lam: float | None = None,
+        eps: float | None = None,
+        solver: str | None = None,
+        on_failure: str = "raise",
+        solver_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        try:
+            self.kind = ProblemKind(kind)
+        except ValueError:
+            raise ValueError(
+                f"method 'shared': kind must be 'qp' or 'socp', got {kind!r}"
+            ) from None
+        if self.kind is ProblemKind.QP:
+            self.lam: float | None = _positive(self.name, "lam", 1.0 if lam is None else lam)
+            self.eps: float | None = None
+        else:
+            self.lam, self.eps = None, _positive(self.name, "eps", eps)
+        self.solver = solver
+        self.on_failure = _failure_mode(self.name, on_failure)
+        self.solver_options = dict(solver_options or {})
+
+    def compute(self, context: MethodContext) -> MethodResult:
+        rhs: npt.NDArray[np.float64] = context.concept.rhs(context.inputs.hidden)  # (n, k)
+        worst = rhs.max(axis=0)
+        problem = _build(
+            self.kind,
+            _decoder(context, self.name),
+            context.concept.directions,
+            worst,
+            self.lam,
+            self.eps,
+        )
+        if problem.already_satisfied:
+            solution = already_satisfied(problem)
+        else:
+            options = {**context.solver_options, **self.solver_options}
+            solution = steerkit.solve(problem, self.solver or context.solver, **options)
+        if not solution.ok and self.on_failure == "raise":
+            _raise(self.name, f"the batch of {rhs.shape[0]} inputs", solution)
+
+        binding_directions: list[int] = []
+        binding_inputs: list[int] = []
+        if solution.delta is not None:
+            achieved = problem.constraint_matrix @ solution.delta
+            slack_tol = BINDING_TOLERANCE * np.maximum(1.0, np.abs(worst))
+            active = (worst > 0) & (achieved - worst <= slack_tol)
+            binding_directions = np.flatnonzero(active).tolist()
+            hits = (rhs >= worst - slack_tol) & active[None, :]
+            binding_inputs = np.flatnonzero(hits.any(axis=1)).tolist()
+        info = {
+            "n_inputs": int(rhs.shape[0]),
+            "worst_rhs": worst.tolist(),
+            "binding_directions": binding_directions,
+            "binding_inputs": binding_inputs,
+        }
+        vector = None
+        if solution.ok:
+            vector = SteeringVector(
+                vector=problem.steering_vector(solution.delta),
+                hook_point=context.inputs.hook_point,
+                provenance=_provenance(
+                    self.name, problem, solution, shared=True, binding_inputs=binding_inputs
+                ),
+            )
+        return MethodResult(vectors=(vector,), solutions=(solution,), shared=True, info=info)
