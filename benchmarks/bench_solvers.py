@@ -1,0 +1,296 @@
+"""Solver benchmark: the research code's reference path against every installed backend and the
+exact path solver, on synthetic decoders at GPT-2 small and Gemma-2-2B scale.
+
+Everything is timed in one run on one machine, and every figure is printed as a ratio to the
+reference measured here, so the targets do not depend on the machine:
+
+(a) reference: CVXPY builds the QP on every call and solves it with SCS after a 2000-feature
+    pre-filter (top 2000 decoder rows by |cos(Dᵢ, w)|), as the original research code does;
+(b) each installed backend, on the full dictionary and on the same pre-filtered pool;
+(c) the path solver: one input from scratch (empty cache), 256 inputs, and 256 inputs × 9 λ.
+
+Targets (issue 3): (c) one input ≥ 100× faster than (a) with an objective no worse than (a)'s
+(+1e-6 relative); 256 × 9 in ≥ 10,000× less time than (a)'s per-solve time × 2304 (extrapolated:
+(a) is timed on a few solves only).
+
+    python benchmarks/bench_solvers.py                  # both scales, every backend
+    python benchmarks/bench_solvers.py --scale gpt2 --backends path clarabel
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import steerkit
+from steerkit import SteeringProblem
+
+SCALES = {"gpt2": (24576, 768), "gemma": (16384, 2304)}
+PREFILTER = 2000
+LAMS = [0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0]  # the research notebook's grid
+
+
+def synthetic(scale: str, seed: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A unit-norm-row decoder (float32), a probe direction of norm 1–5, and `batch` binding r."""
+    d_sae, d_model = SCALES[scale]
+    rng = np.random.default_rng(seed)
+    decoder = rng.standard_normal((d_sae, d_model), dtype=np.float32)
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    w = rng.standard_normal(d_model)
+    w *= rng.uniform(1.0, 5.0) / np.linalg.norm(w)
+    rhs = rng.uniform(0.5, 5.0, size=batch)
+    return decoder, w, rhs
+
+
+def pool(decoder: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The reference's pre-filter: the 2000 rows most aligned with w (|cos|)."""
+    cosine = np.abs(decoder @ w) / np.linalg.norm(w)
+    return np.sort(np.argpartition(-cosine, PREFILTER - 1)[:PREFILTER])
+
+
+def reference_solve(decoder: np.ndarray, w: np.ndarray, r: float, lam: float) -> np.ndarray:
+    """(a): build the CVXPY problem on this call, over the pre-filtered pool, solve with SCS."""
+    import cvxpy as cp
+
+    keep = pool(decoder, w)
+    sub = decoder[keep].astype(np.float64)
+    delta = cp.Variable(keep.size, nonneg=True)
+    steering = sub.T @ delta
+    objective = cp.Minimize(cp.sum(delta) + lam / 2 * cp.sum_squares(steering))
+    problem = cp.Problem(objective, [(sub @ w) @ delta >= r])
+    problem.solve(solver=cp.SCS)
+    full = np.zeros(decoder.shape[0])
+    if delta.value is not None:
+        full[keep] = np.maximum(delta.value, 0)
+    return full
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median seconds over `repeats` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def clear_path_cache() -> None:
+    """Empty the path solver's cache so that 'from scratch' means it."""
+    try:
+        import steerkit_path
+    except ImportError:
+        return
+    clear = getattr(steerkit_path, "clear_cache", None)
+    if clear is not None:
+        clear()
+
+
+def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
+    decoder, w, rhs = synthetic(scale, args.seed, args.batch)
+    lam = 1.0
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=rhs[0], lam=lam)
+    keep = pool(decoder, w)
+    sub = SteeringProblem.qp(decoder=decoder[keep], directions=w, rhs=rhs[0], lam=lam)
+    rows: list[dict[str, Any]] = []
+
+    print(
+        f"\n## {scale}: d_sae {decoder.shape[0]}, d_model {decoder.shape[1]}, "
+        f"|w| {np.linalg.norm(w):.2f}, r = {rhs[0]:.3f}, λ = {lam}",
+        flush=True,
+    )
+    ref_time, ref_delta = timed(lambda: reference_solve(decoder, w, rhs[0], lam), args.ref_solves)
+    ref_obj = problem.objective(ref_delta)
+    rows.append(
+        {
+            "what": "(a) reference: CVXPY rebuilt + SCS, 2000-feature pre-filter",
+            "seconds": ref_time,
+            "objective": ref_obj,
+            "violation": problem.violation(ref_delta),
+            "l0": int((ref_delta > 1e-5 * ref_delta.max()).sum()),
+            "status": "-",
+        }
+    )
+    print(f"(a) reference: {ref_time:.3f} s per solve (median of {args.ref_solves})", flush=True)
+
+    names = args.backends or [i.name for i in steerkit.available_solvers() if i.installed]
+    for name in names:
+        for label, prob, lift in (("full", problem, None), ("pre-filtered", sub, keep)):
+            if label == "full" and name in args.skip_full:
+                continue
+            if name == "path":
+                clear_path_cache()
+            try:
+                seconds, solution = timed(lambda p=prob, n=name: steerkit.solve(p, n), 1)
+            except steerkit.SteerkitError as e:
+                rows.append(
+                    {
+                        "what": f"{name} ({label})",
+                        "seconds": float("nan"),
+                        "objective": float("nan"),
+                        "violation": float("nan"),
+                        "l0": 0,
+                        "status": f"declined: {e}",
+                    }
+                )
+                continue
+            delta = solution.delta
+            if delta is not None and lift is not None:
+                full = np.zeros(decoder.shape[0])
+                full[lift] = delta
+                delta = full
+            rows.append(
+                {
+                    "what": f"{name} ({label})",
+                    "seconds": seconds,
+                    "objective": problem.objective(delta) if delta is not None else float("nan"),
+                    "violation": problem.violation(delta) if delta is not None else float("nan"),
+                    "l0": solution.l0,
+                    "status": solution.status.value
+                    + (f": {solution.message[:80]}" if solution.message else ""),
+                }
+            )
+            print(
+                f"  {name:16s} {label:12s} {seconds:8.3f} s  {rows[-1]['status'][:60]}", flush=True
+            )
+
+    figures: dict[str, Any] = {"scale": scale, "reference_seconds": ref_time}
+    if "path" in {i.name for i in steerkit.available_solvers() if i.installed}:
+        clear_path_cache()
+        one, solution = timed(lambda: steerkit.solve(problem, "path"), 1)
+        problems = [problem.with_rhs(r) for r in rhs]
+        clear_path_cache()
+        batch, _ = timed(lambda: steerkit.solve_batch(problems, "path"), 1)
+        clear_path_cache()
+
+        def grid() -> None:
+            for value in LAMS:
+                base = SteeringProblem.qp(decoder=decoder, directions=w, rhs=rhs[0], lam=value)
+                steerkit.solve_batch([base.with_rhs(r) for r in rhs], "path")
+
+        sweep, _ = timed(grid, 1)
+        warm, _ = timed(lambda: steerkit.solve(problem.with_rhs(rhs[1]), "path"), 5)
+        figures.update(
+            {
+                "path_one_seconds": one,
+                "path_one_objective": solution.objective,
+                "path_batch_seconds": batch,
+                "path_grid_seconds": sweep,
+                "path_warm_seconds": warm,
+                "speedup_one": ref_time / one,
+                "objective_vs_reference": (solution.objective - ref_obj) / abs(ref_obj),
+                "speedup_grid_extrapolated": ref_time * args.batch * len(LAMS) / sweep,
+                "kkt_dual_infeasibility": solution.dual_infeasibility,
+                "kkt_gap": solution.gap,
+            }
+        )
+        rows.append(
+            {
+                "what": "(c) path, 1 input from scratch",
+                "seconds": one,
+                "objective": solution.objective,
+                "violation": solution.violation,
+                "l0": solution.l0,
+                "status": solution.status.value,
+            }
+        )
+        rows.append(
+            {
+                "what": "(c) path, 1 more input (path cached)",
+                "seconds": warm,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": "-",
+            }
+        )
+        rows.append(
+            {
+                "what": f"(c) path, {args.batch} inputs",
+                "seconds": batch,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": "-",
+            }
+        )
+        rows.append(
+            {
+                "what": f"(c) path, {args.batch} inputs × {len(LAMS)} λ",
+                "seconds": sweep,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": "-",
+            }
+        )
+
+    best = min(
+        (
+            r["objective"]
+            for r in rows
+            if r["objective"] == r["objective"] and r["violation"] <= 1e-6 * max(1.0, rhs[0])
+        ),
+        default=float("nan"),
+    )
+    print(
+        f"\n| {scale} | seconds | × faster than (a) | objective gap to best | violation | L0 |"
+        " status |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        speed = ref_time / r["seconds"] if r["seconds"] == r["seconds"] else float("nan")
+        gap = (r["objective"] - best) / abs(best) if r["objective"] == r["objective"] else None
+        print(
+            f"| {r['what']} | {r['seconds']:.4g} | {speed:.3g} | "
+            f"{'-' if gap is None else f'{gap:.1e}'} | {r['violation']:.1e} | {r['l0']} | "
+            f"{r['status']} |"
+        )
+    if "speedup_one" in figures:
+        print(
+            f"\npath, one input from scratch: {figures['speedup_one']:.0f}× faster than (a) "
+            f"(target ≥ 100×); objective relative to (a): "
+            f"{figures['objective_vs_reference']:+.2e} (target ≤ +1e-6)"
+        )
+        print(
+            f"path, {args.batch} × {len(LAMS)} λ: {figures['speedup_grid_extrapolated']:.0f}× "
+            f"less time than (a)'s per-solve time × {args.batch * len(LAMS)} (extrapolated "
+            f"from {args.ref_solves} reference solves; target ≥ 10,000×)"
+        )
+    figures["rows"] = rows
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=[*SCALES, "both"], default="both")
+    parser.add_argument("--backends", nargs="*", help="backend names (default: all installed)")
+    parser.add_argument(
+        "--skip-full", nargs="*", default=[], help="backends not to run on the full dictionary"
+    )
+    parser.add_argument("--ref-solves", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}"
+    )
+    results = [run_scale(s, args) for s in (SCALES if args.scale == "both" else [args.scale])]
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
