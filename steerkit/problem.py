@@ -123,11 +123,11 @@ class SteeringProblem:
     def with_rhs(self, rhs: Any) -> SteeringProblem:
         """The same problem for another input: only the right-hand side changes.
 
-        The decoder is shared, not copied, and so is the cached constraint matrix.
+        The decoder is shared, not copied, and so is the cache of what derives from the decoder and
+        the directions alone (the constraint matrix, the float64 decoder).
         """
-        other = copy.copy(self)  # no re-validation of the (large) decoder
+        other = copy.copy(self)  # no re-validation of the (large) decoder; the same cache dict
         object.__setattr__(other, "rhs", _rhs(rhs, self.n_constraints))
-        object.__setattr__(other, "_cache", {"A": self._cache["A"]} if "A" in self._cache else {})
         return other
 
     # -- derived quantities -------------------------------------------------------------------
@@ -145,10 +145,24 @@ class SteeringProblem:
         return int(self.directions.shape[0])
 
     @property
+    def decoder64(self) -> FloatArray:
+        """The decoder in float64: the decoder itself when it is float64, else one copy, made once
+        and shared by every `with_rhs` sibling (a float32 decoder is converted once per batch,
+        not once per product)."""
+        if self.decoder.dtype == np.float64:
+            return self.decoder
+        if "D64" not in self._cache:
+            d = self.decoder.astype(np.float64)
+            d.flags.writeable = False
+            self._cache["D64"] = d
+        result: FloatArray = self._cache["D64"]
+        return result
+
+    @property
     def constraint_matrix(self) -> FloatArray:
         """A = W Dᵀ, shape (k, d_sae), float64; computed once."""
         if "A" not in self._cache:
-            a = self.directions @ self.decoder.T.astype(np.float64, copy=False)
+            a = self.directions @ self.decoder64.T
             a.flags.writeable = False
             self._cache["A"] = a
         result: FloatArray = self._cache["A"]
@@ -159,10 +173,25 @@ class SteeringProblem:
         """True when δ = 0 is feasible (every r ≤ 0): the input is already past the margin."""
         return bool(np.all(self.rhs <= 0))
 
+    def same_structure(self, other: SteeringProblem) -> bool:
+        """True when `other` differs from this problem in r only (the contract of a batch), so
+        one model or factorisation serves both."""
+        if self.kind is not other.kind or self.lam != other.lam or self.eps != other.eps:
+            return False
+        for x, y in ((self.decoder, other.decoder), (self.directions, other.directions)):
+            if x is not y and (x.shape != y.shape or not np.array_equal(x, y)):
+                return False
+        return True
+
     def steering_vector(self, delta: Any) -> FloatArray:
-        """Dᵀδ, shape (d_model,), float64."""
+        """Dᵀδ, shape (d_model,), float64. A sparse δ touches only its support's rows."""
         d = np.asarray(delta, dtype=np.float64)
-        result: FloatArray = self.decoder.T.astype(np.float64, copy=False) @ d
+        support = np.flatnonzero(d)
+        if support.size * 4 < d.size:
+            rows = self.decoder[support].astype(np.float64, copy=False)
+            result: FloatArray = rows.T @ d[support]
+        else:
+            result = self.decoder64.T @ d
         return result
 
     def objective(self, delta: Any) -> float:

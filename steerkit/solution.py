@@ -73,7 +73,7 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
             "Duals", "linear", f"shape ({problem.n_constraints},)", describe(duals.linear)
         )
     a = problem.constraint_matrix
-    decoder = problem.decoder
+    decoder = problem.decoder64
     v = problem.steering_vector(delta)
     objective = problem.objective(delta)
     if problem.kind is ProblemKind.QP:
@@ -194,6 +194,72 @@ class Solution:
             message=message,
             duals=duals,
             flags=_flags(flags),
+            info=dict(info or {}),
+        )
+
+    @classmethod
+    def satisfied(
+        cls,
+        problem: SteeringProblem,
+        *,
+        solver: str,
+        seconds: float = 0.0,
+        info: Mapping[str, Any] | None = None,
+    ) -> Solution:
+        """δ = 0 for an input already past every margin (r ≤ 0), flagged `already_satisfied`.
+
+        Optimal without a solve: δ = 0 is feasible and the objective is ≥ 0 on δ ≥ 0 with equality
+        only there; μ = 0 (and ν = 0) certify it, every reduced cost being 1.
+        """
+        if not problem.already_satisfied:
+            raise ValidationError(
+                _OWNER, "problem", "every right-hand side ≤ 0", f"max r = {problem.rhs.max():.6g}"
+            )
+        return cls.build(
+            problem,
+            np.zeros(problem.d_sae),
+            status=Status.OPTIMAL,
+            solver=solver,
+            seconds=seconds,
+            iterations=0,
+            message="r ≤ 0: the input is already past the margin, δ = 0 is optimal",
+            duals=Duals(
+                linear=np.zeros(problem.n_constraints),
+                norm=0.0 if problem.kind is ProblemKind.SOCP else None,
+            ),
+            flags={"already_satisfied"},
+            info=info,
+        )
+
+    @classmethod
+    def failure(
+        cls,
+        *,
+        solver: str,
+        message: str,
+        seconds: float,
+        status: Status | str = Status.ERROR,
+        iterations: int | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> Solution:
+        """A Solution without δ (error, iteration limit, infeasible): the message says why."""
+        if _status(status) is Status.OPTIMAL:
+            raise ValidationError(_OWNER, "status", "a status other than optimal", "optimal")
+        if not message:
+            raise ValidationError(_OWNER, "message", "why there is no δ", "an empty message")
+        return cls(
+            status=_status(status),
+            delta=None,
+            objective=math.nan,
+            gap=math.nan,
+            violation=math.nan,
+            dual_infeasibility=math.nan,
+            iterations=iterations,
+            seconds=seconds,
+            solver=solver,
+            message=message,
+            duals=None,
+            flags=frozenset(),
             info=dict(info or {}),
         )
 

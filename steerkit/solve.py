@@ -50,13 +50,21 @@ def _host(host: PluginHost | None) -> PluginHost:
     return host.load() if host is not None else get_host()
 
 
+def _missing(cls: type[Solver]) -> str | None:
+    """`cls.missing()`, with a third-party check that raises reported as the reason."""
+    try:
+        return cls.missing()
+    except Exception as e:
+        return f"its installation check raised {type(e).__name__}: {e}"
+
+
 def available_solvers(*, host: PluginHost | None = None) -> list[SolverInfo]:
     """Every registered solver backend, installed or not, with what it can solve."""
     registry = _host(host).solvers
     infos = []
     for entry in registry.entries():
         cls = entry.obj
-        missing = cls.missing()
+        missing = _missing(cls)
         infos.append(
             SolverInfo(
                 name=entry.name,
@@ -87,7 +95,7 @@ def select_solver(
     registry = _host(host).solvers
     if solver is not None:
         cls = registry.get(solver)
-        missing = cls.missing()
+        missing = _missing(cls)
         if missing is not None:
             raise SolverNotInstalledError(solver, missing, cls.install or "the backend's package")
         reason = cls.cannot_solve(problem)
@@ -101,7 +109,7 @@ def select_solver(
     candidates = sorted(registry.entries(), key=lambda e: (-e.obj.priority, e.name))
     for entry in candidates:
         cls = entry.obj
-        reason = cls.missing() or cls.cannot_solve(problem)
+        reason = _missing(cls) or cls.cannot_solve(problem)
         if reason is None:
             if rejected:
                 logger.info(

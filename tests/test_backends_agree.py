@@ -3,6 +3,7 @@ degenerate, problems drawn by hypothesis (1e-6 relative objective; the same stat
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -25,6 +26,12 @@ FIRST_PARTY = {
 }
 
 
+#: First-order (ADMM / splitting) backends: on the most degenerate draws (d_model 3, a hundred
+#: features, five constraints) they may stop at their iteration limit. That is an honest answer,
+#: status and message, never a wrong optimum; it is allowed on at most a fifth of the draws.
+FIRST_ORDER = {"osqp", "cvxpy-osqp", "cvxpy-scs"}
+
+
 def _backends() -> list[str]:
     return sorted(PluginHost().solvers.names())
 
@@ -39,9 +46,11 @@ def test_every_first_party_backend_is_installed() -> None:
 def test_backend_agrees_with_the_reference(name: str) -> None:
     cls = PluginHost().solvers.get(name)
     kinds = tuple(sorted(k.value for k in cls.kinds))
+    stopped: list[str] = []
+    drawn: list[int] = []
 
     @settings(
-        max_examples=12,
+        max_examples=40,
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -54,15 +63,24 @@ def test_backend_agrees_with_the_reference(name: str) -> None:
         )
     )
     def check(problem: steerkit.SteeringProblem) -> None:
+        drawn.append(1)
         solution = cls().solve(problem)
         reference = reference_solve(problem)
+        if name in FIRST_ORDER and solution.status is Status.ITERATION_LIMIT:
+            assert solution.message, (name, problem)
+            stopped.append(solution.message)
+            return
         if reference.status is Status.INFEASIBLE:
             assert solution.status is Status.INFEASIBLE, (name, problem, solution)
             return
         assert reference.status is Status.OPTIMAL
         assert solution.status is Status.OPTIMAL, (name, problem, solution.message)
-        scale = max(abs(reference.objective), 1e-300)
-        assert abs(solution.objective - reference.objective) <= 1e-6 * scale, (
+        # relative 1e-6, with an absolute floor for the optimum 0 (r ≤ 0: δ = 0); a point that
+        # violates the constraints by v may undercut the optimum by about μᵀv (sensitivity)
+        assert reference.duals is not None
+        slack = float(np.abs(reference.duals.linear).sum()) * solution.violation
+        tolerance = 1e-6 * abs(reference.objective) + 1e-12 + slack
+        assert abs(solution.objective - reference.objective) <= tolerance, (
             name,
             problem,
             solution.objective,
@@ -72,3 +90,4 @@ def test_backend_agrees_with_the_reference(name: str) -> None:
         assert solution.violation <= 1e-6 * top, (name, problem, solution.violation)
 
     check()
+    assert len(stopped) <= len(drawn) // 5, (name, len(stopped), len(drawn), stopped[:3])

@@ -169,3 +169,36 @@ def test_describe_and_repr_are_short(steerkit_rng: np.random.Generator) -> None:
         "SteeringProblem(SOCP over 20 features (d_model 6), 2 constraints, ε = 2.5)"
     )
     np.testing.assert_array_equal(problem.rhs, [1.0, 1.0])
+
+
+def test_same_structure_means_only_r_differs() -> None:
+    decoder = np.eye(3)
+    base = SteeringProblem.qp(decoder=decoder, directions=[1.0, 0, 0], rhs=1.0, lam=1.0)
+    assert base.same_structure(base.with_rhs([2.0]))
+    assert base.same_structure(
+        SteeringProblem.qp(decoder=decoder.copy(), directions=[1.0, 0, 0], rhs=5.0, lam=1.0)
+    )
+    assert not base.same_structure(
+        SteeringProblem.qp(decoder=decoder, directions=[1.0, 0, 0], rhs=1.0, lam=2.0)
+    )
+    assert not base.same_structure(
+        SteeringProblem.qp(decoder=decoder, directions=[0, 1.0, 0], rhs=1.0, lam=1.0)
+    )
+    assert not base.same_structure(
+        SteeringProblem.socp(decoder=decoder, directions=[1.0, 0, 0], rhs=1.0, eps=1.0)
+    )
+
+
+def test_a_float32_decoder_is_converted_once_per_family() -> None:
+    rng = np.random.default_rng(3)
+    decoder = rng.normal(size=(40, 6)).astype(np.float32)
+    first = SteeringProblem.qp(decoder=decoder, directions=rng.normal(size=6), rhs=1.0, lam=1.0)
+    second = first.with_rhs([2.0])
+    assert first.decoder.dtype == np.float32
+    assert first.decoder64.dtype == np.float64 and first.decoder64 is second.decoder64
+    np.testing.assert_array_equal(first.decoder64, decoder.astype(np.float64))
+    # the sparse product over the support equals the dense float64 product (hand: D64ᵀδ)
+    for delta in (np.eye(40)[3] * 2.5 + np.eye(40)[17], rng.uniform(size=40)):
+        np.testing.assert_allclose(
+            second.steering_vector(delta), decoder.astype(np.float64).T @ delta, rtol=1e-13
+        )

@@ -129,3 +129,30 @@ def test_l0_uses_a_relative_threshold() -> None:
     assert solution.delta is not None
     with pytest.raises(ValueError):
         solution.delta[0] = 5.0  # read-only
+
+
+def test_satisfied_is_zero_with_an_exact_certificate() -> None:
+    problem = _one_feature_qp(r=-1.0)
+    solution = Solution.satisfied(problem, solver="hand", seconds=0.5, info={"k": 1})
+    assert solution.ok and "already_satisfied" in solution.flags
+    np.testing.assert_array_equal(solution.delta, np.zeros(4))
+    assert solution.gap == 0.0 and solution.dual_infeasibility == 0.0
+    assert solution.seconds == 0.5 and solution.info == {"k": 1}
+    socp = SteeringProblem.socp(decoder=np.eye(4), directions=[1.0, 0, 0, 0], rhs=0.0, eps=1.0)
+    assert Solution.satisfied(socp, solver="hand").duals.norm == 0.0  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match=r"every right-hand side ≤ 0.*max r = 2"):
+        Solution.satisfied(_one_feature_qp(r=2.0), solver="hand")
+
+
+def test_failure_carries_no_delta_and_needs_a_reason() -> None:
+    solution = Solution.failure(
+        solver="hand", message="stopped", seconds=1.0, status="iteration_limit", iterations=7
+    )
+    assert solution.status is Status.ITERATION_LIMIT and solution.delta is None
+    assert math.isnan(solution.objective) and solution.iterations == 7
+    with pytest.raises(SolverError, match="hand: iteration_limit: stopped"):
+        solution.raise_for_status()
+    with pytest.raises(ValidationError, match="Solution.message"):
+        Solution.failure(solver="hand", message="", seconds=0.0)
+    with pytest.raises(ValidationError, match="Solution.status"):
+        Solution.failure(solver="hand", message="x", seconds=0.0, status="optimal")

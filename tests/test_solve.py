@@ -18,12 +18,12 @@ from steerkit import (
 )
 from steerkit.testing.oracle import reference_solve
 
-from .toy_plugins import SolverPlugin
+from .toy_plugins import BrokenCheckPlugin, SolverPlugin
 
 
 @pytest.fixture
 def toys(steerkit_host_factory: Any) -> Any:
-    return steerkit_host_factory(("toys", SolverPlugin()))
+    return steerkit_host_factory(("toys", SolverPlugin()), ("broken", BrokenCheckPlugin()))
 
 
 def test_automatic_selection_prefers_priority_and_falls_through_on_capability(
@@ -104,3 +104,14 @@ def test_available_solvers_reports_installation(toys: Any) -> None:
     assert missing.install == "steerkit-not-a-package"
     assert infos["toy-one-constraint"].capabilities["max_constraints"] == 1
     assert infos["toy-qp-only"].capabilities["kinds"] == ["qp"]
+    broken = infos["toy-broken-check"]
+    assert not broken.installed
+    assert broken.reason == (
+        "its installation check raised RuntimeError: licence server unreachable"
+    )
+
+
+def test_a_raising_installation_check_is_passed_over(toys: Any, steerkit_problem: Any) -> None:
+    assert steerkit.select_solver(steerkit_problem("qp", k=1)).name == "toy-one-constraint"
+    with pytest.raises(SolverNotInstalledError, match="licence server unreachable"):
+        steerkit.select_solver(steerkit_problem("qp", k=1), "toy-broken-check")

@@ -43,6 +43,17 @@ class MissingSolver(ReferenceSolver):
     priority = 1000
 
 
+class BrokenCheckSolver(ReferenceSolver):
+    """Highest priority, but its installation check itself raises (a third-party bug)."""
+
+    name = "toy-broken-check"
+    priority = 2000
+
+    @classmethod
+    def missing(cls) -> str | None:
+        raise RuntimeError("licence server unreachable")
+
+
 class SolverPlugin:
     @hookimpl
     def register_solvers(self, register: Any) -> None:
@@ -50,6 +61,12 @@ class SolverPlugin:
         register(OneConstraintSolver)
         register(QPOnlySolver)
         register(MissingSolver)
+
+
+class BrokenCheckPlugin:
+    @hookimpl
+    def register_solvers(self, register: Any) -> None:
+        register(BrokenCheckSolver)
 
 
 class SameNamePlugin:
