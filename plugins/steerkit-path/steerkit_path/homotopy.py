@@ -1,0 +1,542 @@
+"""The screened positive-Lasso homotopy of a direction w over the decoder rows.
+
+    β(α) = argmin_{β ≥ 0} ½‖Dᵀβ − w‖² + α 1ᵀβ,      α from α₀ = max_i aᵢ (a = D w) down to 0.
+
+Between breakpoints the active set A is fixed and the KKT conditions on it, G_AA β_A = a_A − α 1
+with G = D Dᵀ, make β affine in α: β_A(α) = x − α v with x = G⁻¹a_A, v = G⁻¹1. A feature i
+outside A has correlation cᵢ(α) = dᵢᵀ(w − Dᵀβ(α)) = eᵢ + α bᵢ, affine too; it enters when cᵢ
+reaches α, an active one leaves when its βᵢ reaches 0. So every breakpoint is found in closed
+form, and KKT on a whole segment follows from KKT at its two ends.
+
+Screening: the path is followed on a pool of candidate features (the top ones by a); a segment
+is trusted only once both its ends pass the KKT check over all d_sae features (one product
+D · [residuals]). A feature outside the pool that violates it joins the pool, and the path is
+recomputed from the last good breakpoint. The active set's Gram matrix is kept as a Cholesky
+factor, updated by one triangular solve when a feature enters and by Givens rotations when one
+leaves, so a step costs O(|pool| · d_model + |A| · d_model + |A|²).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+from scipy.linalg import cholesky, solve_triangular
+
+__all__ = ["Breakpoint", "Homotopy", "PathStepLimitError"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: 1 − bᵢ at or below this: feature i cannot catch up with the active level (a duplicate of an
+#: active row, or a row in the span of the active ones); it is never a candidate to enter.
+RATE_TOL = 1e-9
+#: A new Cholesky pivot² at or below this × ‖dᵢ‖²: the row is (numerically) in the span of the
+#: active rows, and the Gram matrix would be singular; the feature is skipped.
+PIVOT_TOL = 1e-10
+#: An event below this × α₀ is taken to be the path's end, α = 0: it is rounding (rows in the
+#: span of the active ones enter only at α = 0 in exact arithmetic).
+ALPHA_FLOOR = 1e-11
+#: The KKT check at a breakpoint: cᵢ − α ≤ VIOLATION_RTOL · α + VIOLATION_ATOL · α₀.
+VIOLATION_RTOL = 1e-9
+VIOLATION_ATOL = 1e-12
+#: The initial candidate pool: the top features by a = D w (it grows when a check fails).
+DEFAULT_POOL = 256
+#: Breakpoints checked per product with the decoder (bounds the memory of one check).
+CHECK_CHUNK = 256
+#: float32 unit round-off, for the bound on a float32 product's error.
+_U32 = 2.0**-24
+
+
+class PathStepLimitError(RuntimeError):
+    """The homotopy took more steps than allowed (a degenerate, cycling path)."""
+
+
+@attrs.define(eq=False)
+class Breakpoint:
+    """One breakpoint and the segment that follows it (towards smaller α).
+
+    On the segment, β_A(α) = x − α v over `active` (global feature indices), the fit
+    Dᵀβ(α) = F − α U (d_model,), aᵀβ(α) = P − α Q and 1ᵀβ(α) = S − α T.
+    `violation`: max over the features outside A of cᵢ(α) − α at this breakpoint once checked
+    over all features (None until then).
+    """
+
+    alpha: float
+    active: IntArray
+    x: FloatArray
+    v: FloatArray
+    F: FloatArray
+    U: FloatArray
+    P: float
+    Q: float
+    FF: float
+    FU: float
+    UU: float
+    S: float
+    T: float
+    excluded: frozenset[int] = frozenset()
+    violation: float | None = None
+
+    def beta(self, alpha: float) -> FloatArray:
+        """β on `active` at α (rounding below zero clipped)."""
+        result: FloatArray = np.maximum(self.x - alpha * self.v, 0.0)
+        return result
+
+    def fit(self, alpha: float) -> FloatArray:
+        """Dᵀβ(α), shape (d_model,)."""
+        result: FloatArray = self.F - alpha * self.U
+        return result
+
+    @property
+    def margin(self) -> float:
+        """aᵀβ at this breakpoint."""
+        return self.P - self.alpha * self.Q
+
+    @property
+    def norm(self) -> float:
+        """‖Dᵀβ‖ at this breakpoint."""
+        a = self.alpha
+        return math.sqrt(max(self.FF - 2 * a * self.FU + a * a * self.UU, 0.0))
+
+
+class Homotopy:
+    """The positive-Lasso path of `w` over the rows of `decoder`, computed lazily.
+
+    decoder: (d_sae, d_model), float32 or float64 (kept as given; rows are read as float64);
+    w: (d_model,); a = decoder @ w in float64, (d_sae,). Requires max(a) > 0.
+    pool_size: the initial candidate pool (default DEFAULT_POOL); max_steps: the most
+    breakpoints before the path is declared degenerate (default 20·min(d_sae, d_model) + 200).
+    """
+
+    def __init__(
+        self,
+        decoder: np.ndarray[Any, Any],
+        w: FloatArray,
+        a: FloatArray,
+        *,
+        pool_size: int | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.w = np.asarray(w, dtype=np.float64)
+        self.a = np.asarray(a, dtype=np.float64)
+        d_sae, d_model = decoder.shape
+        self.d_sae, self.d_model = int(d_sae), int(d_model)
+        top = int(np.argmax(self.a))
+        self.alpha0 = float(self.a[top])
+        if not self.alpha0 > 0:
+            raise ValueError("the path needs a decoder row with a positive component along w")
+        size = pool_size if pool_size is not None else DEFAULT_POOL
+        size = min(self.d_sae, max(1, int(size)))
+        self.max_steps = max_steps if max_steps is not None else 20 * min(d_sae, d_model) + 200
+        #: steps computed (recomputations after a repair included), repairs, KKT columns checked
+        self.steps = 0
+        self.repairs = 0
+        self.checked_columns = 0
+        self.records: list[Breakpoint] = []
+        self.complete = False
+        self._row_norms: FloatArray | None = None
+        self._g: list[float] = []  # aᵀβ(α_k)/α_k per breakpoint
+        self._h: list[float] = []  # ‖Dᵀβ(α_k)‖/aᵀβ(α_k) per breakpoint
+        #: per failed breakpoint, the features outside the pool found violating KKT there
+        self._wanted: dict[int, IntArray] = {}
+        self._excess: FloatArray | None = None  # per feature, max of (cᵢ − α)/α over failed checks
+
+        pool = np.argpartition(-self.a, size - 1)[:size] if size < self.d_sae else np.arange(d_sae)
+        self.pool_pos = np.full(self.d_sae, -1, dtype=np.int64)
+        self.pool = np.empty(0, dtype=np.int64)
+        self.Dp = np.empty((0, self.d_model))
+        self.a_p = np.empty(0)
+        self._grow_pool(np.union1d(pool, [top]))
+
+        capacity = min(self.d_model, self.d_sae) + 1
+        self._DA = np.empty((capacity, self.d_model))
+        self._R = np.zeros((capacity, capacity))
+        self._start(top)
+
+    # -- pool -------------------------------------------------------------------------------
+
+    def rows(self, index: Iterable[int] | IntArray) -> FloatArray:
+        """Decoder rows as float64, shape (len(index), d_model)."""
+        idx = np.asarray(index, dtype=np.int64)
+        result: FloatArray = np.asarray(self.decoder[idx], dtype=np.float64)
+        return result
+
+    def _grow_pool(self, features: Iterable[int] | IntArray) -> None:
+        new = np.asarray(list(features) if isinstance(features, set) else features, np.int64)
+        new = np.unique(new[self.pool_pos[new] < 0]) if new.size else new
+        if new.size == 0:
+            return
+        self.pool_pos[new] = np.arange(self.pool.size, self.pool.size + new.size)
+        self.pool = np.concatenate([self.pool, new])
+        self.Dp = np.ascontiguousarray(np.vstack([self.Dp, self.rows(new)]))
+        self.a_p = np.concatenate([self.a_p, self.a[new]])
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def DA(self) -> FloatArray:
+        """The active rows, (|A|, d_model)."""
+        return self._DA[: len(self.active)]
+
+    @property
+    def R(self) -> FloatArray:
+        """Upper Cholesky factor of the active Gram matrix D_A D_Aᵀ = RᵀR."""
+        n = len(self.active)
+        return self._R[:n, :n]
+
+    def _start(self, top: int) -> None:
+        self.alpha = self.alpha0
+        self.active: list[int] = []
+        self.excluded: set[int] = set()
+        self.dependent: set[int] = set()
+        self._add(top)
+        self._record(verified=True)  # α₀ = max a over all features: KKT holds everywhere
+
+    def _restore(self, k: int) -> None:
+        """Go back to breakpoint k: drop the later ones and rebuild the factorisation."""
+        rec = self.records[k]
+        del self.records[k + 1 :], self._g[k + 1 :], self._h[k + 1 :]
+        self.complete = False
+        self.alpha = rec.alpha
+        self.active = [int(i) for i in rec.active]
+        n = len(self.active)
+        self._DA[:n] = self.rows(rec.active)
+        self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
+        self.x, self.v, self.F, self.U = rec.x, rec.v, rec.F, rec.U
+        self.excluded = set(rec.excluded)
+        self.dependent = set()
+
+    def _add(self, i: int) -> bool:
+        """Append feature i to the active set; False (and nothing changes) when its row is in
+        the span of the active rows."""
+        row = self.rows([i])[0]
+        gamma = float(row @ row)
+        n = len(self.active)
+        if n >= self._R.shape[0]:
+            return False
+        if n:
+            column = self.DA @ row
+            z = solve_triangular(self.R, column, trans="T", lower=False, check_finite=False)
+            pivot2 = gamma - float(z @ z)
+            if pivot2 <= PIVOT_TOL * gamma:
+                return False
+            self._R[:n, n] = z
+            self._R[n, :n] = 0.0
+            self._R[n, n] = math.sqrt(pivot2)
+        else:
+            self._R[0, 0] = math.sqrt(gamma)
+        self._DA[n] = row
+        self.active.append(int(i))
+        self._direction()
+        return True
+
+    def _drop(self, position: int) -> None:
+        """Remove the active feature at `position`: delete its column of R, then restore the
+        triangle with Givens rotations (O(|A|²))."""
+        n = len(self.active)
+        R = self._R
+        R[:n, position : n - 1] = R[:n, position + 1 : n].copy()
+        for k in range(position, n - 1):
+            p, q = R[k, k], R[k + 1, k]
+            h = math.hypot(p, q)
+            if h == 0.0:
+                continue
+            c, s = p / h, q / h
+            top, bottom = R[k, k : n - 1].copy(), R[k + 1, k : n - 1].copy()
+            R[k, k : n - 1] = c * top + s * bottom
+            R[k + 1, k : n - 1] = -s * top + c * bottom
+        R[n - 1, :n] = 0.0
+        R[:n, n - 1] = 0.0
+        negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
+        R[negative, : n - 1] *= -1.0
+        self._DA[position : n - 1] = self._DA[position + 1 : n].copy()
+        del self.active[position]
+        self._direction()
+
+    def _direction(self) -> None:
+        """x = G⁻¹a_A and v = G⁻¹1 from the factor, and the fit's pieces F = D_Aᵀx, U = D_Aᵀv."""
+        rhs = np.column_stack([self.a[self.active], np.ones(len(self.active))])
+        y = solve_triangular(self.R, rhs, trans="T", lower=False, check_finite=False)
+        sol = solve_triangular(self.R, y, lower=False, check_finite=False)
+        self.x, self.v = sol[:, 0].copy(), sol[:, 1].copy()
+        both = self.DA.T @ sol
+        self.F, self.U = both[:, 0].copy(), both[:, 1].copy()
+
+    def _record(self, *, verified: bool = False) -> None:
+        idx = np.asarray(self.active, dtype=np.int64)
+        a_active = self.a[idx]
+        rec = Breakpoint(
+            alpha=self.alpha,
+            active=idx,
+            x=self.x,
+            v=self.v,
+            F=self.F,
+            U=self.U,
+            P=float(a_active @ self.x),
+            Q=float(a_active @ self.v),
+            FF=float(self.F @ self.F),
+            FU=float(self.F @ self.U),
+            UU=float(self.U @ self.U),
+            S=float(self.x.sum()),
+            T=float(self.v.sum()),
+            excluded=frozenset(self.excluded),
+            violation=0.0 if verified else None,
+        )
+        first = not self.records
+        self.records.append(rec)
+        margin = rec.margin
+        if first:
+            self._g.append(0.0)
+            self._h.append(math.sqrt(rec.UU) / rec.Q)  # constant on the first segment
+        else:
+            self._g.append(margin / rec.alpha if rec.alpha > 0 else math.inf)
+            self._h.append(rec.norm / margin if margin > 0 else math.inf)
+
+    # -- stepping ---------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Follow the path on the pool to its next breakpoint (or to α = 0)."""
+        if self.complete:
+            return
+        if len(self.records) > self.max_steps or self.steps > 10 * self.max_steps:
+            raise PathStepLimitError(
+                f"the homotopy took {self.steps} steps ({len(self.records)} breakpoints, "
+                f"max_steps = {self.max_steps}) without reaching α = 0; the path is degenerate "
+                f"or cycling"
+            )
+        self.steps += 1
+        alpha = self.alpha
+        both = self.Dp @ np.column_stack([self.F, self.U])
+        e = self.a_p - both[:, 0]
+        rate = 1.0 - both[:, 1]
+        candidate = rate > RATE_TOL
+        if len(self.active) >= self.d_model:
+            candidate[:] = False  # every row is in the span of the active ones
+        candidate[self.pool_pos[np.asarray(self.active, dtype=np.int64)]] = False
+        if self.excluded or self.dependent:
+            skip = np.fromiter(self.excluded | self.dependent, dtype=np.int64)
+            out = self.pool_pos[skip]
+            candidate[out[out >= 0]] = False
+        enter_at = np.full(e.shape, -np.inf)
+        np.divide(e, rate, out=enter_at, where=candidate)
+        np.minimum(enter_at, alpha, out=enter_at)
+        i_in = int(np.argmax(enter_at)) if enter_at.size else -1
+        alpha_in = float(enter_at[i_in]) if i_in >= 0 else -math.inf
+
+        leaving = self.v < 0
+        leave_at = np.full(self.v.shape, -np.inf)
+        np.divide(self.x, self.v, out=leave_at, where=leaving)
+        np.minimum(leave_at, alpha, out=leave_at)
+        j_out = int(np.argmax(leave_at))
+        alpha_out = float(leave_at[j_out])
+
+        new_alpha = max(alpha_in, alpha_out, 0.0)
+        if new_alpha < alpha:
+            self.excluded = set()  # a strictly positive step: a drop's exclusion lapses
+        self.alpha = new_alpha
+        if new_alpha <= ALPHA_FLOOR * self.alpha0:
+            self.alpha = 0.0
+            self._record()
+            self.complete = True
+            return
+        if alpha_out >= alpha_in:
+            feature = self.active[j_out]
+            self._drop(j_out)
+            self.excluded.add(feature)  # it must not re-enter at the same α
+            self.dependent = set()  # a smaller active set spans less
+            self._record()
+            return
+        feature = int(self.pool[i_in])
+        if self._add(feature):
+            self._record()
+        else:
+            self.dependent.add(feature)  # in the span of the active rows: cannot enter
+
+    # -- queries on the breakpoints ----------------------------------------------------------
+
+    def margins_over_alpha(self) -> FloatArray:
+        """g_k = aᵀβ(α_k)/α_k at every breakpoint (0 at the first, inf at α = 0): the QP's λr."""
+        return np.array(self._g)
+
+    def norm_ratios(self) -> FloatArray:
+        """h_k = ‖Dᵀβ(α_k)‖ / aᵀβ(α_k) at every breakpoint: the SOCP's ε/r. Constant on the first
+        segment, where it is ‖U₀‖/Q₀."""
+        return np.array(self._h)
+
+    def _reached(self, g_target: float | None, h_target: float | None) -> bool:
+        k = len(self.records) - 1
+        if self.complete:
+            return True
+        if k == 0:
+            return g_target is None and h_target is None
+        return (g_target is None or self._g[k] >= g_target) and (
+            h_target is None or self._h[k] <= h_target
+        )
+
+    def extend(self, *, g_target: float | None = None, h_target: float | None = None) -> None:
+        """Step until the last breakpoint has g ≥ g_target and h ≤ h_target, or α = 0.
+
+        Breakpoints 32, 64, 128, … are checked over all features as they are reached, so a pool
+        that misses a feature is found out (and repaired) before much of the path is built on it.
+        """
+        while not self._reached(g_target, h_target):
+            stop = _next_checkpoint(len(self.records) - 1)
+            with _one_thread():
+                while len(self.records) - 1 < stop and not self._reached(g_target, h_target):
+                    self.step()
+            if len(self.records) - 1 == stop and not self.complete:
+                failed = self.check([stop])
+                if failed:
+                    self.repair(failed)
+
+    def complete_path(self) -> None:
+        """Step to α = 0 (on the pool: breakpoints are checked only when asked)."""
+        with _one_thread():
+            while not self.complete:
+                self.step()
+
+    def verified(self) -> list[Breakpoint]:
+        """The whole path to α = 0 with every breakpoint checked over all features."""
+        while True:
+            self.complete_path()
+            failed = self.check(range(len(self.records)))
+            if not failed:
+                return list(self.records)
+            self.repair(failed)
+
+    # -- the KKT check over every feature -----------------------------------------------------
+
+    def _tolerance(self, alpha: float) -> float:
+        return VIOLATION_RTOL * alpha + VIOLATION_ATOL * self.alpha0
+
+    def correlations(
+        self, residuals: FloatArray, alphas: FloatArray, skip: list[IntArray]
+    ) -> list[tuple[IntArray | None, FloatArray, FloatArray]]:
+        """For each column r of residuals (d_model, m): (features, cᵢ in float64, an estimate of
+        every cᵢ). `features` lists those whose cᵢ may exceed α − tolerance, less `skip[j]`
+        (None: every feature is given); every other feature has cᵢ < α for sure.
+
+        A float64 decoder is multiplied in float64. A float32 one is multiplied in float32 (one
+        pass, no copy), then the features within the product's worst-case error bound of α are
+        recomputed in float64.
+        """
+        self.checked_columns += residuals.shape[1]
+        if self.decoder.dtype == np.float64:
+            full = self.decoder @ residuals
+            return [(None, full[:, j], full[:, j]) for j in range(residuals.shape[1])]
+        if self._row_norms is None:
+            d = self.decoder
+            self._row_norms = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64))
+        approx = self.decoder @ residuals.astype(np.float32)
+        out: list[tuple[IntArray | None, FloatArray, FloatArray]] = []
+        for j in range(residuals.shape[1]):
+            res = residuals[:, j]
+            bound = (self.d_model + 4) * _U32 * 1.01 * float(np.linalg.norm(res))
+            slack = bound * self._row_norms + self._tolerance(float(alphas[j]))
+            near = approx[:, j] >= alphas[j] - slack
+            near[skip[j]] = False
+            flagged = np.flatnonzero(near)
+            out.append((flagged, self.rows(flagged) @ res, approx[:, j]))
+        return out
+
+    def check(self, indices: Iterable[int]) -> list[int]:
+        """Check KKT over all features at the given breakpoints not yet checked, and record each
+        one's violation (max over the inactive features of cᵢ − α, at least 0). Returns the
+        breakpoints where a feature outside the pool violates it (their violation stays None;
+        the violators are remembered for `repair`)."""
+        todo = sorted({int(k) for k in indices if self.records[int(k)].violation is None})
+        failed: list[int] = []
+        for start in range(0, len(todo), CHECK_CHUNK):
+            failed += self._check([self.records[k] for k in todo[start : start + CHECK_CHUNK]])
+        return failed
+
+    def _check(self, recs: list[Breakpoint]) -> list[int]:
+        position = {id(rec): k for k, rec in enumerate(self.records)}
+        alphas = np.array([rec.alpha for rec in recs])
+        residuals = np.column_stack([self.w - rec.fit(rec.alpha) for rec in recs])
+        skip = [rec.active for rec in recs]
+        failed: list[int] = []
+        for rec, (features, values, estimate) in zip(
+            recs, self.correlations(residuals, alphas, skip)
+        ):
+            k = position[id(rec)]
+            idx = np.arange(self.d_sae) if features is None else features
+            excess = values - rec.alpha
+            if features is None:
+                excess[rec.active] = -math.inf
+            outside = self.pool_pos[idx] < 0
+            bad = outside & (excess > self._tolerance(rec.alpha))
+            if bad.any():
+                failed.append(k)
+                self._wanted[k] = idx[bad]
+                relative = (estimate - rec.alpha) / max(rec.alpha, VIOLATION_ATOL * self.alpha0)
+                if self._excess is None:
+                    self._excess = relative
+                else:
+                    np.maximum(self._excess, relative, out=self._excess)
+                continue
+            worst = float(excess.max(initial=-math.inf))
+            rec.violation = max(worst, 0.0) if math.isfinite(worst) else 0.0
+        return failed
+
+    def repair(self, failed: list[int]) -> None:
+        """Some breakpoints failed the check: find a good breakpoint before the first of them
+        (checking k−1, k−2, k−4, … in one product), go back to it, and grow the pool by the
+        violators at the earliest failure plus the features that came closest to violating
+        (by (cᵢ − α)/α over the failed checks; half the pool again, at least 64)."""
+        first = min(failed)
+        probes = {first - 2**i for i in range(first.bit_length() + 1)}
+        probes = {k for k in probes if k >= 1}
+        more = self.check(probes)
+        good = max(
+            (k for k in range(first) if k not in more and self.records[k].violation is not None),
+            default=0,
+        )
+        violators = self._wanted[min(self._wanted)]  # at the earliest failure found
+        extra = max(64, self.pool.size // 2)
+        picks = np.empty(0, dtype=np.int64)
+        if self._excess is not None:
+            score = np.where(self.pool_pos < 0, self._excess, -np.inf)
+            top = np.argpartition(-score, min(extra, score.size - 1))[:extra]
+            picks = top[np.isfinite(score[top])]
+        self._grow_pool(np.concatenate([violators, picks]))
+        self._wanted, self._excess = {}, None
+        self.repairs += 1
+        with _one_thread():
+            self._restore(good)
+
+
+def _next_checkpoint(k: int) -> int:
+    """The first power of two ≥ 32 above k."""
+    return max(32, 1 << k.bit_length())
+
+
+class _NoLimit:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+_controller: Any = None
+
+
+def _one_thread() -> Any:
+    """Run BLAS single-threaded inside: the path's steps are small products, and numpy and scipy
+    may each bring their own OpenBLAS, whose spinning thread pools then fight over the cores."""
+    global _controller
+    try:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+        return _controller.limit(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return _NoLimit()

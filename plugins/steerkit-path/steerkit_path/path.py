@@ -1,0 +1,497 @@
+"""One homotopy path per (decoder, direction) answers every input, λ and ε in closed form.
+
+With a = D w, the QP  min 1ᵀδ + (λ/2)‖Dᵀδ‖²  s.t. aᵀδ ≥ r > 0, δ ≥ 0  has KKT conditions
+1 + λ D Dᵀδ − μ a ≥ 0 (= 0 on the support). Writing δ = β/(λα) with α = 1/μ turns them into those
+of the non-negative Lasso at α (see `homotopy`), and the binding margin gives
+g(α) = aᵀβ(α)/α = λr. On a segment aᵀβ = P − αQ, so α = P/(λr + Q): one scalar, λr, picks the
+point. Multiplier μ = 1/α.
+
+The SOCP  min 1ᵀδ  s.t. aᵀδ ≥ r, ‖Dᵀδ‖ ≤ ε  has 1 − μa + ν D u ≥ 0 with u = Dᵀδ/‖Dᵀδ‖: the
+QP's conditions with λ = ν/ε, so its solutions are δ = (r/aᵀβ)β on the same path, where
+h(α) = ‖Dᵀβ(α)‖/aᵀβ(α) = ε/r (a quadratic in α on a segment), with μ = 1/α, ν = ‖Dᵀβ‖/α.
+h is constant, ‖U₀‖/Q₀, on the first segment: when ε/r is at least that, the solution is the
+first segment's direction (the best single feature, ν = 0). It falls to its smallest value at
+α = 0 (the non-negative least-squares end of the path): below r·h(0) no δ meets the margin
+within ε, and r·h(0) is the exact smallest feasible ε.
+
+Exact duplicates of a decoder row ("twins") never enter the path (their Gram matrix would be
+singular); the optimum is then not unique, and δ is spread equally over each group of twins
+(the least-‖δ‖₂ optimum, which interior-point solvers also converge to).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+import threading
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from steerkit_path.homotopy import Breakpoint, Homotopy
+
+__all__ = ["Path", "PathPoints", "Regime", "cache_info", "clear_cache", "path_for"]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: max(a) at or below this × ‖w‖ × max‖dᵢ‖: no decoder row has a positive component along w.
+ORTHOGONAL_RTOL = 1e-12
+
+
+class Regime(str, enum.Enum):
+    """Where on the path an input's answer lies."""
+
+    PATH = "path"  # on a segment of the path (ν > 0 for an SOCP)
+    SINGLE = "single"  # SOCP with ε/r ≥ h₀: the first segment's direction, ν = 0
+    SATISFIED = "satisfied"  # r ≤ 0: δ = 0
+    BELOW_MIN_EPS = "below_min_eps"  # SOCP with ε below r · h(0): infeasible
+    NO_DIRECTION = "no_direction"  # no row has aᵢ > 0 and r > 0: infeasible
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(eq=False)
+class PathPoints:
+    """The answers for n right-hand sides (and λ or ε each), as arrays of shape (n,).
+
+    segment: the path segment of each answer (−1 where there is none); alpha: its point on the
+    path; mu, nu: the multipliers (nu: SOCP only, NaN for a QP); min_eps: the smallest feasible
+    ε for that r (NaN when not computed); kkt: a bound on max over features of the relative
+    violation (cᵢ − α)/α, from the checked ends of the segment.
+    """
+
+    path: Path
+    breakpoints: tuple[Breakpoint, ...]  # the path as it stood for these answers
+    kind: str
+    rhs: FloatArray
+    parameter: FloatArray
+    regime: tuple[Regime, ...]
+    segment: npt.NDArray[np.int64]
+    alpha: FloatArray
+    mu: FloatArray
+    nu: FloatArray
+    min_eps: FloatArray
+    kkt: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.rhs.size)
+
+    def sparse(self, i: int) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """δ of answer i as (feature indices, values > 0), twins spread; empty for r ≤ 0."""
+        return self.path._sparse(self, i)
+
+    def dense(self, i: int) -> FloatArray:
+        """δ of answer i, shape (d_sae,)."""
+        delta = np.zeros(self.path.d_sae)
+        idx, values = self.sparse(i)
+        delta[idx] = values
+        return delta
+
+
+class Path:
+    """The positive-Lasso homotopy of one direction w over a decoder, extended lazily.
+
+    decoder: (d_sae, d_model) float32 or float64 (not copied; it must not change while the path
+    is in use); direction: (d_model,); a: decoder @ direction in float64 if already computed.
+    """
+
+    def __init__(
+        self,
+        decoder: Any,
+        direction: Any,
+        a: Any = None,
+        *,
+        pool_size: int | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.w = np.asarray(direction, dtype=np.float64).reshape(-1)
+        self.a = (
+            np.asarray(a, dtype=np.float64).reshape(-1)
+            if a is not None
+            else np.asarray(decoder @ self.w, dtype=np.float64)
+        )
+        self.d_sae, self.d_model = (int(n) for n in decoder.shape)
+        self._twins: dict[int, npt.NDArray[np.int64]] = {}
+        self._lock = threading.RLock()
+        scale = float(np.linalg.norm(self.w)) * float(np.sqrt((decoder[:64] ** 2).sum(1)).max())
+        top = float(self.a.max())
+        self.orthogonal = not top > ORTHOGONAL_RTOL * scale
+        self.homotopy: Homotopy | None = (
+            None
+            if self.orthogonal
+            else Homotopy(decoder, self.w, self.a, pool_size=pool_size, max_steps=max_steps)
+        )
+
+    # -- facts about the path ---------------------------------------------------------------
+
+    @property
+    def steps(self) -> int:
+        """Homotopy steps computed so far (recomputations after a repair included)."""
+        return 0 if self.homotopy is None else self.homotopy.steps
+
+    @property
+    def pool_size(self) -> int:
+        """Features in the homotopy's candidate pool (it grows when the KKT check fails)."""
+        return 0 if self.homotopy is None else int(self.homotopy.pool.size)
+
+    @property
+    def repairs(self) -> int:
+        """Times a KKT check over all features failed and the pool grew."""
+        return 0 if self.homotopy is None else self.homotopy.repairs
+
+    @property
+    def breakpoints(self) -> list[Breakpoint]:
+        """The breakpoints computed so far (a copy of the list)."""
+        return [] if self.homotopy is None else list(self.homotopy.records)
+
+    def breakpoint(self, k: int) -> Breakpoint:
+        """Breakpoint k (and the segment after it)."""
+        assert self.homotopy is not None
+        return self.homotopy.records[k]
+
+    @property
+    def complete(self) -> bool:
+        return self.homotopy is None or self.homotopy.complete
+
+    def min_eps(self, rhs: Any) -> FloatArray:
+        """The exact smallest feasible ε for each r: r · ‖Dᵀβ(0)‖/aᵀβ(0) (completes the path);
+        0 for r ≤ 0, inf when no row points along w."""
+        r = np.atleast_1d(np.asarray(rhs, dtype=np.float64))
+        with self._lock:
+            end = self._end_ratio()
+        return np.where(r <= 0, 0.0, r * end)
+
+    def _end_ratio(self) -> float:
+        """h(0), the path's end ratio, with the end checked against every feature."""
+        h = self.homotopy
+        if h is None:
+            return math.inf
+        while True:
+            h.complete_path()
+            failed = h.check([len(h.records) - 1])
+            if not failed:
+                break
+            h.repair(failed)
+        return float(h.norm_ratios()[-1])
+
+    # -- the two problems --------------------------------------------------------------------
+
+    def qp(self, lam: Any, rhs: Any) -> PathPoints:
+        """The QP's answers for each (λ, r) (broadcast together)."""
+        lam_a, r = (np.atleast_1d(x).astype(np.float64) for x in np.broadcast_arrays(lam, rhs))
+        n = r.size
+        regime = _regimes(r, self.orthogonal)
+        segment = np.full(n, -1, dtype=np.int64)
+        alpha, mu, kkt = np.full(n, math.nan), np.zeros(n), np.zeros(n)
+        live = np.flatnonzero([g is Regime.PATH for g in regime])
+        snapshot = self._snapshot()
+        if live.size:
+            h = self.homotopy
+            assert h is not None
+            target = lam_a[live] * r[live]
+            with self._lock:
+                seg = self._locate(lambda: h.margins_over_alpha(), target, g_target=target.max())
+                recs = snapshot = tuple(h.records)
+                P = np.array([recs[k].P for k in seg])
+                Q = np.array([recs[k].Q for k in seg])
+                hi = np.array([recs[k].alpha for k in seg])
+                lo = np.array([recs[k + 1].alpha for k in seg])
+                kkt_abs = np.array(
+                    [max(recs[k].violation or 0.0, recs[k + 1].violation or 0.0) for k in seg]
+                )
+            at = np.clip(P / (target + Q), lo, hi)
+            segment[live], alpha[live], mu[live] = seg, at, 1.0 / at
+            kkt[live] = kkt_abs / at
+        return PathPoints(
+            path=self,
+            breakpoints=snapshot,
+            kind="qp",
+            rhs=r,
+            parameter=lam_a,
+            regime=tuple(regime),
+            segment=segment,
+            alpha=alpha,
+            mu=mu,
+            nu=np.full(n, math.nan),
+            min_eps=np.full(n, math.nan),
+            kkt=kkt,
+        )
+
+    def socp(self, eps: Any, rhs: Any, *, min_eps: bool = False) -> PathPoints:
+        """The SOCP's answers for each (ε, r) (broadcast together). With `min_eps`, the exact
+        smallest feasible ε of every input is computed (the whole path) even when feasible."""
+        eps_a, r = (np.atleast_1d(x).astype(np.float64) for x in np.broadcast_arrays(eps, rhs))
+        n = r.size
+        regime = _regimes(r, self.orthogonal)
+        segment = np.full(n, -1, dtype=np.int64)
+        alpha, mu, nu, kkt = np.full(n, math.nan), np.zeros(n), np.zeros(n), np.zeros(n)
+        smallest = np.where(r <= 0, 0.0, math.inf if self.orthogonal else math.nan)
+        live = np.flatnonzero([g is Regime.PATH for g in regime])
+        h = self.homotopy
+        if live.size:
+            assert h is not None
+            rho = eps_a[live] / r[live]
+            with self._lock:
+                ratios = h.norm_ratios()
+                single = rho >= ratios[0]
+                for i in live[single]:
+                    regime[i] = Regime.SINGLE
+                segment[live[single]] = 0
+                alpha[live[single]] = h.alpha0
+                mu[live[single]] = 1.0 / h.alpha0
+                rest = live[~single]
+                if rest.size:
+                    self._socp_on_path(rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt)
+                snapshot = tuple(h.records)  # the answers' segments, before min_eps may repair
+        else:
+            snapshot = self._snapshot()
+        if h is not None and (min_eps or h.complete) and live.size:
+            smallest[live] = self.min_eps(r[live])
+        return PathPoints(
+            path=self,
+            breakpoints=snapshot,
+            kind="socp",
+            rhs=r,
+            parameter=eps_a,
+            regime=tuple(regime),
+            segment=segment,
+            alpha=alpha,
+            mu=mu,
+            nu=nu,
+            min_eps=smallest,
+            kkt=kkt,
+        )
+
+    def _socp_on_path(
+        self,
+        rows: npt.NDArray[np.int64],
+        rho: FloatArray,
+        r: FloatArray,
+        regime: list[Regime],
+        segment: npt.NDArray[np.int64],
+        alpha: FloatArray,
+        mu: FloatArray,
+        nu: FloatArray,
+        kkt: FloatArray,
+    ) -> None:
+        """Answers for the inputs with ε/r below the first segment's ratio: a root of a
+        quadratic on the right segment, or infeasible past the path's end."""
+        h = self.homotopy
+        assert h is not None
+
+        def ratios() -> FloatArray:
+            values = np.minimum.accumulate(h.norm_ratios())
+            return np.asarray(-values, dtype=np.float64)  # increasing, for searchsorted
+
+        h.extend(h_target=float(rho.min()))
+        while True:
+            end = len(h.records) - 1
+            end_ratio = float(h.norm_ratios()[-1]) if h.complete else -math.inf
+            below = rho < end_ratio
+            seg = np.searchsorted(ratios(), -rho[~below], side="left") - 1
+            seg = np.clip(seg, 1 if end >= 2 else 0, max(end - 1, 0))
+            need = set(seg.tolist()) | set((seg + 1).tolist())
+            if below.any():
+                need.add(end)
+            failed = h.check(need)
+            if not failed:
+                break
+            h.repair(failed)
+            h.extend(h_target=float(rho.min()))
+        for i in rows[below]:
+            regime[i] = Regime.BELOW_MIN_EPS
+        on, on_rho = rows[~below], rho[~below]
+        first = seg == 0  # a one-segment path: h is constant on it, the first direction holds
+        for i in on[first]:
+            regime[i] = Regime.SINGLE
+        segment[on[first]], alpha[on[first]], mu[on[first]] = 0, h.alpha0, 1.0 / h.alpha0
+        on, on_rho, seg = on[~first], on_rho[~first], seg[~first]
+        recs = h.records
+        roots = np.empty(on.size)
+        for j, (k, p) in enumerate(zip(seg, on_rho)):
+            roots[j] = _ratio_root(recs[k], recs[k + 1].alpha, p)
+        segment[on], alpha[on], mu[on] = seg, roots, 1.0 / roots
+        for j, (k, at) in enumerate(zip(seg, roots)):
+            rec = recs[k]
+            nu[on[j]] = float(np.linalg.norm(rec.fit(at))) / at
+            worst = max(rec.violation or 0.0, recs[k + 1].violation or 0.0)
+            kkt[on[j]] = worst / at
+
+    def _locate(self, values: Any, target: FloatArray, *, g_target: float) -> Any:
+        """Segments k with g_k ≤ target < g_{k+1}, both ends checked over all features."""
+        h = self.homotopy
+        assert h is not None
+        h.extend(g_target=g_target)
+        while True:
+            g = np.maximum.accumulate(values())
+            end = len(h.records) - 1
+            seg = np.clip(np.searchsorted(g, target, side="right") - 1, 0, max(end - 1, 0))
+            failed = h.check(set(seg.tolist()) | set((seg + 1).tolist()))
+            if not failed:
+                return seg
+            h.repair(failed)
+            h.extend(g_target=g_target)
+
+    def _snapshot(self) -> tuple[Breakpoint, ...]:
+        with self._lock:
+            return () if self.homotopy is None else tuple(self.homotopy.records)
+
+    # -- δ ------------------------------------------------------------------------------------
+
+    def _sparse(self, points: PathPoints, i: int) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        regime = points.regime[i]
+        if regime not in (Regime.PATH, Regime.SINGLE):
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        rec = points.breakpoints[int(points.segment[i])]
+        r = float(points.rhs[i])
+        a_active = self.a[rec.active]
+        if regime is Regime.SINGLE:
+            beta = rec.v
+            scale = r / float(a_active @ beta)
+        else:
+            at = float(points.alpha[i])
+            beta = rec.beta(at)
+            if points.kind == "qp":
+                scale = 1.0 / (float(points.parameter[i]) * at)
+            else:
+                scale = r / float(a_active @ beta)
+        values = scale * beta
+        keep = values > 0
+        return self._spread(rec.active[keep], values[keep])
+
+    def twins(self, feature: int) -> npt.NDArray[np.int64]:
+        """Every row exactly equal to row `feature` (itself included), sorted."""
+        found = self._twins.get(feature)
+        if found is None:
+            a_j = self.a[feature]
+            close = np.abs(self.a - a_j) <= 1e-12 * (abs(a_j) + abs(self.a).max())
+            candidates = np.flatnonzero(close)
+            if candidates.size > 1:
+                rows = np.asarray(self.decoder[candidates])
+                same = np.all(rows == np.asarray(self.decoder[feature]), axis=1)
+                candidates = candidates[same]
+            found = np.asarray(candidates, dtype=np.int64)
+            self._twins[feature] = found
+        return found
+
+    def _spread(
+        self, idx: npt.NDArray[np.int64], values: FloatArray
+    ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """Spread each value equally over its feature's twins."""
+        out_idx: list[npt.NDArray[np.int64]] = []
+        out_val: list[FloatArray] = []
+        for j, value in zip(idx, values):
+            group = self.twins(int(j))
+            out_idx.append(group)
+            out_val.append(np.full(group.size, value / group.size))
+        if not out_idx:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        all_idx = np.concatenate(out_idx)
+        all_val = np.concatenate(out_val)
+        unique, inverse = np.unique(all_idx, return_inverse=True)
+        summed: FloatArray = np.bincount(inverse, weights=all_val).astype(np.float64)
+        return unique.astype(np.int64), summed
+
+
+def _regimes(r: FloatArray, orthogonal: bool) -> list[Regime]:
+    return [
+        Regime.SATISFIED if x <= 0 else (Regime.NO_DIRECTION if orthogonal else Regime.PATH)
+        for x in r
+    ]
+
+
+def _ratio_root(rec: Breakpoint, lo: float, rho: float) -> float:
+    """The α in [lo, rec.alpha] where ‖F − αU‖ = ρ (P − αQ): the root of
+    (UU − ρ²Q²) α² − 2 (FU − ρ²PQ) α + (FF − ρ²P²) = 0 that lies on the segment."""
+    hi = rec.alpha
+    rho2 = rho * rho
+    qa = rec.UU - rho2 * rec.Q * rec.Q
+    qb = -2.0 * (rec.FU - rho2 * rec.P * rec.Q)
+    qc = rec.FF - rho2 * rec.P * rec.P
+    candidates: list[float] = []
+    disc = qb * qb - 4.0 * qa * qc
+    if qa != 0.0:
+        root = math.sqrt(max(disc, 0.0))
+        q = -0.5 * (qb + math.copysign(root, qb))
+        if q != 0.0:
+            candidates += [q / qa, qc / q]
+        else:
+            candidates.append(-qb / (2.0 * qa))
+    elif qb != 0.0:
+        candidates.append(-qc / qb)
+    if not candidates:
+        return hi
+    width = max(hi - lo, 0.0)
+
+    def distance(x: float) -> float:
+        if not math.isfinite(x):
+            return math.inf
+        return max(lo - x, x - hi, 0.0) / max(width, 1e-300)
+
+    best = min(candidates, key=distance)
+    return min(max(best, lo), hi)
+
+
+# -- the cache: one path per (decoder memory, direction) ---------------------------------------
+
+_CACHE_SIZE = 4
+_cache: collections.OrderedDict[tuple[Any, ...], tuple[Any, FloatArray, Path]] = (
+    collections.OrderedDict()
+)
+_stats = {"hits": 0, "misses": 0}
+_cache_lock = threading.Lock()
+
+
+def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    interface = array.__array_interface__
+    return (interface["data"][0], array.shape, array.strides, array.dtype.str)
+
+
+def _sample(decoder: np.ndarray[Any, Any]) -> FloatArray:
+    """A few rows, to notice a decoder changed in place behind a cached path."""
+    picks = np.linspace(0, decoder.shape[0] - 1, num=min(16, decoder.shape[0])).astype(np.int64)
+    return np.array(decoder[picks], dtype=np.float64)
+
+
+def path_for(decoder: Any, direction: Any, a: Any = None, **options: Any) -> Path:
+    """The cached Path for (decoder, direction), built on first use (`a`: D w, or a callable
+    returning it, or None to compute it).
+
+    Keyed by the decoder's memory (address, shape, strides, dtype) and the direction's bytes;
+    the cache keeps the decoder alive, so the address cannot be reused while cached. A decoder
+    modified in place is noticed through a sample of its rows; `clear_cache()` otherwise.
+    """
+    decoder_arr = np.asarray(decoder)
+    w = np.asarray(direction, dtype=np.float64).reshape(-1)
+    key = (*_memory_key(decoder_arr), w.tobytes(), tuple(sorted(options.items())))
+    a_fn = a if callable(a) else (lambda: a)  # a callable is called only to build the path
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and np.array_equal(hit[1], _sample(decoder_arr)):
+            _cache.move_to_end(key)
+            _stats["hits"] += 1
+            return hit[2]
+        _stats["misses"] += 1
+        path = Path(decoder_arr, w, a_fn(), **options)
+        _cache[key] = (decoder_arr, _sample(decoder_arr), path)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+        return path
+
+
+def clear_cache() -> None:
+    """Forget every cached path (and the decoders they keep alive)."""
+    with _cache_lock:
+        _cache.clear()
+        _stats["hits"] = _stats["misses"] = 0
+
+
+def cache_info() -> dict[str, int]:
+    """hits, misses (paths built) and size of the path cache."""
+    with _cache_lock:
+        return {**_stats, "size": len(_cache)}

@@ -1,0 +1,281 @@
+"""The `path` backend: exact solutions of one-constraint QPs and SOCPs from a homotopy path.
+
+One path per (decoder, direction) is computed once, cached, and extended only as far as the
+inputs need; every input, λ and ε is then a closed-form lookup on it (see `steerkit_path.path`).
+Importing this module imports neither scipy nor the homotopy code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from steerkit import (
+    Duals,
+    ProblemKind,
+    Solution,
+    Solver,
+    SolverCapabilityError,
+    Status,
+    SteeringProblem,
+)
+
+if TYPE_CHECKING:
+    from steerkit_path.path import Path, PathPoints
+
+__all__ = ["OPTIONS", "PathSolver"]
+
+#: The options `PathSolver.solve` and `solve_batch` accept.
+OPTIONS: Mapping[str, str] = {
+    "cache": "bool: reuse the path cached for this decoder and direction (default True)",
+    "min_eps": "bool: SOCP: report the exact smallest feasible ε in info['min_eps'] even when "
+    "feasible (computes the whole path; default False: reported when already known)",
+    "pool_size": "int: the homotopy's initial candidate pool (default 256; it grows as needed)",
+    "max_steps": "int: the most homotopy steps before giving up (default 20·min(d_sae, "
+    "d_model) + 200)",
+}
+
+
+class PathSolver(Solver):
+    """Exact, batched QP and SOCP solutions for one linear constraint (k = 1)."""
+
+    name = "path"
+    kinds = frozenset({ProblemKind.QP, ProblemKind.SOCP})
+    max_constraints = 1
+    batch = True
+    warm_start = True
+    priority = 100
+    requires = ("numpy", "scipy")
+    install = "steerkit-path"
+    description = (
+        "exact positive-Lasso homotopy path (k = 1): one path per probe and SAE answers every "
+        "input, λ and ε in closed form"
+    )
+
+    @classmethod
+    def options_doc(cls) -> dict[str, str]:
+        """Every accepted option and what it does."""
+        return dict(OPTIONS)
+
+    @staticmethod
+    def path(problem: SteeringProblem, **options: Any) -> Path:
+        """The (cached) path of `problem`'s decoder and direction; keep it to query it directly
+        (`Path.qp`, `Path.socp`, `Path.min_eps`, `steerkit_path.pareto`)."""
+        reason = PathSolver.cannot_solve(problem)
+        if reason is not None:
+            raise SolverCapabilityError(f"the path solver {reason} ({problem.describe()})")
+        cache, path_options = _path_options(options)
+        return _path(problem, cache, path_options)
+
+    def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
+        """Solve one problem (options: `options_doc()`); every outcome is a Solution."""
+        return self.solve_batch([problem], **options)[0]
+
+    def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
+        """Solve problems; those sharing decoder and direction share one path, and each is a
+        lookup on it. `seconds` is the input's own lookup plus an equal share of the path."""
+        cache, path_options = _path_options(options)
+        min_eps = bool(options.get("min_eps", False))
+        solutions: list[Solution | None] = [None] * len(problems)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, problem in enumerate(problems):
+            reason = self.cannot_solve(problem)
+            if reason is not None:
+                solutions[i] = _error(problem, 0.0, f"{self.name} {reason}")
+                continue
+            key = (*_memory_key(problem.decoder), problem.directions.tobytes())
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            start = time.perf_counter()
+            try:
+                built = _group(problems, members, cache, path_options, min_eps)
+            except Exception as e:  # a failure is a Solution, never raised
+                seconds = (time.perf_counter() - start) / len(members)
+                for i in members:
+                    solutions[i] = _failure(problems[i], seconds, e)
+                continue
+            for i, solution in zip(members, built):
+                solutions[i] = solution
+        return [s for s in solutions if s is not None]
+
+
+def _path_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"path: unknown option(s) {', '.join(repr(u) for u in unknown)}; "
+            f"accepted: {', '.join(OPTIONS)}"
+        )
+    path_options: dict[str, Any] = {}
+    for key in ("pool_size", "max_steps"):
+        value = options.get(key)
+        if value is not None:
+            if int(value) < 1:
+                raise ValueError(f"path: {key} must be a positive integer, got {value!r}")
+            path_options[key] = int(value)
+    return bool(options.get("cache", True)), path_options
+
+
+def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    interface = array.__array_interface__
+    return (interface["data"][0], array.shape, array.strides, array.dtype.str)
+
+
+def _path(problem: SteeringProblem, cache: bool, options: Mapping[str, Any]) -> Path:
+    from steerkit_path.path import Path, path_for
+
+    def a() -> np.ndarray[Any, Any]:
+        row: np.ndarray[Any, Any] = problem.constraint_matrix[0]
+        return row
+
+    if cache:
+        return path_for(problem.decoder, problem.directions[0], a, **options)
+    return Path(problem.decoder, problem.directions[0], a(), **options)
+
+
+def _group(
+    problems: Sequence[SteeringProblem],
+    members: list[int],
+    cache: bool,
+    options: Mapping[str, Any],
+    min_eps: bool,
+) -> list[Solution]:
+    """Solve problems that share one path: QPs and SOCPs each in one vectorised lookup."""
+    start = time.perf_counter()
+    path = _path(problems[members[0]], cache, options)
+    steps_before = path.steps
+    answers: dict[int, tuple[PathPoints, int]] = {}
+    for kind in (ProblemKind.QP, ProblemKind.SOCP):
+        rows = [i for i in members if problems[i].kind is kind]
+        if not rows:
+            continue
+        rhs = np.array([float(problems[i].rhs[0]) for i in rows])
+        if kind is ProblemKind.QP:
+            points = path.qp(np.array([problems[i].lam for i in rows], dtype=np.float64), rhs)
+        else:
+            eps = np.array([problems[i].eps for i in rows], dtype=np.float64)
+            points = path.socp(eps, rhs, min_eps=min_eps)
+        for j, i in enumerate(rows):
+            answers[i] = (points, j)
+    shared = (time.perf_counter() - start) / len(members)
+    new_steps = path.steps - steps_before
+    return [
+        _solution(problems[i], path, *answers[i], shared=shared, new_steps=new_steps)
+        for i in members
+    ]
+
+
+def _solution(
+    problem: SteeringProblem,
+    path: Path,
+    points: PathPoints,
+    j: int,
+    *,
+    shared: float,
+    new_steps: int,
+) -> Solution:
+    from steerkit_path.path import Regime
+
+    start = time.perf_counter()
+    regime = points.regime[j]
+    socp = problem.kind is ProblemKind.SOCP
+    info: dict[str, Any] = {
+        "path_steps": path.steps,
+        "new_steps": new_steps,
+        "regime": str(regime),
+        "pool_size": path.pool_size,
+        "repairs": path.repairs,
+    }
+    if socp:
+        smallest = float(points.min_eps[j])
+        info["min_eps"] = None if math.isnan(smallest) else smallest
+    if regime is Regime.SATISFIED:
+        return Solution.satisfied(
+            problem,
+            solver=PathSolver.name,
+            seconds=shared + time.perf_counter() - start,
+            info={**info, "kkt_max_violation": 0.0},
+        )
+    if regime in (Regime.NO_DIRECTION, Regime.BELOW_MIN_EPS):
+        if regime is Regime.NO_DIRECTION:
+            message = (
+                f"no δ ≥ 0 reaches the margin r = {float(problem.rhs[0]):.6g}: no decoder row has "
+                f"a positive component along the direction (max Dw = "
+                f"{float(path.a.max()):.3g}); choose another concept direction or SAE"
+            )
+            if socp:
+                info["min_eps"] = math.inf
+        else:
+            message = (
+                f"ε = {problem.eps:.6g} is below the smallest feasible ε = "
+                f"{float(points.min_eps[j]):.6g} for this input"
+            )
+        return Solution.build(
+            problem,
+            None,
+            status=Status.INFEASIBLE,
+            solver=PathSolver.name,
+            seconds=shared + time.perf_counter() - start,
+            iterations=path.steps,
+            message=message,
+            info=info,
+        )
+    idx, values = points.sparse(j)
+    delta = np.zeros(problem.d_sae)
+    delta[idx] = values
+    flags: set[str] = set()
+    if regime is Regime.SINGLE:
+        flags.add("first_segment")
+    segment = int(points.segment[j])
+    if idx.size > points.breakpoints[segment].active.size:
+        flags.add("twins_spread")
+    duals = Duals(
+        linear=np.array([float(points.mu[j])]),
+        norm=float(points.nu[j]) if socp else None,
+    )
+    info.update(
+        kkt_max_violation=float(points.kkt[j]),
+        segment=segment,
+        alpha=float(points.alpha[j]),
+    )
+    return Solution.build(
+        problem,
+        delta,
+        status=Status.OPTIMAL,
+        solver=PathSolver.name,
+        seconds=shared + time.perf_counter() - start,
+        iterations=segment + 1,
+        duals=duals,
+        flags=flags,
+        info=info,
+    )
+
+
+def _error(problem: SteeringProblem, seconds: float, message: str) -> Solution:
+    return Solution.build(
+        problem,
+        None,
+        status=Status.ERROR,
+        solver=PathSolver.name,
+        seconds=seconds,
+        message=message,
+    )
+
+
+def _failure(problem: SteeringProblem, seconds: float, error: Exception) -> Solution:
+    from steerkit_path.homotopy import PathStepLimitError
+
+    if isinstance(error, PathStepLimitError):
+        return Solution.build(
+            problem,
+            None,
+            status=Status.ITERATION_LIMIT,
+            solver=PathSolver.name,
+            seconds=seconds,
+            message=f"path: {error}; raise max_steps",
+        )
+    return _error(problem, seconds, f"path failed on {problem.describe()}: {error!r}")

@@ -1,0 +1,110 @@
+"""The screened homotopy itself: breakpoints and coefficients against scikit-learn's
+`lars_path(..., positive=True)` (an independent implementation of the same path), the Cholesky
+factor kept equal to the active Gram matrix through entries and drops, the KKT check over all
+features with a float32 decoder, and the repair of a pool that misses features."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.linear_model import lars_path
+from steerkit_path.homotopy import Homotopy
+from steerkit_path.path import Path
+
+from steerkit.testing import random_decoder
+
+
+def full_path(decoder: np.ndarray, w: np.ndarray, pool_size: int) -> Homotopy:
+    h = Homotopy(decoder, w, np.asarray(decoder, dtype=np.float64) @ w, pool_size=pool_size)
+    h.verified()
+    return h
+
+
+def beta_at(h: Homotopy, alpha: float) -> np.ndarray:
+    """β(α) from the breakpoint whose segment holds α."""
+    k = max(i for i, rec in enumerate(h.records) if rec.alpha >= alpha)
+    k = min(k, len(h.records) - 1)
+    rec = h.records[k]
+    beta = np.zeros(h.d_sae)
+    beta[rec.active] = rec.beta(alpha)
+    return beta
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_path_matches_scikit_learn_lars_path(seed: int) -> None:
+    """Same breakpoints (sklearn's alphas are ours divided by n_samples = d_model) and the same
+    β at each, drops included; with a pool of 5 features, so the repairs are exercised too."""
+    rng = np.random.default_rng(seed)
+    d_model = 8
+    decoder = random_decoder(rng, 60, d_model)
+    w = rng.normal(size=d_model) * 2
+    h = full_path(decoder, w, pool_size=5)
+    alphas, _, coefs = lars_path(decoder.T, w, method="lasso", positive=True, alpha_min=0)
+    ours = np.array([rec.alpha for rec in h.records])
+    np.testing.assert_allclose(ours, alphas * d_model, rtol=1e-9, atol=1e-12)
+    for k, alpha in enumerate(alphas * d_model):
+        np.testing.assert_allclose(beta_at(h, alpha), coefs[:, k], rtol=1e-8, atol=1e-10)
+    assert h.repairs >= 1
+
+
+def test_some_paths_drop_features() -> None:
+    """The Lasso variant: a coefficient reaching zero leaves the active set (more breakpoints
+    than entries), and the path still matches scikit-learn's."""
+    drops = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        decoder = random_decoder(rng, 60, 8)
+        h = full_path(decoder, rng.normal(size=8) * 2, pool_size=60)
+        sizes = [rec.active.size for rec in h.records[:-1]]
+        drops += sum(b < a for a, b in itertools.pairwise(sizes))
+    assert drops >= 3
+
+
+def test_cholesky_factor_tracks_the_active_gram_matrix() -> None:
+    rng = np.random.default_rng(7)
+    decoder = random_decoder(rng, 80, 10)
+    w = rng.normal(size=10)
+    h = Homotopy(decoder, w, decoder @ w)
+    dropped = 0
+    while not h.complete:
+        before = len(h.active)
+        h.step()
+        dropped += len(h.active) < before
+        gram = decoder[h.active] @ decoder[h.active].T
+        np.testing.assert_allclose(h.R.T @ h.R, gram, atol=1e-10)
+        assert np.all(np.diag(h.R) > 0) and np.allclose(h.R, np.triu(h.R))
+    assert dropped >= 1
+
+
+def test_every_breakpoint_satisfies_kkt_over_all_features() -> None:
+    """c_i = d_iᵀ(w − Dᵀβ) ≤ α everywhere, = α on the active set, β ≥ 0; float32 decoder (the
+    screening product in float32 with the exact recheck) and a pool of 8."""
+    rng = np.random.default_rng(8)
+    decoder = random_decoder(rng, 2000, 32).astype(np.float32)
+    w = rng.normal(size=32) * 3
+    h = full_path(decoder, w, pool_size=8)
+    d64 = decoder.astype(np.float64)
+    for rec in h.records:
+        c = d64 @ (w - rec.fit(rec.alpha))
+        assert c.max() <= rec.alpha * (1 + 1e-9) + 1e-12 * h.alpha0
+        np.testing.assert_allclose(c[rec.active], rec.alpha, atol=1e-9 * h.alpha0)
+        assert np.all(rec.x - rec.alpha * rec.v >= -1e-12 * np.abs(rec.x).max())
+    assert h.repairs >= 1 and h.pool.size < 2000
+
+
+def test_a_one_row_dictionary_and_rank_deficient_rows() -> None:
+    """Rows spanning a 3-d subspace of a 6-d space: the path ends (α = 0) with at most 3 active
+    features; the end fit is w's projection on the cone of the rows."""
+    rng = np.random.default_rng(9)
+    basis = rng.normal(size=(3, 6))
+    decoder = rng.uniform(0.1, 1.0, size=(20, 3)) @ basis
+    w = basis.T @ rng.uniform(0.5, 1.0, size=3) + rng.normal(size=6) * 0.1
+    h = full_path(decoder, w, pool_size=4)
+    end = h.records[-1]
+    assert end.alpha == 0.0 and end.active.size <= 3
+    one = Path(decoder[:1], w)
+    points = one.qp(1.0, 1.0)
+    assert one.complete or one.steps >= 1
+    assert points.dense(0)[0] > 0
