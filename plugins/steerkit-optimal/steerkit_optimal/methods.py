@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 import steerkit
 from steerkit import (
-    Duals,
     InfeasibleError,
     MethodContext,
     MethodResult,
@@ -81,19 +80,7 @@ def _build(
 
 def already_satisfied(problem: SteeringProblem) -> Solution:
     """δ = 0 with its certificate (μ = 0: every reduced cost is 1): no solve needed."""
-    return Solution.build(
-        problem,
-        np.zeros(problem.d_sae),
-        status=Status.OPTIMAL,
-        solver="none",
-        seconds=0.0,
-        iterations=0,
-        duals=Duals(
-            np.zeros(problem.n_constraints), norm=0.0 if problem.kind is ProblemKind.SOCP else None
-        ),
-        flags={"already_satisfied"},
-        message="already past the margin: no steering needed",
-    )
+    return Solution.satisfied(problem, solver="none")
 
 
 def _raise(method: str, where: str, solution: Solution, more: str = "") -> None:

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from steerkit_optimal import QPMethod, SharedMethod, SOCPMethod, pareto
 
 import steerkit
 from steerkit import Activations, Concept, InfeasibleError, MethodContext, SteeringProblem
 from steerkit.testing import ReferencePlugin, random_decoder
 from steerkit.testing.oracle import min_feasible_norm, reference_solve
-from steerkit_optimal import QPMethod, SharedMethod, SOCPMethod, pareto
 
 HOOK = "blocks.3.hook_resid_pre"
 
@@ -22,15 +22,22 @@ def reference_only(steerkit_host_factory: Any) -> Any:
     return steerkit_host_factory(("reference", ReferencePlugin()))
 
 
-def make_context(rng: np.random.Generator, *, n: int = 6, k: int = 1, d_sae: int = 80,
-                 d_model: int = 12, **kwargs: Any) -> MethodContext:
+def make_context(
+    rng: np.random.Generator,
+    *,
+    n: int = 6,
+    k: int = 1,
+    d_sae: int = 80,
+    d_model: int = 12,
+    **kwargs: Any,
+) -> MethodContext:
     decoder = random_decoder(rng, d_sae, d_model)
     directions = rng.normal(size=(k, d_model))
     hidden = rng.normal(size=(n, d_model))
     scores = hidden @ directions.T
     # the first input is already past the margin along every direction, the others are not
     thresholds = scores[0] - 0.5
-    hidden[1:] -= (np.maximum(scores[1:] - thresholds + 1.0, 0) @ np.linalg.pinv(directions).T)
+    hidden[1:] -= np.maximum(scores[1:] - thresholds + 1.0, 0) @ np.linalg.pinv(directions).T
     features = np.maximum(hidden @ decoder.T, 0)
     return MethodContext(
         inputs=Activations(hidden=hidden, hook_point=HOOK, features=features),
@@ -43,8 +50,9 @@ def make_context(rng: np.random.Generator, *, n: int = 6, k: int = 1, d_sae: int
 def per_input_problem(context: MethodContext, i: int, **parameter: float) -> SteeringProblem:
     rhs = context.concept.rhs(context.inputs.hidden)[i]
     build = SteeringProblem.qp if "lam" in parameter else SteeringProblem.socp
-    return build(decoder=context.decoder, directions=context.concept.directions, rhs=rhs,
-                 **parameter)
+    return build(
+        decoder=context.decoder, directions=context.concept.directions, rhs=rhs, **parameter
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -122,8 +130,10 @@ def test_shared_with_k_directions_satisfies_every_input(steerkit_rng: np.random.
     assert result.info["binding_inputs"] == binding and binding
     # and the optimum equals the reference solve of the stacked robust problem (8 × 3 rows)
     stacked = SteeringProblem.socp(
-        decoder=context.decoder, directions=np.tile(context.concept.directions, (8, 1)),
-        rhs=context.concept.rhs(context.inputs.hidden).reshape(-1), eps=50.0,
+        decoder=context.decoder,
+        directions=np.tile(context.concept.directions, (8, 1)),
+        rhs=context.concept.rhs(context.inputs.hidden).reshape(-1),
+        eps=50.0,
     )
     assert result.solutions[0].objective == pytest.approx(
         reference_solve(stacked).objective, rel=1e-7
@@ -134,9 +144,12 @@ def test_prefilter_reports_a_worse_optimum(steerkit_rng: np.random.Generator) ->
     context = make_context(steerkit_rng, d_sae=120)
     full = QPMethod(lam=1.0).compute(context)
     tiny = QPMethod(lam=1.0, prefilter=2, on_failure="keep").compute(context)
-    worse = [i for i in range(1, 6)
-             if tiny.solutions[i].ok and tiny.solutions[i].objective
-             > full.solutions[i].objective * (1 + 1e-6)]
+    worse = [
+        i
+        for i in range(1, 6)
+        if tiny.solutions[i].ok
+        and tiny.solutions[i].objective > full.solutions[i].objective * (1 + 1e-6)
+    ]
     assert worse, "a pool of a handful of features should be worse for some input"
     for i in worse:
         assert "prefilter_suboptimal" in tiny.solutions[i].flags
@@ -144,8 +157,9 @@ def test_prefilter_reports_a_worse_optimum(steerkit_rng: np.random.Generator) ->
     generous = QPMethod(lam=1.0, prefilter=120).compute(context)
     for i in range(1, 6):
         assert "prefilter_suboptimal" not in generous.solutions[i].flags
-        assert generous.solutions[i].objective == pytest.approx(full.solutions[i].objective,
-                                                                rel=1e-7)
+        assert generous.solutions[i].objective == pytest.approx(
+            full.solutions[i].objective, rel=1e-7
+        )
 
 
 def test_missing_decoder_and_bad_parameters_are_named(steerkit_rng: np.random.Generator) -> None:
@@ -172,8 +186,9 @@ def test_pareto_sweep(steerkit_rng: np.random.Generator) -> None:
         assert norms == sorted(norms, reverse=True), "a larger λ never lengthens Dᵀδ"
         assert all(abs(p.margin) < 1e-6 for p in points if p.input == i)  # the QP binds
     needed = min_feasible_norm(per_input_problem(context, 1, eps=1.0))
-    sweep = pareto(context.decoder, context.concept.directions, rhs[0],
-                   eps=[0.5 * needed, 2 * needed])
+    sweep = pareto(
+        context.decoder, context.concept.directions, rhs[0], eps=[0.5 * needed, 2 * needed]
+    )
     assert [p.status for p in sweep] == ["infeasible", "optimal"]
     with pytest.raises(ValueError, match="exactly one grid"):
         pareto(context.decoder, context.concept.directions, rhs, lams=[1.0], eps=[1.0])
