@@ -6,6 +6,7 @@ needs numpy, attrs and pluggy only. Models, probes, solvers and methods are plug
 
 from __future__ import annotations
 
+from steerkit.command import Command
 from steerkit.dataset import Dataset, LabelledTexts, Splits
 from steerkit.errors import (
     DuplicatePluginError,
@@ -44,6 +45,7 @@ __all__ = [
     "ActivationSource",
     "Activations",
     "Certificate",
+    "Command",
     "Concept",
     "Dataset",
     "Duals",

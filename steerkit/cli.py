@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from steerkit import __version__
+from steerkit.plugins import get_host
 
 __all__ = ["main"]
+
+logger = logging.getLogger(__name__)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -113,6 +117,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     solvers.add_argument("--json", action="store_true", help="print a JSON list of objects")
     solvers.set_defaults(func=_cmd_solvers)
+
+    for entry in get_host().registry("command").entries():
+        if entry.name in commands.choices:
+            logger.warning(
+                "command %r (%s) would shadow a built-in: left out", entry.name, entry.origin
+            )
+            continue
+        try:
+            command = entry.obj()
+            sub = argparse.ArgumentParser(prog=f"steerkit {entry.name}", description=command.help)
+            command.configure(sub)
+        except Exception as e:  # a plugin's broken command must not break the CLI
+            logger.warning(
+                "command %r (%s) left out: %s: %s", entry.name, entry.origin, type(e).__name__, e
+            )
+            continue
+        added = commands.add_parser(
+            entry.name,
+            help=f"{command.help} [{entry.origin}]",
+            description=command.help,
+            parents=[sub],
+            add_help=False,
+        )
+        added.set_defaults(func=command.run)
     return parser
 
 

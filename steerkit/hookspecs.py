@@ -47,3 +47,8 @@ def register_solvers(register: Register) -> None:
 @hookspec
 def register_metrics(register: Register) -> None:
     """Register Metric subclasses for evaluation."""
+
+
+@hookspec
+def register_commands(register: Register) -> None:
+    """Register Command subclasses: `steerkit` CLI subcommands (e.g. `train-sae`)."""

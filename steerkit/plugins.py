@@ -23,6 +23,7 @@ import attrs
 import pluggy
 
 from steerkit import hookspecs
+from steerkit.command import Command
 from steerkit.dataset import Dataset
 from steerkit.method import SteeringMethod
 from steerkit.metric import Metric
@@ -56,6 +57,7 @@ KINDS: Mapping[str, tuple[str, type]] = {
     "steering_method": ("register_steering_methods", SteeringMethod),
     "solver": ("register_solvers", Solver),
     "metric": ("register_metrics", Metric),
+    "command": ("register_commands", Command),
 }
 
 

@@ -298,3 +298,51 @@ def test_failure_in_a_fresh_process() -> None:
             assert result.stderr == (
                 "steerkit: error: RuntimeError: disk on fire (run with --debug for the traceback)\n"
             )
+
+
+class Greet(steerkit.Command):
+    name = "greet"
+    help = "say hello"
+
+    def configure(self, parser: Any) -> None:
+        parser.add_argument("who")
+        parser.add_argument("--times", type=int, default=1)
+
+    def run(self, args: Any) -> int:
+        print(" ".join([f"hello {args.who}"] * args.times))
+        return 0 if args.who != "nobody" else 3
+
+
+class Shadow(Greet):
+    name = "solvers"
+
+
+class Broken(Greet):
+    name = "broken"
+
+    def configure(self, parser: Any) -> None:
+        raise RuntimeError("cannot configure")
+
+
+class CommandPlugin:
+    @hookimpl
+    def register_commands(self, register: Any) -> None:
+        register(Greet)
+        register(Shadow)
+        register(Broken)
+
+
+def test_plugin_commands_run_with_their_arguments(
+    capsys: pytest.CaptureFixture[str], steerkit_host_factory: Callable[..., PluginHost]
+) -> None:
+    steerkit_host_factory(("commands", CommandPlugin()), ("reference", ReferencePlugin()))
+    status, out, _ = run(capsys, "--help")
+    assert status == 0 and "greet" in out and "say hello [plugin 'commands']" in out
+    assert "broken" not in out  # its configure raised: left out, the CLI still works
+    assert run(capsys, "greet", "world", "--times", "2") == (0, "hello world hello world\n", "")
+    assert run(capsys, "greet", "nobody")[0] == 3
+    status, _, err = run(capsys, "greet")
+    assert status == 2 and "the following arguments are required: who" in err
+    # a plugin command never replaces a built-in one
+    status, out, _ = run(capsys, "solvers", "--json")
+    assert status == 0 and json.loads(out)[0]["name"] == "reference"
