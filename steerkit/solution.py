@@ -72,26 +72,45 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
         raise ValidationError(
             "Duals", "linear", f"shape ({problem.n_constraints},)", describe(duals.linear)
         )
-    a = problem.constraint_matrix
-    decoder = problem.decoder64
     v = problem.steering_vector(delta)
     objective = problem.objective(delta)
+    # Aᵀμ = D Wᵀμ, so every reduced cost is sᵢ = 1 + dᵢ·u for one vector u (d_model,)
+    u = -(problem.directions.T @ mu)
     if problem.kind is ProblemKind.QP:
         assert problem.lam is not None
-        reduced = 1.0 + problem.lam * (decoder @ v) - a.T @ mu
-        gap = float(delta @ reduced + mu @ (a @ delta - problem.rhs))
+        u += problem.lam * v
+        support = np.flatnonzero(delta)
+        on_support = 1.0 + problem.decoder[support].astype(np.float64) @ u
+        gap = float(delta[support] @ on_support + mu @ (problem.directions @ v - problem.rhs))
     else:
         assert problem.eps is not None
         nu = float(duals.norm or 0.0)
         norm_v = float(np.linalg.norm(v))
-        reduced = 1.0 - a.T @ mu
         if norm_v > 0 and nu > 0:
-            reduced = reduced + nu * (decoder @ (v / norm_v))
+            u += (nu / norm_v) * v
         gap = float(delta.sum() - mu @ problem.rhs + nu * problem.eps)
     return Certificate(
         gap=abs(gap) / max(1.0, abs(objective)),
-        dual_infeasibility=max(0.0, float(-reduced.min())),
+        dual_infeasibility=max(0.0, -_min_reduced_cost(problem, u)),
     )
+
+
+def _min_reduced_cost(problem: SteeringProblem, u: FloatArray) -> float:
+    """min over all d_sae features of 1 + dᵢ·u, to float64 accuracy.
+
+    A float32 decoder is multiplied in float32 (one pass, no copy); the features whose exact
+    value could be the minimum, given the product's worst-case rounding bound
+    |dᵢ·u − estimateᵢ| ≤ (d_model + 2)·2⁻²⁴·‖dᵢ‖‖u‖, are then recomputed in float64.
+    """
+    decoder = problem.decoder
+    if decoder.dtype == np.float64:
+        return 1.0 + float((decoder @ u).min())
+    estimate = (decoder @ u.astype(np.float32)).astype(np.float64)
+    scale = (problem.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(u))
+    bound = problem.row_norm_bounds * scale
+    candidates = np.flatnonzero(estimate - bound <= float((estimate + bound).min()))
+    exact = decoder[candidates].astype(np.float64) @ u
+    return 1.0 + float(exact.min())
 
 
 def _status(value: Any) -> Status:

@@ -189,16 +189,22 @@ def test_same_structure_means_only_r_differs() -> None:
     )
 
 
-def test_a_float32_decoder_is_converted_once_per_family() -> None:
+def test_a_float32_decoder_is_multiplied_in_float64_without_a_copy() -> None:
     rng = np.random.default_rng(3)
-    decoder = rng.normal(size=(40, 6)).astype(np.float32)
+    decoder = rng.normal(size=(5000, 6)).astype(np.float32)  # more rows than one block
     first = SteeringProblem.qp(decoder=decoder, directions=rng.normal(size=6), rhs=1.0, lam=1.0)
     second = first.with_rhs([2.0])
     assert first.decoder.dtype == np.float32
-    assert first.decoder64.dtype == np.float64 and first.decoder64 is second.decoder64
-    np.testing.assert_array_equal(first.decoder64, decoder.astype(np.float64))
+    d64 = decoder.astype(np.float64)
+    x = rng.normal(size=(6, 3))
+    np.testing.assert_allclose(first.decoder_times(x), d64 @ x, rtol=1e-13)
+    np.testing.assert_allclose(first.decoder_times(x[:, 0]), d64 @ x[:, 0], rtol=1e-13)
+    np.testing.assert_allclose(first.constraint_matrix, first.directions @ d64.T, rtol=1e-13)
+    assert first.constraint_matrix is second.constraint_matrix  # shared, computed once
+    norms = np.linalg.norm(d64, axis=1)
+    assert np.all(first.row_norm_bounds >= norms) and np.all(first.row_norm_bounds <= norms * 1.001)
     # the sparse product over the support equals the dense float64 product (hand: D64ᵀδ)
-    for delta in (np.eye(40)[3] * 2.5 + np.eye(40)[17], rng.uniform(size=40)):
+    for delta in (np.eye(5000)[3] * 2.5 + np.eye(5000)[17], rng.uniform(size=5000)):
         np.testing.assert_allclose(
             second.steering_vector(delta), decoder.astype(np.float64).T @ delta, rtol=1e-13
         )

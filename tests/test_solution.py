@@ -156,3 +156,35 @@ def test_failure_carries_no_delta_and_needs_a_reason() -> None:
         Solution.failure(solver="hand", message="", seconds=0.0)
     with pytest.raises(ValidationError, match="Solution.status"):
         Solution.failure(solver="hand", message="x", seconds=0.0, status="optimal")
+
+
+@pytest.mark.parametrize("kind", ["qp", "socp"])
+def test_certificate_of_a_float32_decoder_equals_the_float64_one(kind: str) -> None:
+    # oracle: the same decoder values held in float64, where every product is plain float64
+    from steerkit.testing.oracle import min_feasible_norm, reference_solve
+
+    rng = np.random.default_rng(11)
+    decoder = rng.normal(size=(3000, 24)).astype(np.float32)
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    decoder[1500:1600] = decoder[:100]  # duplicated rows: exact ties among reduced costs
+    w = rng.normal(size=24)
+    if kind == "qp":
+        build = lambda d: SteeringProblem.qp(decoder=d, directions=w, rhs=2.0, lam=0.7)  # noqa: E731
+    else:
+        probe = SteeringProblem.socp(decoder=decoder, directions=w, rhs=2.0, eps=1.0)
+        eps = 1.5 * min_feasible_norm(probe)
+        build = lambda d: SteeringProblem.socp(decoder=d, directions=w, rhs=2.0, eps=eps)  # noqa: E731
+    single, double = build(decoder), build(decoder.astype(np.float64))
+    ref = reference_solve(double)
+    assert ref.delta is not None and ref.duals is not None
+    for duals in (ref.duals, Duals(linear=ref.duals.linear * 1.3, norm=ref.duals.norm)):
+        got, want = certificate(single, ref.delta, duals), certificate(double, ref.delta, duals)
+        assert got.gap == pytest.approx(want.gap, rel=1e-9, abs=1e-13)
+        assert got.dual_infeasibility == pytest.approx(want.dual_infeasibility, rel=1e-9, abs=1e-13)
+    # and the wrong multiplier is seen as such (μ × 1.3 makes reduced costs negative)
+    assert (
+        certificate(
+            single, ref.delta, Duals(ref.duals.linear * 1.3, ref.duals.norm)
+        ).dual_infeasibility
+        > 0.01
+    )
