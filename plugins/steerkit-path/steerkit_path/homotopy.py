@@ -51,6 +51,9 @@ DEFAULT_POOL = 256
 CHECK_CHUNK = 256
 #: float32 unit round-off, for the bound on a float32 product's error.
 _U32 = 2.0**-24
+#: Breakpoints between KKT checks over all features while the path grows. A check costs one
+#: float32 pass over the decoder; a repair recomputes the steps since the last good breakpoint.
+CHECK_EVERY = 32
 
 
 class PathStepLimitError(RuntimeError):
@@ -157,7 +160,9 @@ class Homotopy:
 
         capacity = min(self.d_model, self.d_sae) + 1
         self._DA = np.empty((capacity, self.d_model))
-        self._R = np.zeros((capacity, capacity))
+        # Fortran order: the first n columns are then one contiguous block that LAPACK reads in
+        # place (leading dimension = capacity), with no copy of the factor per solve
+        self._R = np.zeros((capacity, capacity), order="F")
         self._start(top)
 
     # -- pool -------------------------------------------------------------------------------
@@ -213,6 +218,17 @@ class Homotopy:
         self.excluded = set(rec.excluded)
         self.dependent = set()
 
+    def _solve(self, b: FloatArray, *, transpose: bool = False) -> FloatArray:
+        """R⁻¹b (or R⁻ᵀb) with the current factor, read in place by LAPACK (dtrtrs): scipy's
+        solve_triangular validates and copies its arguments on every call, which costs more
+        than the solve at these sizes."""
+        n = len(self.active)
+        x, info = dtrtrs(self._R[:, :n], b, lower=0, trans=1 if transpose else 0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"singular triangular factor (LAPACK dtrtrs info {info})")
+        result: FloatArray = x
+        return result
+
     def _add(self, i: int) -> bool:
         """Append feature i to the active set; False (and nothing changes) when its row is in
         the span of the active rows."""
@@ -223,7 +239,7 @@ class Homotopy:
             return False
         if n:
             column = self.DA @ row
-            z = _solve_upper(self.R, column, transpose=True)
+            z = self._solve(column, transpose=True)
             pivot2 = gamma - float(z @ z)
             if pivot2 <= PIVOT_TOL * gamma:
                 return False
@@ -263,7 +279,7 @@ class Homotopy:
     def _direction(self) -> None:
         """x = G⁻¹a_A and v = G⁻¹1 from the factor, and the fit's pieces F = D_Aᵀx, U = D_Aᵀv."""
         rhs = np.column_stack([self.a[self.active], np.ones(len(self.active))])
-        sol = _solve_upper(self.R, _solve_upper(self.R, rhs, transpose=True))
+        sol = self._solve(self._solve(rhs, transpose=True))
         self.x, self.v = sol[:, 0].copy(), sol[:, 1].copy()
         both = self.DA.T @ sol
         self.F, self.U = both[:, 0].copy(), both[:, 1].copy()
@@ -382,7 +398,7 @@ class Homotopy:
     def extend(self, *, g_target: float | None = None, h_target: float | None = None) -> None:
         """Step until the last breakpoint has g ≥ g_target and h ≤ h_target, or α = 0.
 
-        Breakpoints 32, 64, 128, … are checked over all features as they are reached, so a pool
+        Every CHECK_EVERY-th breakpoint is checked over all features as it is reached, so a pool
         that misses a feature is found out (and repaired) before much of the path is built on it.
         """
         while not self._reached(g_target, h_target):
@@ -515,19 +531,10 @@ class Homotopy:
             self._restore(good)
 
 
-def _solve_upper(r: FloatArray, b: FloatArray, *, transpose: bool = False) -> FloatArray:
-    """R⁻¹b (or R⁻ᵀb) for an upper-triangular R, by LAPACK directly: scipy's solve_triangular
-    validates its arguments on every call, which costs more than the solve at these sizes."""
-    x, info = dtrtrs(r, b, lower=0, trans=1 if transpose else 0)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"singular triangular factor (LAPACK dtrtrs info {info})")
-    result: FloatArray = x
-    return result
-
-
 def _next_checkpoint(k: int) -> int:
-    """The first power of two ≥ 32 above k."""
-    return max(32, 1 << k.bit_length())
+    """The next multiple of CHECK_EVERY above k: a pool that misses a feature is found out
+    within that many breakpoints, so a repair recomputes at most that many."""
+    return (k // CHECK_EVERY + 1) * CHECK_EVERY
 
 
 class _NoLimit:

@@ -117,6 +117,7 @@ class Path:
         )
         self.d_sae, self.d_model = (int(n) for n in decoder.shape)
         self._twins: dict[int, npt.NDArray[np.int64]] = {}
+        self._twin_count = np.zeros(self.d_sae, dtype=np.int64)  # 0: not looked up yet
         self._lock = threading.RLock()
         scale = float(np.linalg.norm(self.w)) * float(np.sqrt((decoder[:64] ** 2).sum(1)).max())
         top = float(self.a.max())
@@ -377,12 +378,18 @@ class Path:
                 candidates = candidates[same]
             found = np.asarray(candidates, dtype=np.int64)
             self._twins[feature] = found
+            self._twin_count[feature] = found.size
         return found
 
     def _spread(
         self, idx: npt.NDArray[np.int64], values: FloatArray
     ) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """Spread each value equally over its feature's twins."""
+        for j in idx[self._twin_count[idx] == 0]:  # not looked up yet
+            self.twins(int(j))
+        if np.all(self._twin_count[idx] == 1):  # the usual case: no duplicated rows
+            order = np.argsort(idx)
+            return idx[order].astype(np.int64), values[order].astype(np.float64)
         out_idx: list[npt.NDArray[np.int64]] = []
         out_val: list[FloatArray] = []
         for j, value in zip(idx, values):
