@@ -179,12 +179,15 @@ class SteeringProblem:
 
     @property
     def row_norm_bounds(self) -> FloatArray:
-        """Upper bounds on ‖dᵢ‖ (d_sae,), within 1e-4 relative of the norms; computed once per
-        decoder family (shared by `with_rhs` siblings). For rounding-error bounds."""
+        """Upper bounds on ‖dᵢ‖ (d_sae,), within (d_model + 8)·2⁻²⁴ relative of the norms for a
+        float32 decoder; computed once per decoder family (shared by `with_rhs` siblings). For
+        rounding-error bounds."""
         if "row_norms" not in self._cache:
             d = self.decoder
             squares = np.einsum("ij,ij->i", d, d).astype(np.float64)  # in d's own precision
-            bounds = np.sqrt(squares) * (1.0 + (1e-4 if d.dtype == np.float32 else 1e-12))
+            # float32 sums of d_model squares err by at most (d_model + 1)·2⁻²⁴ relative
+            slack = (self.d_model + 8) * 2.0**-24 if d.dtype == np.float32 else 1e-12
+            bounds = np.sqrt(squares) * (1.0 + slack)
             bounds.flags.writeable = False
             self._cache["row_norms"] = bounds
         result: FloatArray = self._cache["row_norms"]

@@ -28,6 +28,8 @@ import numpy.typing as npt
 from scipy.linalg import cholesky
 from scipy.linalg.lapack import dtrtrs
 
+from steerkit_path.projection import ProjectedRows, row_norm_bounds
+
 __all__ = ["Breakpoint", "Homotopy", "PathStepLimitError"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -121,18 +123,19 @@ class Homotopy:
         self,
         decoder: np.ndarray[Any, Any],
         w: FloatArray,
-        a: FloatArray,
+        a: ProjectedRows | FloatArray,
         *,
         pool_size: int | None = None,
         max_steps: int | None = None,
+        row_norms: FloatArray | None = None,
     ) -> None:
         self.decoder = decoder
         self.w = np.asarray(w, dtype=np.float64)
-        self.a = np.asarray(a, dtype=np.float64)
+        self.a = a if isinstance(a, ProjectedRows) else ProjectedRows.exact(decoder, w, a)
         d_sae, d_model = decoder.shape
         self.d_sae, self.d_model = int(d_sae), int(d_model)
-        top = int(np.argmax(self.a))
-        self.alpha0 = float(self.a[top])
+        top = self.a.argmax()
+        self.alpha0 = self.a[top]
         if not self.alpha0 > 0:
             raise ValueError("the path needs a decoder row with a positive component along w")
         size = pool_size if pool_size is not None else DEFAULT_POOL
@@ -144,14 +147,19 @@ class Homotopy:
         self.checked_columns = 0
         self.records: list[Breakpoint] = []
         self.complete = False
-        self._row_norms: FloatArray | None = None
+        self._row_norms: FloatArray | None = row_norms
         self._g: list[float] = []  # aᵀβ(α_k)/α_k per breakpoint
         self._h: list[float] = []  # ‖Dᵀβ(α_k)‖/aᵀβ(α_k) per breakpoint
         #: per failed breakpoint, the features outside the pool found violating KKT there
         self._wanted: dict[int, IntArray] = {}
         self._excess: FloatArray | None = None  # per feature, max of (cᵢ − α)/α over failed checks
 
-        pool = np.argpartition(-self.a, size - 1)[:size] if size < self.d_sae else np.arange(d_sae)
+        # the pool is chosen on the estimate of a; its rows' exact values are computed below
+        pool = (
+            np.argpartition(-self.a.estimate, size - 1)[:size]
+            if size < self.d_sae
+            else np.arange(d_sae)
+        )
         self.pool_pos = np.full(self.d_sae, -1, dtype=np.int64)
         self.pool = np.empty(0, dtype=np.int64)
         self.Dp = np.empty((0, self.d_model))
@@ -447,11 +455,7 @@ class Homotopy:
             full = self.decoder @ residuals
             return [(None, full[:, j], full[:, j]) for j in range(residuals.shape[1])]
         if self._row_norms is None:
-            d = self.decoder
-            # in float32 (four times faster than accumulating in float64): relative error below
-            # (d_model + 1)·2⁻²⁴ on the squares, covered by the factor
-            squares = np.einsum("ij,ij->i", d, d).astype(np.float64)
-            self._row_norms = np.sqrt(squares) * (1.0 + (self.d_model + 8) * _U32)
+            self._row_norms = row_norm_bounds(self.decoder)
         approx = self.decoder @ residuals.astype(np.float32)
         out: list[tuple[IntArray | None, FloatArray, FloatArray]] = []
         for j in range(residuals.shape[1]):

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from steerkit_path.homotopy import Breakpoint, Homotopy
+from steerkit_path.projection import ProjectedRows, row_norm_bounds
 
 __all__ = ["Path", "PathPoints", "Regime", "cache_info", "clear_cache", "path_for"]
 
@@ -107,13 +108,17 @@ class Path:
         *,
         pool_size: int | None = None,
         max_steps: int | None = None,
+        row_norms: Any = None,
     ) -> None:
         self.decoder = decoder
         self.w = np.asarray(direction, dtype=np.float64).reshape(-1)
+        norms = row_norms() if callable(row_norms) else row_norms
+        if norms is None and decoder.dtype == np.float32:
+            norms = row_norm_bounds(decoder)  # once, for a's bound and the KKT checks
         self.a = (
-            np.asarray(a, dtype=np.float64).reshape(-1)
+            ProjectedRows.exact(decoder, self.w, a)
             if a is not None
-            else np.asarray(decoder @ self.w, dtype=np.float64)
+            else ProjectedRows(decoder, self.w, None if norms is None else (lambda: norms))
         )
         self.d_sae, self.d_model = (int(n) for n in decoder.shape)
         self._twins: dict[int, npt.NDArray[np.int64]] = {}
@@ -125,7 +130,14 @@ class Path:
         self.homotopy: Homotopy | None = (
             None
             if self.orthogonal
-            else Homotopy(decoder, self.w, self.a, pool_size=pool_size, max_steps=max_steps)
+            else Homotopy(
+                decoder,
+                self.w,
+                self.a,
+                pool_size=pool_size,
+                max_steps=max_steps,
+                row_norms=norms,
+            )
         )
 
     # -- facts about the path ---------------------------------------------------------------
@@ -369,9 +381,7 @@ class Path:
         """Every row exactly equal to row `feature` (itself included), sorted."""
         found = self._twins.get(feature)
         if found is None:
-            a_j = self.a[feature]
-            close = np.abs(self.a - a_j) <= 1e-12 * (abs(a_j) + abs(self.a).max())
-            candidates = np.flatnonzero(close)
+            candidates = self.a.near(feature, 1e-12)
             if candidates.size > 1:
                 rows = np.asarray(self.decoder[candidates])
                 same = np.all(rows == np.asarray(self.decoder[feature]), axis=1)
@@ -465,9 +475,12 @@ def _sample(decoder: np.ndarray[Any, Any]) -> FloatArray:
     return np.array(decoder[picks], dtype=np.float64)
 
 
-def path_for(decoder: Any, direction: Any, a: Any = None, **options: Any) -> Path:
+def path_for(
+    decoder: Any, direction: Any, a: Any = None, *, row_norms: Any = None, **options: Any
+) -> Path:
     """The cached Path for (decoder, direction), built on first use (`a`: D w, or a callable
-    returning it, or None to compute it).
+    returning it, or None to compute it; `row_norms`: bounds on ‖dᵢ‖, or a callable returning
+    them, or None to compute them).
 
     Keyed by the decoder's memory (address, shape, strides, dtype) and the direction's bytes;
     the cache keeps the decoder alive, so the address cannot be reused while cached. A decoder
@@ -484,7 +497,7 @@ def path_for(decoder: Any, direction: Any, a: Any = None, **options: Any) -> Pat
             _stats["hits"] += 1
             return hit[2]
         _stats["misses"] += 1
-        path = Path(decoder_arr, w, a_fn(), **options)
+        path = Path(decoder_arr, w, a_fn(), row_norms=row_norms, **options)
         _cache[key] = (decoder_arr, _sample(decoder_arr), path)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

@@ -128,13 +128,14 @@ def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
 def _path(problem: SteeringProblem, cache: bool, options: Mapping[str, Any]) -> Path:
     from steerkit_path.path import Path, path_for
 
-    def a() -> np.ndarray[Any, Any]:
-        row: np.ndarray[Any, Any] = problem.constraint_matrix[0]
-        return row
+    # a = D w is estimated in float32 and made exact only where the path looks (projection.py);
+    # the row norms are the problem's, which the core's certificate shares
+    def norms() -> np.ndarray[Any, Any]:
+        return problem.row_norm_bounds
 
     if cache:
-        return path_for(problem.decoder, problem.directions[0], a, **options)
-    return Path(problem.decoder, problem.directions[0], a(), **options)
+        return path_for(problem.decoder, problem.directions[0], row_norms=norms, **options)
+    return Path(problem.decoder, problem.directions[0], row_norms=norms, **options)
 
 
 def _group(
