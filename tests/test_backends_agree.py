@@ -91,3 +91,42 @@ def test_backend_agrees_with_the_reference(name: str) -> None:
 
     check()
     assert len(stopped) <= len(drawn) // 5, (name, len(stopped), len(drawn), stopped[:3])
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(steering_problems())
+def test_the_reference_agrees_with_a_plain_cvxpy_clarabel_model(
+    problem: steerkit.SteeringProblem,
+) -> None:
+    """The oracle itself, against the textbook CVXPY model of the problem solved by Clarabel:
+    so every backend above agrees with CVXPY + Clarabel too."""
+    cp = pytest.importorskip("cvxpy")
+    decoder = np.asarray(problem.decoder, dtype=np.float64)
+    delta = cp.Variable(problem.d_sae, nonneg=True)
+    steering = decoder.T @ delta
+    constraints = [problem.directions @ steering >= problem.rhs]
+    if problem.kind.value == "qp":
+        objective = cp.sum(delta) + problem.lam / 2 * cp.sum_squares(steering)
+    else:
+        objective = cp.sum(delta)
+        constraints.append(cp.norm(steering, 2) <= problem.eps)
+    model = cp.Problem(cp.Minimize(objective), constraints)
+    model.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    reference = reference_solve(problem)
+    if reference.status is Status.INFEASIBLE:
+        assert model.status in ("infeasible", "infeasible_inaccurate"), (problem, model.status)
+        return
+    assert reference.status is Status.OPTIMAL, (problem, reference.raw_status)
+    assert model.status == "optimal", (problem, model.status)
+    value = problem.objective(np.maximum(delta.value, 0.0))
+    size = max(1.0, float(np.abs(problem.rhs).max()))
+    assert abs(value - reference.objective) <= 1e-6 * abs(reference.objective) + 1e-9 * size, (
+        problem,
+        value,
+        reference.objective,
+    )
