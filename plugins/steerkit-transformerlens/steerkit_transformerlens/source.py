@@ -1,0 +1,595 @@
+"""The `transformerlens` activation source: a HookedTransformer, a hook point and a sae-lens SAE.
+
+Build it from a preset (`TransformerLensSource("gpt2-small", layer=6)`, loaded on first use) or
+from objects you already hold (`TransformerLensSource(model=model, sae=sae,
+hook_point="blocks.1.hook_resid_pre")`). Activations are read at the last real token of each
+text, whatever the padding; the forward pass stops after the hook's block; results are cached on
+disk under `cache_root("activations")`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from steerkit import Activations, ActivationSource, SteeringVector
+from steerkit._arrays import FloatArray, readonly, to_numpy
+from steerkit.errors import SteerkitError, ValidationError
+from steerkit_transformerlens.activation_cache import (
+    ActivationDiskCache,
+    module_fingerprint,
+    texts_digest,
+)
+from steerkit_transformerlens.generation import (
+    PaddingSide,
+    SamplingOptions,
+    generate_tokens,
+    pad_batch,
+)
+from steerkit_transformerlens.presets import Preset, get_preset, hook_name, layer_of
+from steerkit_transformerlens.steering import PositionWindow, steering_hooks
+
+if TYPE_CHECKING:
+    import torch
+    from sae_lens import SAE
+    from transformer_lens import HookedTransformer
+
+__all__ = ["TransformerLensSource", "default_device"]
+
+logger = logging.getLogger(__name__)
+
+_OWNER = "TransformerLensSource"
+_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def default_device() -> str:
+    """ "cuda" when torch sees a GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TransformerLensSource(ActivationSource):
+    """A TransformerLens model read (and steered) at one hook, with an optional sae-lens SAE.
+
+    preset: a name from `steerkit_transformerlens.presets.PRESETS`, with `layer` and `hook`
+        (defaults: the preset's); `sae_id` picks another SAE of the preset's release.
+    model, sae, hook_point: objects already loaded (tests use tiny ones); `sae` may be None,
+        then `features` are None and `decoder()` raises.
+    device, dtype: for presets only; default "cuda" if available else "cpu", and "float32".
+    batch_size: texts per forward pass; padding_side: how batches are padded (activations are
+        the same either way); cache: read and write the on-disk activation cache.
+    """
+
+    name = "transformerlens"
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        *,
+        layer: int | None = None,
+        hook: str | None = None,
+        sae_id: str | None = None,
+        model: HookedTransformer | None = None,
+        sae: SAE[Any] | None = None,
+        hook_point: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 16,
+        padding_side: PaddingSide = "right",
+        cache: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError(_OWNER, "batch_size", "a positive integer", repr(batch_size))
+        if padding_side not in ("left", "right"):
+            raise ValidationError(_OWNER, "padding_side", "'left' or 'right'", repr(padding_side))
+        if dtype is not None and dtype not in _DTYPES:
+            raise ValidationError(_OWNER, "dtype", f"one of {', '.join(_DTYPES)}", repr(dtype))
+        self.batch_size = batch_size
+        self.padding_side: PaddingSide = padding_side
+        self.cache = cache
+        self.progress = progress
+        self._window = PositionWindow()
+        self._decoder: FloatArray | None = None
+        self._fingerprint: str | None = None
+        self._disk = ActivationDiskCache()
+
+        if preset is not None:
+            if model is not None or sae is not None or hook_point is not None:
+                raise ValidationError(
+                    _OWNER,
+                    "preset",
+                    "either a preset (with layer, hook) or model= / sae= / hook_point=, not both",
+                    repr(preset),
+                )
+            self.preset: Preset | None = get_preset(preset)
+            layer = self.preset.default_layer if layer is None else layer
+            hook = self.preset.hook if hook is None else hook
+            self.preset.check(layer, hook)
+            self._hook_point = hook_name(layer, hook)
+            self._sae_id: str | None = (
+                sae_id if sae_id is not None else self.preset.sae_id_for(layer)
+            )
+            self._device: str | None = device
+            self._dtype: str | None = dtype or "float32"
+            self._model: HookedTransformer | None = None
+            self._sae: SAE[Any] | None = None
+            return
+
+        if model is None:
+            raise ValidationError(
+                _OWNER,
+                "model",
+                "a preset name (e.g. 'gpt2-small') or a HookedTransformer passed as model=",
+                "neither",
+            )
+        if device is not None or dtype is not None or sae_id is not None:
+            raise ValidationError(
+                _OWNER,
+                "device",
+                "device=, dtype= and sae_id= only with a preset (move a model you pass yourself)",
+                repr({"device": device, "dtype": dtype, "sae_id": sae_id}),
+            )
+        if hook_point is None:
+            if layer is None or hook is None:
+                raise ValidationError(
+                    _OWNER,
+                    "hook_point",
+                    "hook_point='blocks.L.hook_…', or layer= and hook=",
+                    "none of them",
+                )
+            hook_point = hook_name(layer, hook)
+        elif layer is not None or hook is not None:
+            raise ValidationError(
+                _OWNER, "hook_point", "hook_point= or layer= and hook=, not both", repr(hook_point)
+            )
+        self.preset = None
+        self._hook_point = hook_point
+        self._sae_id = None
+        self._device = None
+        self._dtype = None
+        self._model = model
+        self._sae = sae
+        self._check_model(model, sae)
+
+    # -- what it is ----------------------------------------------------------------------------
+
+    @property
+    def hook_point(self) -> str:
+        return self._hook_point
+
+    @property
+    def layer(self) -> int | None:
+        """The block index of the hook point (None for hooks outside the blocks)."""
+        return layer_of(self._hook_point)
+
+    @property
+    def model(self) -> HookedTransformer:
+        """The HookedTransformer (a preset's is loaded here, on first use)."""
+        if self._model is None:
+            self._load()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def sae(self) -> SAE[Any] | None:
+        if self._model is None and self.preset is not None:
+            self._load()
+        return self._sae
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.cfg.d_model)
+
+    @property
+    def d_sae(self) -> int:
+        return int(self._require_sae().cfg.d_sae)
+
+    def describe(self) -> dict[str, Any]:
+        """What this source is, for provenance: preset, model, hook point, SAE."""
+        out: dict[str, Any] = {"source": self.name, "hook_point": self.hook_point}
+        if self.preset is not None:
+            out.update(preset=self.preset.name, model=self.preset.model)
+            out.update(sae_release=self.preset.sae_release, sae_id=self._sae_id)
+        elif self._model is not None:
+            out["model"] = self._model.cfg.model_name
+        return out
+
+    def __repr__(self) -> str:
+        what = (
+            f"preset={self.preset.name!r}"
+            if self.preset
+            else f"model={self.model.cfg.model_name!r}"
+        )
+        return f"{type(self).__name__}({what}, hook_point={self.hook_point!r})"
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        preset = self.preset
+        assert preset is not None
+        device = self._device or default_device()
+        dtype = self._dtype or "float32"
+        layer = layer_of(self._hook_point)
+        assert layer is not None
+        hook = self._hook_point.split(".hook_", 1)[1]
+        if preset.offline:
+            from steerkit_transformerlens.offline import load_offline_model
+            from steerkit_transformerlens.sae_training import offline_sae
+
+            model = load_offline_model(device=device, dtype=dtype)
+            sae = offline_sae(layer=layer, hook=hook, device=device)
+        else:
+            model, sae = _load_from_hub(preset, self._sae_id, device=device, dtype=dtype)
+        self._check_model(model, sae)
+        self._model, self._sae = model, sae
+
+    def _check_model(self, model: Any, sae: Any) -> None:
+        from transformer_lens import HookedTransformer
+
+        if not isinstance(model, HookedTransformer):
+            raise ValidationError(
+                _OWNER, "model", "a transformer_lens.HookedTransformer", type(model).__name__
+            )
+        if model.tokenizer is None:
+            raise ValidationError(_OWNER, "model", "a HookedTransformer with a tokenizer", "none")
+        if self._hook_point not in model.hook_dict:
+            examples = [n for n in model.hook_dict if n.startswith("blocks.0.")][:6]
+            raise ValidationError(
+                _OWNER,
+                "hook_point",
+                f"a hook of this {model.cfg.n_layers}-layer model, e.g. {', '.join(examples)}",
+                repr(self._hook_point),
+            )
+        if sae is None:
+            return
+        from sae_lens import SAE
+
+        if not isinstance(sae, SAE):
+            raise ValidationError(_OWNER, "sae", "a sae_lens.SAE or None", type(sae).__name__)
+        d_model = int(model.cfg.d_model)
+        if self._hook_point.rsplit(".", 1)[-1].startswith("hook_resid") and (
+            int(sae.cfg.d_in) != d_model
+        ):
+            raise ValidationError(
+                _OWNER, "sae", f"an SAE with d_in = {d_model} (d_model)", f"d_in = {sae.cfg.d_in}"
+            )
+        sae_hook = sae.cfg.metadata.hook_name
+        if sae_hook is not None and sae_hook != self._hook_point:
+            raise ValidationError(
+                _OWNER,
+                "sae",
+                f"an SAE trained at {self._hook_point}",
+                f"an SAE trained at {sae_hook} (pass hook_point={sae_hook!r} to read it there)",
+            )
+
+    def _require_sae(self) -> SAE[Any]:
+        sae = self.sae
+        if sae is None:
+            raise SteerkitError(
+                f"{self!r} has no SAE: pass sae= (a sae_lens.SAE) to get features and a decoder"
+            )
+        return sae
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def _token_rows(self, texts: Sequence[str], field: str) -> list[list[int]]:
+        model = self.model
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise ValidationError(
+                _OWNER,
+                field,
+                "a sequence of strings (a list, not one string)",
+                type(texts).__name__,
+            )
+        if len(texts) == 0:
+            raise ValidationError(_OWNER, field, "at least one text", "an empty sequence")
+        rows = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValidationError(_OWNER, f"{field}[{i}]", "a string", type(text).__name__)
+            row = model.to_tokens(text, truncate=False, move_to_device=False)[0].tolist()
+            if not row:
+                raise ValidationError(
+                    _OWNER, f"{field}[{i}]", "a text with at least one token", repr(text)
+                )
+            if len(row) > model.cfg.n_ctx:
+                raise ValidationError(
+                    _OWNER,
+                    f"{field}[{i}]",
+                    f"at most {model.cfg.n_ctx} tokens (the model's context)",
+                    f"{len(row)} tokens",
+                )
+            rows.append(row)
+        return rows
+
+    def _batches(
+        self, rows: Sequence[Sequence[int]], desc: str, *, by_length: bool = True
+    ) -> Iterator[list[int]]:
+        """Indices of `rows` in batches, of similar lengths (longest first: less padding) when
+        `by_length`, else in order (generation: hooks see the prompts in the order given)."""
+        from tqdm.auto import tqdm
+
+        order = list(range(len(rows)))
+        if by_length:
+            order.sort(key=lambda i: -len(rows[i]))
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        show = self.progress and len(chunks) > 1
+        yield from tqdm(chunks, desc=desc, unit="batch", disable=not show, leave=False)
+
+    @property
+    def _pad_id(self) -> int:
+        tokenizer = self.model.tokenizer
+        assert tokenizer is not None
+        return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
+
+    # -- activations ---------------------------------------------------------------------------
+
+    def activations(self, texts: Sequence[str]) -> Activations:
+        hidden = self.hidden_states(texts)
+        features = self.encode(hidden) if self.sae is not None else None
+        return Activations(hidden=hidden, hook_point=self.hook_point, features=features)
+
+    def hidden_states(self, texts: Sequence[str]) -> FloatArray:
+        """(n, d_model) float32 activations at the hook point, at each text's last real token."""
+        rows = self._token_rows(texts, "texts")
+        key = None
+        if self.cache:
+            key = self._disk.key(self._cache_parts(texts))
+            cached = self._disk.load(key, n=len(rows))
+            if cached is not None:
+                return readonly(cached)
+        hidden = self._extract(rows)
+        if key is not None:
+            self._disk.save(key, hidden, {"hook_point": self.hook_point, "n": len(rows)})
+        return readonly(hidden)
+
+    def _extract(self, rows: Sequence[Sequence[int]]) -> np.ndarray[Any, Any]:
+        import torch
+
+        model = self.model
+        layer = layer_of(self.hook_point)
+        stop_at_layer = None if layer is None else layer + 1
+        if stop_at_layer is not None and stop_at_layer >= model.cfg.n_layers:
+            stop_at_layer = None
+        out = np.empty((len(rows), int(model.cfg.d_model)), dtype=np.float32)
+        captured: list[torch.Tensor] = []
+
+        for idx in self._batches(rows, "activations"):
+            batch = pad_batch(
+                [rows[i] for i in idx],
+                pad_id=self._pad_id,
+                side=self.padding_side,
+                device=model.cfg.device or "cpu",
+            )
+
+            def capture(activation: torch.Tensor, hook: Any, batch: Any = batch) -> None:
+                rows_at = torch.arange(activation.shape[0], device=activation.device)
+                captured.append(activation[rows_at, batch.last.to(activation.device)])
+
+            with torch.inference_mode(), model.hooks(fwd_hooks=[(self.hook_point, capture)]):
+                model(batch.tokens, attention_mask=batch.mask, stop_at_layer=stop_at_layer)
+            value = captured.pop()
+            if value.ndim != 2:
+                raise SteerkitError(
+                    f"{self.hook_point} gives activations of shape {tuple(value.shape)} per token; "
+                    "the source reads hooks with one vector per token (residual, mlp_out, attn_out)"
+                )
+            out[idx] = value.to(device="cpu", dtype=torch.float32).numpy()
+        return out
+
+    def _cache_parts(self, texts: Sequence[str]) -> dict[str, Any]:
+        model = self.model
+        if self._fingerprint is None:
+            self._fingerprint = module_fingerprint(model.named_parameters())
+        tokenizer = model.tokenizer
+        return {
+            "model": model.cfg.model_name,
+            "preset": self.preset.name if self.preset else None,
+            "n_layers": model.cfg.n_layers,
+            "d_model": model.cfg.d_model,
+            "dtype": str(model.cfg.dtype),
+            "weights": self._fingerprint,
+            "tokenizer": [getattr(tokenizer, "name_or_path", None), len(tokenizer or ())],
+            "prepend_bos": model.cfg.default_prepend_bos,
+            "hook_point": self.hook_point,
+            "texts": texts_digest(texts),
+            "n": len(texts),
+        }
+
+    # -- the SAE -------------------------------------------------------------------------------
+
+    def encode(self, hidden: Any) -> FloatArray:
+        """SAE feature activations (n, d_sae) float32 of residual activations (n, d_model)."""
+        import torch
+
+        sae = self._require_sae()
+        array = to_numpy(_OWNER, "hidden", hidden)
+        if array.ndim != 2 or array.shape[1] != int(sae.cfg.d_in):
+            raise ValidationError(
+                _OWNER, "hidden", f"an (n, {sae.cfg.d_in}) array", f"shape {array.shape}"
+            )
+        out = np.empty((array.shape[0], int(sae.cfg.d_sae)), dtype=np.float32)
+        chunk = 256
+        with torch.inference_mode():
+            for start in range(0, array.shape[0], chunk):
+                x = torch.tensor(np.asarray(array[start : start + chunk]))  # a copy: writable
+                x = x.to(device=sae.device, dtype=sae.dtype)
+                out[start : start + chunk] = sae.encode(x).float().cpu().numpy()
+        return readonly(out)
+
+    def decode(self, features: Any) -> FloatArray:
+        """The SAE's reconstruction (n, d_model) float32 of features (n, d_sae)."""
+        import torch
+
+        sae = self._require_sae()
+        array = to_numpy(_OWNER, "features", features)
+        if array.ndim != 2 or array.shape[1] != int(sae.cfg.d_sae):
+            raise ValidationError(
+                _OWNER, "features", f"an (n, {sae.cfg.d_sae}) array", f"shape {array.shape}"
+            )
+        with torch.inference_mode():
+            x = torch.tensor(np.asarray(array)).to(device=sae.device, dtype=sae.dtype)
+            return readonly(sae.decode(x).float().cpu().numpy())
+
+    def decoder(self) -> FloatArray:
+        """W_dec, (d_sae, d_model) float32: row i is feature i's direction."""
+        if self._decoder is None:
+            sae = self._require_sae()
+            if sae.cfg.normalize_activations not in ("none", None):
+                logger.warning(
+                    "SAE normalises activations (%s): W_dec rows are directions in the "
+                    "normalised space",
+                    sae.cfg.normalize_activations,
+                )
+            self._decoder = readonly(sae.W_dec.detach().float().cpu().numpy().copy())
+        return self._decoder
+
+    # -- steering ------------------------------------------------------------------------------
+
+    def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
+        """Inside the block the model runs with `vector.scale · vector.vector` added at
+        `vector.hook_point`, at `vector.positions`; the hook is removed on exit, also on error."""
+        if not isinstance(vector, SteeringVector):
+            raise ValidationError(
+                _OWNER, "vector", "a steerkit.SteeringVector", type(vector).__name__
+            )
+        return self._steer(vector)
+
+    @contextmanager
+    def _steer(self, vector: SteeringVector) -> Iterator[None]:
+        with steering_hooks(self.model, vector, self._window):
+            yield None
+
+    def logits(self, texts: Sequence[str], vector: SteeringVector | None = None) -> FloatArray:
+        """Next-token logits (n, d_vocab) float32 at each text's last real token, steered by
+        `vector` if given (a plain forward pass: `generated` positions are not steered)."""
+        import torch
+
+        rows = self._token_rows(texts, "texts")
+        model = self.model
+        out = np.empty((len(rows), int(model.cfg.d_vocab_out)), dtype=np.float32)
+        steer = self.steer(vector) if vector is not None else _null()
+        with steer, torch.inference_mode():
+            for idx in self._batches(rows, "logits"):
+                batch = pad_batch(
+                    [rows[i] for i in idx],
+                    pad_id=self._pad_id,
+                    side=self.padding_side,
+                    device=model.cfg.device or "cpu",
+                )
+                logits = model(batch.tokens, attention_mask=batch.mask)
+                rows_at = torch.arange(logits.shape[0], device=logits.device)
+                last = logits[rows_at, batch.last.to(logits.device)]
+                out[idx] = last.to(device="cpu", dtype=torch.float32).numpy()
+        return readonly(out)
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 32,
+        vector: SteeringVector | None = None,
+        seed: int = 0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        stop_at_eos: bool = True,
+        use_kv_cache: bool = True,
+    ) -> list[str]:
+        """The continuation (new text only) of each prompt; greedy unless `do_sample`."""
+        tokenizer = self.model.tokenizer
+        assert tokenizer is not None
+        ids = self.generate_tokens(
+            prompts,
+            max_new_tokens=max_new_tokens,
+            vector=vector,
+            seed=seed,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            stop_at_eos=stop_at_eos,
+            use_kv_cache=use_kv_cache,
+        )
+        return [str(tokenizer.decode(row, skip_special_tokens=True)) for row in ids]
+
+    def generate_tokens(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 32,
+        vector: SteeringVector | None = None,
+        seed: int = 0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        stop_at_eos: bool = True,
+        use_kv_cache: bool = True,
+    ) -> list[list[int]]:
+        """The new token ids of each prompt (EOS and what follows it removed)."""
+        rows = self._token_rows(prompts, "prompts")
+        SamplingOptions(do_sample=do_sample, temperature=temperature, top_k=top_k)  # validate
+        out: list[list[int]] = [[] for _ in rows]
+        steer = self.steer(vector) if vector is not None else _null()
+        with steer:
+            for n_batch, idx in enumerate(self._batches(rows, "generate", by_length=False)):
+                new = generate_tokens(
+                    self.model,
+                    [rows[i] for i in idx],
+                    max_new_tokens=max_new_tokens,
+                    window=self._window,
+                    options=SamplingOptions(
+                        do_sample=do_sample,
+                        temperature=temperature,
+                        top_k=top_k,
+                        seed=seed + n_batch,
+                    ),
+                    stop_at_eos=stop_at_eos,
+                    use_kv_cache=use_kv_cache,
+                )
+                for i, row in zip(idx, new):
+                    out[i] = row
+        return out
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield None
+
+
+def _load_from_hub(
+    preset: Preset, sae_id: str | None, *, device: str, dtype: str
+) -> tuple[HookedTransformer, SAE[Any]]:
+    """A preset's SAE (sae-lens) and model (TransformerLens, with the SAE's loading options)."""
+    import torch
+    from sae_lens import SAE
+    from transformer_lens import HookedTransformer
+
+    assert preset.sae_release is not None and sae_id is not None
+    hint = (
+        "without access to the Hugging Face hub, use the preset 'gemma-3-270m-offline', which "
+        "needs none"
+    )
+    try:
+        sae = SAE.from_pretrained(preset.sae_release, sae_id, device=device, dtype=dtype)
+    except Exception as e:
+        raise SteerkitError(
+            f"could not load the SAE {preset.sae_release} / {sae_id}: {e}; {hint}"
+        ) from e
+    kwargs = dict(sae.cfg.metadata.model_from_pretrained_kwargs or {})
+    try:
+        # sae-lens's advice: no weight processing, plus the options the SAE was trained with
+        # (e.g. center_writing_weights for gpt2-small-res-jb)
+        model = HookedTransformer.from_pretrained_no_processing(
+            preset.model, device=device, dtype=getattr(torch, dtype), **kwargs
+        )
+    except Exception as e:
+        raise SteerkitError(f"could not load the model {preset.model}: {e}; {hint}") from e
+    return model, sae

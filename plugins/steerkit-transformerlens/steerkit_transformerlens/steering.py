@@ -1,0 +1,120 @@
+"""Adding α·v at a hook through TransformerLens's `model.hooks(...)`, at chosen positions only.
+
+Positions are absolute token positions in the sequence the model is run on. A `PositionWindow`
+says which of those positions hold prompt tokens and where the current forward pass starts:
+
+- a plain forward pass (`model(tokens)`, `source.logits(...)`): every position is a prompt
+  position, so `prompt` and `all` steer every position and `generated` steers none;
+- generation (`TransformerLensSource.generate`): the prompt is left-padded to a common length P;
+  positions < P hold prompt tokens, positions ≥ P hold generated tokens. With a KV cache each
+  step runs one new position, at offset P + step − 1; the window tracks it.
+
+`generated` therefore means "positions whose input token the model generated": the first new
+token is predicted at the last prompt position, which `prompt` and `all` steer and `generated`
+does not. The three sets partition the sequence: all = prompt ∪ generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from steerkit.errors import ValidationError
+from steerkit.vector import Positions, SteeringVector
+
+if TYPE_CHECKING:
+    import torch
+    from transformer_lens import HookedTransformer
+    from transformer_lens.hook_points import HookPoint
+
+__all__ = ["PositionWindow", "SteeringHook", "steering_hooks"]
+
+
+@attrs.define
+class PositionWindow:
+    """prompt_length: the number of prompt positions (None: all positions are prompt);
+    offset: the absolute position of the first position in the current forward pass."""
+
+    prompt_length: int | None = None
+    offset: int = 0
+
+
+class SteeringHook:
+    """A forward hook adding `scale · vector` at the positions `positions` selects."""
+
+    def __init__(self, vector: SteeringVector, window: PositionWindow) -> None:
+        self.vector = vector
+        self.window = window
+        self._tensor: torch.Tensor | None = None
+
+    def _delta(self, like: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        cached = self._tensor
+        if cached is None or cached.dtype != like.dtype or cached.device != like.device:
+            values = torch.as_tensor(self.vector.vector * self.vector.scale, dtype=torch.float32)
+            cached = values.to(device=like.device, dtype=like.dtype)
+            self._tensor = cached
+        return cached
+
+    def __call__(self, activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        if activation.ndim != 3 or activation.shape[-1] != self.vector.d_model:
+            raise ValidationError(
+                "SteeringVector",
+                "vector",
+                f"a vector of the width of {hook.name} (activation shape "
+                f"{tuple(activation.shape)}: batch, position, d_model)",
+                f"length {self.vector.d_model}",
+            )
+        delta = self._delta(activation)
+        positions = self.vector.positions
+        if positions is Positions.ALL:
+            return activation + delta
+        n_pos = activation.shape[1]
+        prompt_length = self.window.prompt_length
+        if prompt_length is None:  # a plain forward pass: every position holds a prompt token
+            return activation + delta if positions is Positions.PROMPT else activation
+        start = self.window.offset
+        # absolute positions start .. start + n_pos − 1; the prompt ends before prompt_length
+        n_prompt = min(max(prompt_length - start, 0), n_pos)
+        out = activation.clone()
+        if positions is Positions.PROMPT:
+            out[:, :n_prompt] += delta
+        else:
+            out[:, n_prompt:] += delta
+        return out
+
+
+@contextmanager
+def steering_hooks(
+    model: HookedTransformer, vector: SteeringVector, window: PositionWindow | None = None
+) -> Iterator[PositionWindow]:
+    """Inside the block, `model` runs with `vector` added at its hook point; the hook is removed
+    on exit, also when the block raises (TransformerLens removes hooks at its context level)."""
+    if vector.hook_point not in model.hook_dict:
+        raise ValidationError(
+            "SteeringVector",
+            "hook_point",
+            f"a hook of this model, e.g. {_examples(model)}",
+            repr(vector.hook_point),
+        )
+    d_model = int(model.cfg.d_model)
+    if vector.d_model != d_model and vector.hook_point.split(".")[-1].startswith("hook_resid"):
+        raise ValidationError(
+            "SteeringVector",
+            "vector",
+            f"length {d_model} (the model's d_model)",
+            str(vector.d_model),
+        )
+    window = window if window is not None else PositionWindow()
+    hook = SteeringHook(vector, window)
+    with model.hooks(fwd_hooks=[(vector.hook_point, hook)]):
+        yield window
+
+
+def _examples(model: Any) -> str:
+    names = [n for n in model.hook_dict if n.endswith(("hook_resid_pre", "hook_resid_post"))]
+    return ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
