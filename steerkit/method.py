@@ -5,12 +5,12 @@ imports a solver backend."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from steerkit.dataset import Splits
+from steerkit.dataset import Dataset, Splits
 from steerkit.probe import Concept
 from steerkit.solution import Solution
 from steerkit.source import Activations, ActivationSource
@@ -26,7 +26,9 @@ class MethodContext:
     inputs: the activations to steer (n rows); concept: the target half-spaces W h ≥ t;
     decoder: the SAE decoder D (d_sae, d_model), for SAE-based methods; solver: a backend name,
     or None for automatic selection; solver_options: passed to every solve; source, splits and
-    train: for baselines that need the model or the training data; seed: for every random choice.
+    train: for baselines that need the model or the training data (train: activations of
+    splits.train, in order); dataset: the task, for its contrastive pairs, persona prefixes and
+    neutral queries; target_class: the class to steer towards; seed: for every random choice.
     """
 
     inputs: Activations
@@ -37,7 +39,17 @@ class MethodContext:
     source: ActivationSource | None = None
     splits: Splits | None = None
     train: Activations | None = None
+    dataset: Dataset | None = None
+    target_class: int = 1
     seed: int = 0
+
+
+def _vectors(value: Iterable[SteeringVector | None]) -> tuple[SteeringVector | None, ...]:
+    return tuple(value)
+
+
+def _solutions(value: Iterable[Solution]) -> tuple[Solution, ...]:
+    return tuple(value)
 
 
 @attrs.frozen(eq=False)
@@ -45,8 +57,8 @@ class MethodResult:
     """Per-input vectors (one per input, None where the method failed and was told to keep
     going), or a single shared vector; with the solutions behind them, in input order."""
 
-    vectors: tuple[SteeringVector | None, ...] = attrs.field(converter=tuple)
-    solutions: tuple[Solution, ...] = attrs.field(default=(), converter=tuple)
+    vectors: tuple[SteeringVector | None, ...] = attrs.field(converter=_vectors)
+    solutions: tuple[Solution, ...] = attrs.field(default=(), converter=_solutions)
     shared: bool = False
     info: Mapping[str, Any] = attrs.field(factory=dict)
 

@@ -75,6 +75,20 @@ class ActivationSource(abc.ABC):
         """SAE feature activations (n, d_sae) of residual activations (n, d_model)."""
         raise NotImplementedError(f"source {self.name!r} has no SAE encoder")
 
+    def logits(self, texts: Sequence[str], vector: SteeringVector | None = None) -> FloatArray:
+        """Next-token logits (n, d_vocab) at each text's last real token, steered by `vector`."""
+        raise NotImplementedError(f"source {self.name!r} gives no logits")
+
+    def continuation_logprobs(
+        self,
+        prompts: Sequence[str],
+        continuations: Sequence[str],
+        vector: SteeringVector | None = None,
+    ) -> list[FloatArray]:
+        """For each pair, the log-probability of every token of the continuation given the prompt
+        and the continuation's earlier tokens (natural log), steered by `vector` if given."""
+        raise NotImplementedError(f"source {self.name!r} cannot score continuations")
+
     def generate(
         self,
         prompts: Sequence[str],
