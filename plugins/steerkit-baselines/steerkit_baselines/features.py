@@ -1,0 +1,199 @@
+"""SAE-feature baselines: one decoder row (`single_feature`), or the k decoder rows of the features
+most correlated with the target class, weighted by that correlation (`topk_features`).
+
+Both are Dᵀδ for a sparse δ ≥ 0: the provenance's `support` (feature ids) and `support_values`
+(δ there, after scaling) reproduce the vector exactly, as the optimal methods' do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from steerkit import Activations, MethodContext, SteerkitError, ValidationError
+from steerkit_baselines._common import (
+    Baseline,
+    Vector,
+    check_int,
+    d_model,
+    float_matrix,
+    scale_direction,
+    target_indicator,
+    training_data,
+)
+
+__all__ = ["SingleFeature", "TopKFeatures", "class_correlation"]
+
+
+def class_correlation(features: Any, labels: Any, target_class: int) -> Vector:
+    """(d_sae,) Pearson correlation of each feature's activation (n, d_sae) with the indicator of
+    `labels == target_class` (n,); a feature constant over the n examples gets 0."""
+    f = float_matrix(features)
+    y = (np.asarray(labels) == target_class).astype(np.float64)
+    if f.ndim != 2 or f.shape[0] != y.shape[0]:
+        raise ValidationError(
+            "class_correlation", "features", f"an ({y.shape[0]}, d_sae) array", f"{f.shape}"
+        )
+    yc = y - y.mean()
+    y_norm = float(np.linalg.norm(yc))
+    if y_norm == 0.0:
+        raise ValidationError(
+            "class_correlation", "labels", "both the target class and another class", repr(labels)
+        )
+    fc = f - f.mean(axis=0)
+    f_norm = np.linalg.norm(fc, axis=0)
+    constant = np.ptp(f, axis=0) == 0
+    denominator = np.where(constant, 1.0, f_norm * y_norm)
+    correlation: Vector = np.where(constant, 0.0, (fc.T @ yc) / denominator)
+    return correlation
+
+
+def _decoder(owner: str, context: MethodContext) -> Vector:
+    """D (d_sae, d_model): `context.decoder`, or the source's SAE decoder."""
+    decoder = context.decoder
+    if decoder is None and context.source is not None:
+        try:
+            decoder = context.source.decoder()
+        except (NotImplementedError, SteerkitError):  # a source without an SAE
+            decoder = None
+    if decoder is None:
+        raise SteerkitError(
+            f"method {owner!r} steers along SAE decoder rows and needs the SAE decoder: pass "
+            "MethodContext(decoder=source.decoder()), or a source with an SAE"
+        )
+    d = float_matrix(decoder)
+    if d.ndim != 2 or d.shape[1] != d_model(context):
+        raise ValidationError(
+            owner, "decoder", f"a (d_sae, {d_model(context)}) array", f"shape {d.shape}"
+        )
+    return d
+
+
+def _features(owner: str, context: MethodContext, train: Activations) -> Vector:
+    """(n, d_sae) SAE features of the training split: `train.features`, or encoded by the source."""
+    if train.features is not None:
+        return float_matrix(train.features)
+    if context.source is None:
+        raise SteerkitError(
+            f"method {owner!r} ranks SAE features by their correlation with the target class and "
+            "needs the training split's SAE features: pass train activations with features "
+            "(source.activations(...) of a source with an SAE) or MethodContext(source=...)"
+        )
+    try:
+        return float_matrix(context.source.encode(train.hidden))
+    except (NotImplementedError, SteerkitError) as e:
+        raise SteerkitError(
+            f"method {owner!r} needs SAE features of the training split, and the source cannot "
+            f"encode them ({e}); use a source with an SAE"
+        ) from e
+
+
+def _correlation(owner: str, context: MethodContext, d_sae: int) -> Vector:
+    train, labels = training_data(owner, context)
+    target_indicator(owner, labels, context.target_class)
+    features = _features(owner, context, train)
+    if features.shape[1] != d_sae:
+        raise SteerkitError(
+            f"method {owner!r}: the training features have {features.shape[1]} columns but the "
+            f"decoder has {d_sae} rows; use the features and decoder of one SAE"
+        )
+    return class_correlation(features, labels, context.target_class)
+
+
+class _FeatureBaseline(Baseline):
+    """Dᵀδ for a δ ≥ 0 on a few features, δ scaled by `normalize`."""
+
+    def sparse(
+        self,
+        context: MethodContext,
+        decoder: Vector,
+        support: np.ndarray[Any, Any],
+        weights: Vector,
+    ) -> tuple[Vector, dict[str, Any]]:
+        rows = decoder[support]
+        scaling = scale_direction(self.name, rows.T @ weights, context, self.normalize)
+        values = scaling.factor * weights
+        vector: Vector = rows.T @ values
+        info = {
+            "support": [int(i) for i in support],
+            "support_values": [float(v) for v in values],
+            **scaling.info,
+        }
+        return vector, info
+
+
+class SingleFeature(_FeatureBaseline):
+    """One SAE decoder row: feature `feature`, or by default the feature whose activation on the
+    training split is most correlated with the target class; scaled by `normalize`.
+
+    feature: an SAE feature id, or None to choose by correlation.
+    """
+
+    name = "single_feature"
+
+    def __init__(self, *, feature: int | None = None, normalize: str = "margin") -> None:
+        super().__init__(normalize=normalize)
+        self.feature: int | None = check_int(
+            self.name, "feature", feature, minimum=0, optional=True
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {"feature": self.feature, **super().params()}
+
+    def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+        decoder = _decoder(self.name, context)
+        extra: dict[str, Any] = {}
+        if self.feature is None:
+            correlation = _correlation(self.name, context, decoder.shape[0])
+            feature = int(np.argmax(correlation))
+            if correlation[feature] <= 0:
+                raise SteerkitError(
+                    f"method {self.name!r}: no SAE feature's activation is positively correlated "
+                    f"with class {context.target_class} on the training split; choose one with "
+                    "`feature=`"
+                )
+            extra = {"selected_by": "correlation", "correlation": float(correlation[feature])}
+        else:
+            feature = self.feature
+            if feature >= decoder.shape[0]:
+                raise ValidationError(
+                    self.name,
+                    "feature",
+                    f"an SAE feature id below d_sae = {decoder.shape[0]}",
+                    repr(feature),
+                )
+            extra = {"selected_by": "config"}
+        vector, info = self.sparse(context, decoder, np.array([feature]), np.ones(1))
+        return vector, {"selected_feature": feature, **extra, **info}
+
+
+class TopKFeatures(_FeatureBaseline):
+    """Σ_j c_j · D_j over the k SAE features j most correlated with the target class on the
+    training split, c_j their (positive) correlation; features with correlation ≤ 0 are left
+    out. Scaled by `normalize`.
+
+    k: how many features.
+    """
+
+    name = "topk_features"
+
+    def __init__(self, *, k: int = 10, normalize: str = "margin") -> None:
+        super().__init__(normalize=normalize)
+        self.k: int = check_int(self.name, "k", k, minimum=1)
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k, **super().params()}
+
+    def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+        decoder = _decoder(self.name, context)
+        correlation = _correlation(self.name, context, decoder.shape[0])
+        top = np.argsort(-correlation, kind="stable")[: self.k]
+        top = np.sort(top[correlation[top] > 0])
+        if top.size == 0:
+            raise SteerkitError(
+                f"method {self.name!r}: no SAE feature's activation is positively correlated "
+                f"with class {context.target_class} on the training split"
+            )
+        vector, info = self.sparse(context, decoder, top, correlation[top])
+        return vector, {"correlations": [float(c) for c in correlation[top]], **info}
