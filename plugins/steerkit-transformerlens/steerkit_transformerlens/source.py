@@ -489,6 +489,110 @@ class TransformerLensSource(ActivationSource):
                 out[idx] = last.to(device="cpu", dtype=torch.float32).numpy()
         return readonly(out)
 
+    def continuation_logprobs(
+        self,
+        prompts: Sequence[str],
+        continuations: Sequence[str],
+        vector: SteeringVector | None = None,
+    ) -> list[FloatArray]:
+        """For each (prompt, continuation): (m,) float64 natural-log probabilities of the
+        continuation's m tokens, each given the prompt and the continuation's earlier tokens;
+        one padded forward pass per batch. Steered by `vector` as `logits` is (a plain forward
+        pass: every position counts as prompt, so a `generated` vector adds nothing).
+
+        Tokens: the prompt is tokenised as everywhere else (with BOS when the model prepends one);
+        the continuation's tokens are those of prompt + continuation that follow the prompt's, so
+        the continuation never gets a BOS of its own and its first token is scored at the
+        prompt's last position. Where the tokens of prompt + continuation do not begin with the
+        prompt's (a token merged across the join, or a tokenizer that needs a space there), the
+        continuation is tokenised alone, without BOS, and appended to the prompt's tokens. A
+        continuation of no tokens (e.g. "") gives an empty array.
+        """
+        import torch
+
+        prompt_rows = self._token_rows(prompts, "prompts")
+        if isinstance(continuations, str) or not isinstance(continuations, Sequence):
+            raise ValidationError(
+                _OWNER,
+                "continuations",
+                "a sequence of strings (a list, not one string)",
+                type(continuations).__name__,
+            )
+        if len(continuations) != len(prompt_rows):
+            raise ValidationError(
+                _OWNER,
+                "continuations",
+                f"{len(prompt_rows)} continuations, one per prompt",
+                f"{len(continuations)}",
+            )
+        model = self.model
+        rows: list[list[int]] = []
+        for i, (prompt, prompt_row, text) in enumerate(zip(prompts, prompt_rows, continuations)):
+            row = prompt_row + self._continuation_tokens(prompt, prompt_row, text, i)
+            if len(row) > model.cfg.n_ctx:
+                raise ValidationError(
+                    _OWNER,
+                    f"continuations[{i}]",
+                    f"prompt and continuation of at most {model.cfg.n_ctx} tokens together "
+                    "(the model's context)",
+                    f"{len(prompt_row)} + {len(row) - len(prompt_row)} tokens",
+                )
+            rows.append(row)
+
+        out: list[FloatArray] = [readonly(np.empty(0, dtype=np.float64)) for _ in rows]
+        todo = [i for i, row in enumerate(rows) if len(row) > len(prompt_rows[i])]
+        if not todo:
+            return out
+        steer = self.steer(vector) if vector is not None else _null()
+        with steer, torch.inference_mode():
+            for chunk in self._batches([rows[i] for i in todo], "continuation log-probs"):
+                idx = [todo[j] for j in chunk]
+                batch = pad_batch(
+                    [rows[i] for i in idx],
+                    pad_id=self._pad_id,
+                    side=self.padding_side,
+                    device=model.cfg.device or "cpu",
+                )
+                logits = model(batch.tokens, attention_mask=batch.mask)
+                for b, i in enumerate(idx):
+                    out[i] = self._scored(logits[b], rows[i], len(prompt_rows[i]), batch.last[b])
+        return out
+
+    def _continuation_tokens(
+        self, prompt: str, prompt_row: list[int], continuation: Any, index: int
+    ) -> list[int]:
+        """The continuation's token ids after `prompt_row` (see `continuation_logprobs`)."""
+        if not isinstance(continuation, str):
+            raise ValidationError(
+                _OWNER, f"continuations[{index}]", "a string", type(continuation).__name__
+            )
+        if not continuation:
+            return []
+        model = self.model
+        joined = model.to_tokens(prompt + continuation, truncate=False, move_to_device=False)
+        joined_row: list[int] = joined[0].tolist()
+        if joined_row[: len(prompt_row)] == prompt_row:
+            return joined_row[len(prompt_row) :]
+        alone = model.to_tokens(
+            continuation, prepend_bos=False, truncate=False, move_to_device=False
+        )
+        alone_row: list[int] = alone[0].tolist()
+        return alone_row
+
+    @staticmethod
+    def _scored(logits: torch.Tensor, row: list[int], n_prompt: int, last: Any) -> FloatArray:
+        """log p(row[t] | row[:t]) for t ≥ n_prompt, from one padded row of logits (T, d_vocab)
+        whose real tokens end at `last`; log-softmax in float64."""
+        import torch
+
+        first = int(last) - (len(row) - 1)  # where the real tokens start (left padding)
+        positions = torch.arange(first + n_prompt - 1, first + len(row) - 1, device=logits.device)
+        selected = logits[positions].to(torch.float64)
+        targets = torch.as_tensor(row[n_prompt:], dtype=torch.long, device=logits.device)
+        picked = selected.gather(-1, targets[:, None])[:, 0]
+        values = (picked - torch.logsumexp(selected, dim=-1)).cpu().numpy()
+        return readonly(values)
+
     # -- generation ----------------------------------------------------------------------------
 
     def generate(

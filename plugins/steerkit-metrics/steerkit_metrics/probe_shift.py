@@ -1,0 +1,90 @@
+"""`probe_shift`: the probe's P(target) before and after adding α·v to each input's activation.
+
+The probe reads the activation at the hook point where the vector is added, so this is computed
+from the activations alone (h and h + α·v): the model is not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from steerkit import EvalContext, Metric, Probe, ValidationError
+from steerkit_metrics._context import added_vectors, nan_column
+
+__all__ = ["ProbeShift", "target_column"]
+
+
+def target_column(probe: Probe, target_class: int, n_columns: int) -> int:
+    """The column of `probe.predict_proba` holding P(target_class): its index in the probe's
+    `classes` when the probe has them (steerkit-probes' do, in column order), else the class
+    itself (classes 0 … C−1)."""
+    classes = getattr(probe, "classes", None)
+    if classes is not None:
+        listed = [int(c) for c in classes]
+        if target_class not in listed:
+            raise ValidationError(
+                "EvalContext",
+                "target_class",
+                f"one of the probe's classes {listed}",
+                repr(target_class),
+            )
+        return listed.index(target_class)
+    if isinstance(target_class, bool) or not 0 <= target_class < n_columns:
+        raise ValidationError(
+            "EvalContext",
+            "target_class",
+            f"a class in 0 … {n_columns - 1} (the probe's predict_proba has {n_columns} columns)",
+            repr(target_class),
+        )
+    return int(target_class)
+
+
+class ProbeShift(Metric):
+    """Columns: `p_before`, `p_after` (the probe's P(target) of h and of h + α·v), `probe_shift`
+    (p_after − p_before) and `flipped` (1.0 when the probe's predicted class, its most probable,
+    was not the target before and is after; 0.0 when it was not and still is not; NaN for inputs
+    already classed as the target before). Every column is NaN for an input without a vector."""
+
+    name = "probe_shift"
+
+    def compute(self, context: EvalContext) -> Mapping[str, Any]:
+        probe = context.probe
+        if probe is None:
+            raise ValidationError(
+                "EvalContext",
+                "probe",
+                "the trained probe (EvalContext(probe=...)): the 'probe_shift' metric scores "
+                "activations with it",
+                "None",
+            )
+        added, valid = added_vectors(context)
+        n = len(valid)
+        columns = {c: nan_column(n) for c in ("p_before", "p_after", "probe_shift", "flipped")}
+        if not valid.any():
+            return columns
+        hidden = np.asarray(context.inputs.hidden, dtype=np.float64)[valid]
+        before = _probabilities(probe, hidden, "h")
+        after = _probabilities(probe, hidden + added[valid], "h + α·v")
+        column = target_column(probe, context.target_class, before.shape[1])
+        was_target = np.argmax(before, axis=1) == column
+        is_target = np.argmax(after, axis=1) == column
+        columns["p_before"][valid] = before[:, column]
+        columns["p_after"][valid] = after[:, column]
+        columns["probe_shift"][valid] = after[:, column] - before[:, column]
+        columns["flipped"][valid] = np.where(was_target, np.nan, is_target.astype(np.float64))
+        return columns
+
+
+def _probabilities(probe: Probe, hidden: np.ndarray[Any, Any], what: str) -> Any:
+    probabilities = np.asarray(probe.predict_proba(hidden), dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != hidden.shape[0]:
+        raise ValidationError(
+            type(probe).__name__,
+            "predict_proba",
+            f"an ({hidden.shape[0]}, n_classes) array of probabilities of {what}",
+            f"shape {probabilities.shape}",
+        )
+    return probabilities
