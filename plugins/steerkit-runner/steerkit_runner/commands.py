@@ -1,0 +1,232 @@
+"""The CLI commands: `steerkit run`, `sweep`, `report`, `steer` and `configs`.
+
+Nothing heavy is imported here: the runner, models and plotting load inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from steerkit.command import Command
+
+__all__ = ["ConfigsCommand", "ReportCommand", "RunCommand", "SteerCommand", "SweepCommand"]
+
+#: A copy of config.DEFAULT_CONFIG (a test checks they agree): configuring the CLI stays light.
+DEFAULT_CONFIG = "gemma-3-270m-offline-sentiment"
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="where run directories go (default: the config's run.output_dir, './runs')",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start a fresh run directory even if this config already has one",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report")
+
+
+def _print_result(result: Any) -> None:
+    from steerkit_runner.summary import comparison_table, format_table
+
+    print(f"run directory: {result.run_dir}")
+    if result.units_skipped:
+        print(
+            f"resumed: {result.units_skipped} units were already done, {result.units_run} "
+            "computed now"
+        )
+    for line in result.skipped_lines:
+        print(f"note: results.jsonl line {line.line} ignored ({line.reason})")
+    print()
+    print(format_table(comparison_table(result.read_rows())))
+    print()
+    if result.failed_units:
+        print(f"{len(result.failed_units)} units failed (recorded in results.jsonl):")
+        for failure in result.failed_units[:20]:
+            print(f"  {failure}")
+        if len(result.failed_units) > 20:
+            print(f"  ... and {len(result.failed_units) - 20} more")
+    total = sum(v for k, v in result.timings.items() if "." not in k)
+    print(f"time: {total:.1f} s")
+    if result.report is not None:
+        print(f"report: {result.report}")
+
+
+class RunCommand(Command):
+    """Run a config end to end: results, vectors, generations and the report."""
+
+    name: ClassVar[str] = "run"
+    help: ClassVar[str] = (
+        "run a config (a TOML file or a shipped config's name; default: the offline "
+        "Gemma-3-270M sentiment config) and write its report"
+    )
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "config",
+            nargs="?",
+            default=DEFAULT_CONFIG,
+            help=f"a TOML file or a shipped config (`steerkit configs`); default: {DEFAULT_CONFIG}",
+        )
+        _run_options(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.runner import run
+
+        result = run(
+            args.config,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            output_dir=args.output_dir,
+            report=not args.no_report,
+        )
+        _print_result(result)
+        return 0
+
+
+class SweepCommand(Command):
+    """The Pareto sweep over a config's [sweep] λ and ε grids."""
+
+    name: ClassVar[str] = "sweep"
+    help: ClassVar[str] = (
+        "sweep λ (QP) and ε (SOCP) from a config's [sweep] table, per input or shared, and "
+        "report the Pareto frontiers"
+    )
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", help="a TOML file or a shipped config's name")
+        parser.add_argument(
+            "--mode",
+            choices=("per_input", "shared"),
+            default=None,
+            help="per-input QP/SOCP or one shared vector (default: the config's sweep.mode)",
+        )
+        _run_options(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.runner import sweep
+
+        result = sweep(
+            args.config,
+            mode=args.mode,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            output_dir=args.output_dir,
+            report=not args.no_report,
+        )
+        _print_result(result)
+        return 0
+
+
+class ReportCommand(Command):
+    """Write (again) the report of a run directory."""
+
+    name: ClassVar[str] = "report"
+    help: ClassVar[str] = "write the Markdown report (with plots) of a run directory"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("run_dir", type=Path, help="a run directory (it has results.jsonl)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.report import write_report
+
+        run_dir: Path = args.run_dir
+        if not (run_dir / "results.jsonl").is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run directory: it has no results.jsonl")
+        path = write_report(run_dir)
+        print(f"report: {path}")
+        return 0
+
+
+class SteerCommand(Command):
+    """Generate with a saved steering vector."""
+
+    name: ClassVar[str] = "steer"
+    help: ClassVar[str] = (
+        "generate from prompts with a saved steering vector (.safetensors + .json sidecar), "
+        "printing the unsteered and steered continuations"
+    )
+    #: Tests (and embedders) may supply the source instead of building it from the sidecar:
+    #: called with the sidecar dict.
+    source_factory: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("vector_file", type=Path, help="NAME.safetensors (or NAME.json)")
+        parser.add_argument(
+            "--prompt", action="append", required=True, help="a prompt (repeat for several)"
+        )
+        parser.add_argument(
+            "--alpha", type=float, default=None, help="scale α (default: the vector's own, 1)"
+        )
+        parser.add_argument("--max-new-tokens", type=int, default=32, help="default: 32")
+        parser.add_argument(
+            "--source-preset",
+            default=None,
+            help="load this preset instead of the one recorded in the sidecar",
+        )
+        parser.add_argument("--device", default=None, help="torch device (default: auto)")
+        parser.add_argument(
+            "--index",
+            type=int,
+            default=None,
+            help="for a per-input stack (*_inputs.safetensors): the input id (default: first)",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="default: 0")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.steer import steer_prompts
+        from steerkit_runner.vectors import read_sidecar
+
+        sidecar = read_sidecar(args.vector_file)
+        factory = type(self).source_factory
+        source = factory(sidecar) if factory is not None else None
+        if args.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be ≥ 1, received {args.max_new_tokens}")
+        continuations = steer_prompts(
+            args.vector_file,
+            args.prompt,
+            alpha=args.alpha,
+            max_new_tokens=args.max_new_tokens,
+            index=args.index,
+            source=source,
+            preset=args.source_preset,
+            device=args.device,
+            seed=args.seed,
+        )
+        what = sidecar.get("label") or sidecar.get("method")
+        setting = f" {sidecar['param']}={sidecar['value']:g}" if sidecar.get("param") else ""
+        print(f"vector: {what}{setting} at {sidecar.get('hook_point')}")
+        for item in continuations:
+            print()
+            print(f"prompt:    {item.prompt}")
+            print(f"unsteered: {item.unsteered}")
+            print(f"steered (α={item.alpha:g}): {item.steered}")
+        return 0
+
+
+class ConfigsCommand(Command):
+    """List the configs shipped with steerkit-runner."""
+
+    name: ClassVar[str] = "configs"
+    help: ClassVar[str] = "list the shipped configs (`steerkit run NAME` runs one)"
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.config import ConfigError, load_config, shipped_configs
+
+        configs = shipped_configs()
+        width = max((len(n) for n in configs), default=0)
+        for name, path in configs.items():
+            try:
+                description = load_config(path).run.description
+            except ConfigError as e:
+                description = f"(invalid: {e})"
+            marker = " (default)" if name == DEFAULT_CONFIG else ""
+            print(f"{name.ljust(width)}  {description}{marker}")
+        return 0

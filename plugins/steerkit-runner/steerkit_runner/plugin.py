@@ -1,0 +1,22 @@
+"""Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
+`steer` and `configs` commands. Nothing heavy is imported here."""
+
+from __future__ import annotations
+
+from steerkit import Register, hookimpl
+from steerkit_runner.commands import (
+    ConfigsCommand,
+    ReportCommand,
+    RunCommand,
+    SteerCommand,
+    SweepCommand,
+)
+
+
+@hookimpl
+def register_commands(register: Register) -> None:
+    register(RunCommand)
+    register(SweepCommand)
+    register(ReportCommand)
+    register(SteerCommand)
+    register(ConfigsCommand)

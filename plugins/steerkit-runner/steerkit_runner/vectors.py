@@ -1,0 +1,253 @@
+"""Steering vectors on disk: `NAME.safetensors` (the numbers) and `NAME.json` (what they are).
+
+The tensor is stored in the dtype the vector has (SteeringVector holds float64; a float32 stack
+stays float32), so a reload is bit-identical. A file holds one vector (key "vector", shape
+(d_model,)) or a stack of per-input vectors (key "vectors", shape (n, d_model), with the input
+ids in the sidecar). The sidecar records the model, preset, hook point, layer, SAE release and
+id, method, solver, λ / ε, the scale α, positions, the δ support with its feature ids and values,
+the steerkit version and the config hash, and the full provenance of each vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import steerkit
+from steerkit import SteeringVector
+from steerkit.errors import SteerkitError
+from steerkit_runner.results import to_json
+
+__all__ = [
+    "FORMAT",
+    "VectorFileError",
+    "load_vector",
+    "load_vectors",
+    "read_sidecar",
+    "save_vector",
+    "save_vectors",
+    "vector_paths",
+]
+
+FORMAT = "steerkit-steering-vector"
+FORMAT_VERSION = 1
+
+
+class VectorFileError(SteerkitError):
+    """A saved vector that cannot be read: a missing sidecar, a shape or checksum mismatch."""
+
+
+def vector_paths(path: str | Path) -> tuple[Path, Path]:
+    """(NAME.safetensors, NAME.json) for NAME, NAME.safetensors or NAME.json."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
+
+
+def _digest(array: np.ndarray[Any, Any]) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _describe(vector: SteeringVector) -> dict[str, Any]:
+    provenance = dict(vector.provenance)
+    out: dict[str, Any] = {
+        "hook_point": vector.hook_point,
+        "layer": vector.layer,
+        "scale": float(vector.scale),
+        "positions": vector.positions.value,
+        "method": provenance.get("method"),
+        "solver": provenance.get("solver"),
+        "lam": provenance.get("lam"),
+        "eps": provenance.get("eps"),
+        "support": provenance.get("support"),
+        "support_values": provenance.get("support_values"),
+        "provenance": provenance,
+    }
+    return out
+
+
+def _write(
+    tensors: dict[str, np.ndarray[Any, Any]],
+    sidecar: dict[str, Any],
+    path: str | Path,
+    overwrite: bool,
+) -> tuple[Path, Path]:
+    from safetensors.numpy import save_file
+
+    tensor_path, json_path = vector_paths(path)
+    if not overwrite and (tensor_path.exists() or json_path.exists()):
+        raise FileExistsError(
+            f"{tensor_path} already exists: saved vectors are never overwritten "
+            "(pass overwrite=True, or choose another name)"
+        )
+    tensor_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tensor_path), metadata={"format": FORMAT})
+    json_path.write_text(
+        json.dumps(to_json(sidecar), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    return tensor_path, json_path
+
+
+def _base_sidecar(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "steerkit_version": steerkit.__version__,
+        **dict(metadata or {}),
+    }
+
+
+def save_vector(
+    vector: SteeringVector,
+    path: str | Path,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
+    """Save one vector as PATH.safetensors + PATH.json; `metadata` (model, preset, sae, config
+    hash, ...) goes into the sidecar. Returns both paths."""
+    array = np.asarray(vector.vector)
+    sidecar = {
+        **_base_sidecar(metadata),
+        "stacked": False,
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "sha256": _digest(array),
+        **_describe(vector),
+    }
+    return _write({"vector": np.ascontiguousarray(array)}, sidecar, path, overwrite)
+
+
+def save_vectors(
+    vectors: Sequence[SteeringVector],
+    path: str | Path,
+    *,
+    input_ids: Sequence[int] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
+    """Save per-input vectors (same hook point) as one (n, d_model) stack; input_ids (default
+    0..n-1) say which input each row steers."""
+    if not vectors:
+        raise ValueError("save_vectors: no vectors to save")
+    hooks = {v.hook_point for v in vectors}
+    if len(hooks) != 1:
+        raise ValueError(f"save_vectors: vectors at several hook points {sorted(hooks)}")
+    ids = list(range(len(vectors))) if input_ids is None else [int(i) for i in input_ids]
+    if len(ids) != len(vectors):
+        raise ValueError(f"save_vectors: {len(ids)} input ids for {len(vectors)} vectors")
+    stack = np.stack([np.asarray(v.vector) for v in vectors])
+    first = vectors[0]
+    sidecar = {
+        **_base_sidecar(metadata),
+        "stacked": True,
+        "shape": list(stack.shape),
+        "dtype": str(stack.dtype),
+        "sha256": _digest(stack),
+        "input_ids": ids,
+        **{k: v for k, v in _describe(first).items() if k not in ("provenance",)},
+        "support": None,
+        "support_values": None,
+        "vectors": [
+            {
+                "input_id": i,
+                "scale": float(v.scale),
+                "positions": v.positions.value,
+                "layer": v.layer,
+                "support": v.provenance.get("support"),
+                "support_values": v.provenance.get("support_values"),
+                "provenance": dict(v.provenance),
+            }
+            for i, v in zip(ids, vectors)
+        ],
+    }
+    return _write({"vectors": stack}, sidecar, path, overwrite)
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of a saved vector (NAME, NAME.safetensors or NAME.json)."""
+    tensor_path, json_path = vector_paths(path)
+    if not json_path.exists():
+        raise VectorFileError(
+            f"{json_path} is missing: a saved steering vector needs its JSON sidecar next to "
+            f"{tensor_path.name} (it records the hook point and model the vector is for)"
+        )
+    try:
+        sidecar = json.loads(json_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise VectorFileError(f"{json_path} is not valid JSON: {e}") from e
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
+        raise VectorFileError(f"{json_path} is not a steerkit steering-vector sidecar")
+    return sidecar
+
+
+def _load_array(path: str | Path) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    from safetensors.numpy import load_file
+
+    tensor_path, json_path = vector_paths(path)
+    sidecar = read_sidecar(path)
+    if not tensor_path.exists():
+        raise VectorFileError(f"{tensor_path} is missing (its sidecar {json_path.name} is there)")
+    key = "vectors" if sidecar.get("stacked") else "vector"
+    tensors = load_file(str(tensor_path))
+    if key not in tensors:
+        raise VectorFileError(
+            f"{tensor_path} holds {sorted(tensors)}, but its sidecar expects {key!r}"
+        )
+    array = tensors[key]
+    expected = tuple(sidecar.get("shape", ()))
+    if tuple(array.shape) != expected:
+        raise VectorFileError(
+            f"{tensor_path}: shape {tuple(array.shape)} does not match its sidecar's "
+            f"{expected}; the two files do not belong together"
+        )
+    if sidecar.get("sha256") and _digest(array) != sidecar["sha256"]:
+        raise VectorFileError(
+            f"{tensor_path}: its contents do not match the checksum in {json_path.name}"
+        )
+    return array, sidecar
+
+
+def _vector(
+    array: np.ndarray[Any, Any], item: Mapping[str, Any], sidecar: Mapping[str, Any]
+) -> SteeringVector:
+    return SteeringVector(
+        vector=array,
+        hook_point=sidecar["hook_point"],
+        scale=float(item.get("scale", 1.0)),
+        positions=item.get("positions", "all"),
+        layer=item.get("layer"),
+        provenance=dict(item.get("provenance") or {}),
+    )
+
+
+def load_vector(path: str | Path, *, index: int | None = None) -> SteeringVector:
+    """The saved vector; for a stack, `index` picks the row of input id `index` (required)."""
+    array, sidecar = _load_array(path)
+    if not sidecar.get("stacked"):
+        if index is not None:
+            raise VectorFileError(f"{vector_paths(path)[0]} holds one vector: pass no index")
+        return _vector(array, sidecar, sidecar)
+    ids = list(sidecar.get("input_ids", []))
+    if index is None or index not in ids:
+        raise VectorFileError(
+            f"{vector_paths(path)[0]} holds {len(ids)} per-input vectors: pass index= one of "
+            f"the input ids {ids[:10]}{' ...' if len(ids) > 10 else ''}"
+        )
+    row = ids.index(index)
+    return _vector(array[row], sidecar["vectors"][row], sidecar)
+
+
+def load_vectors(path: str | Path) -> list[SteeringVector]:
+    """Every vector of a file (one, or the whole stack in input-id order)."""
+    array, sidecar = _load_array(path)
+    if not sidecar.get("stacked"):
+        return [_vector(array, sidecar, sidecar)]
+    return [_vector(row, item, sidecar) for row, item in zip(array, sidecar["vectors"])]

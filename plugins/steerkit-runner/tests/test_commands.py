@@ -1,0 +1,147 @@
+"""The CLI commands, through `steerkit.cli.main` with an isolated plugin host."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from steerkit_runner import runner as runner_module
+from steerkit_runner.commands import SteerCommand
+from steerkit_runner.config import DEFAULT_CONFIG, shipped_configs
+
+import steerkit
+from steerkit.cli import main
+
+pytestmark = pytest.mark.needs_torch
+
+
+def test_the_commands_are_registered(toy_host: steerkit.PluginHost) -> None:
+    names = toy_host.registry("command").names()
+    assert {"run", "sweep", "report", "steer", "configs"} <= set(names)
+
+
+def test_configs_lists_every_shipped_config(
+    toy_host: steerkit.PluginHost, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    for name in shipped_configs():
+        assert name in out
+    assert f"{DEFAULT_CONFIG}  " in out and "(default)" in out
+
+
+def test_run_prints_the_run_directory_the_table_and_the_report(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import steerkit_runner.report
+
+    monkeypatch.setattr(
+        runner_module, "run", functools.partial(runner_module.run, source=tiny_source)
+    )
+    monkeypatch.setattr(
+        steerkit_runner.report, "write_report", lambda run_dir: run_dir / "report" / "report.md"
+    )
+    path = write_config()
+    assert main(["run", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    run_dir = Path(lines[0].removeprefix("run directory: "))
+    assert (run_dir / "results.jsonl").is_file()
+    header = next(line for line in lines if line.startswith("method"))
+    assert header.split()[:5] == ["method", "solver", "setting", "α", "ok/n"]
+    assert "P(target)" in header and "shift" in header
+    table = [line for line in lines if line.startswith(("toy_direction", "toy_shared", "qp"))]
+    assert len(table) == 8 and any("boost=2" in line and "6/6" in line for line in table)
+    assert lines[-1] == f"report: {run_dir / 'report' / 'report.md'}"
+
+    assert main(["run", str(path), "--no-progress"]) == 0  # again: everything resumed
+    assert "resumed: 8 units were already done, 0 computed now" in capsys.readouterr().out
+
+
+def test_run_reports_a_bad_config_with_its_line(
+    toy_host: steerkit.PluginHost,
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from .conftest import TINY_CONFIG
+
+    path = write_config(TINY_CONFIG.replace("margin = 1.0", 'margin = "big"'))
+    assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    line = TINY_CONFIG.splitlines().index("margin = 1.0") + 2  # + the output_dir line added
+    assert f"ConfigError: {path}:{line}: probe.margin: expected a number" in err
+
+
+def test_steer_generates_with_a_saved_vector(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from steerkit_runner.vectors import load_vector
+
+    result = runner_module.run(write_config(), source=tiny_source, report=False, progress=False)
+    vector_file = result.run_dir / "vectors" / "toy_shared.safetensors"
+    monkeypatch.setattr(SteerCommand, "source_factory", lambda sidecar: tiny_source)
+    prompts = ["the cat sat on the mat", "a dog is"]
+    argv = ["steer", str(vector_file), "--max-new-tokens", "4", "--alpha", "3"]
+    assert main([*argv, "--prompt", prompts[0], "--prompt", prompts[1]]) == 0
+    out = capsys.readouterr().out
+
+    vector = load_vector(vector_file).scaled(3.0)
+    for prompt in prompts:
+        base = tiny_source.generate([prompt], max_new_tokens=4)[0]
+        steered = tiny_source.generate([prompt], max_new_tokens=4, vector=vector)[0]
+        assert f"prompt:    {prompt}\nunsteered: {base}\nsteered (α=3): {steered}\n" in out
+    assert out.startswith("vector: toy_shared at blocks.1.hook_resid_pre")
+
+    stack = result.run_dir / "vectors" / "toy_direction_boost2.0_inputs.safetensors"
+    assert (
+        main(["steer", str(stack), "--prompt", "a dog", "--index", "3", "--max-new-tokens", "2"])
+        == 0
+    )
+    assert "steered (α=1): " in capsys.readouterr().out
+
+
+def test_steer_without_a_preset_says_what_to_pass(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = runner_module.run(write_config(), source=tiny_source, report=False, progress=False)
+    vector_file = result.run_dir / "vectors" / "toy_shared.safetensors"
+    assert main(["steer", str(vector_file), "--prompt", "a dog"]) == 1
+    assert "pass --source-preset" in capsys.readouterr().err
+
+
+def test_report_needs_a_run_directory(
+    toy_host: steerkit.PluginHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path)]) == 1
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_discovery_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, steerkit\n"
+        "host = steerkit.PluginHost(entry_points=False, plugins=[('runner', "
+        "__import__('steerkit_runner.plugin', fromlist=['x']))])\n"
+        "assert 'run' in host.registry('command').names()\n"
+        "heavy = [m for m in ('torch', 'transformer_lens', 'sae_lens', 'matplotlib', "
+        "'safetensors', 'tqdm', 'sklearn') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,143 @@
+"""Saved vectors reload bit for bit, say what they are, and steer the model exactly as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from steerkit_runner.vectors import (
+    VectorFileError,
+    load_vector,
+    load_vectors,
+    read_sidecar,
+    save_vector,
+    save_vectors,
+)
+
+import steerkit
+from steerkit import SteeringVector
+
+from .conftest import HOOK
+
+
+def awkward_vector(rng: np.random.Generator, d: int = 16) -> np.ndarray:
+    """Values whose bits a lossy round trip would change: tiny, huge, −0.0, a subnormal."""
+    v = rng.normal(size=d) * np.logspace(-12, 12, d)
+    v[0], v[1], v[2] = -0.0, 5e-324, np.nextafter(1.0, 2.0)
+    return v
+
+
+def test_a_vector_reloads_bit_identically_with_its_sidecar(
+    tmp_path: Path, steerkit_rng: np.random.Generator
+) -> None:
+    raw = awkward_vector(steerkit_rng)
+    provenance = {
+        "method": "qp",
+        "lam": 0.1,
+        "eps": None,
+        "solver": "path",
+        "support": [3, 17, 40],
+        "support_values": [0.25, 1e-7, 3.5],
+        "objective": float("nan"),
+    }
+    vector = SteeringVector(
+        vector=raw, hook_point=HOOK, scale=0.7, positions="prompt", layer=1, provenance=provenance
+    )
+    metadata = {
+        "model": "tiny",
+        "preset": None,
+        "sae": {"release": "r", "id": "i", "d_sae": 64},
+        "config_hash": "f" * 64,
+    }
+    tensor_path, json_path = save_vector(vector, tmp_path / "v", metadata=metadata)
+    assert (tensor_path.name, json_path.name) == ("v.safetensors", "v.json")
+
+    for name in ("v", "v.safetensors", "v.json"):
+        loaded = load_vector(tmp_path / name)
+        assert loaded.vector.dtype == raw.dtype
+        assert loaded.vector.tobytes() == raw.tobytes()  # bit for bit, −0.0 included
+        assert (loaded.hook_point, loaded.scale, loaded.layer) == (HOOK, 0.7, 1)
+        assert loaded.positions.value == "prompt"
+        assert loaded.provenance["support"] == [3, 17, 40]
+        assert loaded.provenance["objective"] is None  # JSON has no NaN
+
+    sidecar = json.loads(json_path.read_text())
+    assert sidecar["support"] == [3, 17, 40] and sidecar["support_values"] == [0.25, 1e-7, 3.5]
+    assert sidecar["lam"] == 0.1 and sidecar["method"] == "qp" and sidecar["scale"] == 0.7
+    assert sidecar["sae"] == {"release": "r", "id": "i", "d_sae": 64}
+    assert sidecar["steerkit_version"] == steerkit.__version__ and sidecar["hook_point"] == HOOK
+    assert sidecar["config_hash"] == "f" * 64 and sidecar["shape"] == [16]
+    assert read_sidecar(tmp_path / "v") == sidecar
+
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        save_vector(vector, tmp_path / "v")
+
+
+def test_a_stack_of_per_input_vectors(tmp_path: Path, steerkit_rng: np.random.Generator) -> None:
+    vectors = [
+        SteeringVector(
+            vector=awkward_vector(steerkit_rng),
+            hook_point=HOOK,
+            provenance={"method": "qp", "support": [i], "support_values": [float(i)]},
+        )
+        for i in range(3)
+    ]
+    save_vectors(vectors, tmp_path / "s", input_ids=[0, 2, 5])
+    loaded = load_vectors(tmp_path / "s")
+    assert [v.vector.tobytes() for v in loaded] == [v.vector.tobytes() for v in vectors]
+    one = load_vector(tmp_path / "s", index=5)
+    assert one.vector.tobytes() == vectors[2].vector.tobytes()
+    assert one.provenance["support"] == [2]
+    with pytest.raises(VectorFileError, match="pass index= one of the input ids"):
+        load_vector(tmp_path / "s")
+    with pytest.raises(VectorFileError, match=r"\[0, 2, 5\]"):
+        load_vector(tmp_path / "s", index=1)
+
+
+def test_missing_or_mismatched_files_are_clear_errors(
+    tmp_path: Path, steerkit_rng: np.random.Generator
+) -> None:
+    vector = SteeringVector(vector=steerkit_rng.normal(size=8), hook_point=HOOK)
+    save_vector(vector, tmp_path / "a")
+    (tmp_path / "a.json").rename(tmp_path / "elsewhere.json")
+    with pytest.raises(VectorFileError, match=r"a\.json is missing: .* needs its JSON sidecar"):
+        load_vector(tmp_path / "a.safetensors")
+
+    save_vector(vector, tmp_path / "b")
+    save_vector(
+        SteeringVector(vector=steerkit_rng.normal(size=12), hook_point=HOOK), tmp_path / "c"
+    )
+    (tmp_path / "c.json").replace(tmp_path / "b.json")  # b's tensor with c's sidecar
+    with pytest.raises(VectorFileError, match=r"shape \(8,\) does not match its sidecar's \(12,\)"):
+        load_vector(tmp_path / "b")
+
+    save_vector(vector, tmp_path / "d")
+    save_vector(SteeringVector(vector=vector.vector + 1.0, hook_point=HOOK), tmp_path / "e")
+    (tmp_path / "e.json").replace(tmp_path / "d.json")  # same shape, other numbers
+    with pytest.raises(VectorFileError, match="do not match the checksum"):
+        load_vector(tmp_path / "d")
+
+    (tmp_path / "f.json").write_text("{}")
+    with pytest.raises(VectorFileError, match="not a steerkit steering-vector sidecar"):
+        load_vector(tmp_path / "f")
+
+
+@pytest.mark.needs_torch
+def test_a_reloaded_vector_steers_identically(
+    tmp_path: Path, tiny_source: Any, steerkit_rng: np.random.Generator
+) -> None:
+    texts = ["the cat sat on the mat", "a dog is sad", "the bird flew"]
+    vector = SteeringVector(
+        vector=awkward_vector(steerkit_rng).clip(-5, 5), hook_point=HOOK, scale=1.5
+    )
+    save_vector(vector, tmp_path / "v")
+    loaded = load_vector(tmp_path / "v")
+    original = tiny_source.logits(texts, vector=vector)
+    again = tiny_source.logits(texts, vector=loaded)
+    assert np.array_equal(original, again)
+    assert not np.allclose(original, tiny_source.logits(texts))  # the vector does steer
+    generated = tiny_source.generate(texts, max_new_tokens=4, vector=vector)
+    assert tiny_source.generate(texts, max_new_tokens=4, vector=loaded) == generated
