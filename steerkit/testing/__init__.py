@@ -6,6 +6,7 @@ session where steerkit is installed. Needs ``pip install 'steerkit[testing]'``.
 """
 
 from steerkit.testing.conformance import SolverConformance
+from steerkit.testing.examples import run_example, runnable_examples
 from steerkit.testing.problems import random_decoder, random_problem
 from steerkit.testing.reference_solver import ReferencePlugin, ReferenceSolver
 
@@ -15,4 +16,6 @@ __all__ = [
     "SolverConformance",
     "random_decoder",
     "random_problem",
+    "run_example",
+    "runnable_examples",
 ]

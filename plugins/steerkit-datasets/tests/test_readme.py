@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = [
-    m.group(1)
-    for m in re.finditer(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
-    if m.group(1).startswith("# test: run")
-]
+from steerkit.testing import run_example, runnable_examples
+
+BLOCKS = runnable_examples(Path(__file__).resolve().parent.parent / "README.md")
 
 
 def test_the_readme_has_a_runnable_example() -> None:
@@ -23,8 +17,4 @@ def test_the_readme_has_a_runnable_example() -> None:
 
 @pytest.mark.parametrize("code", BLOCKS)
 def test_readme_example_runs(code: str, tmp_path: Path) -> None:
-    assert "assert " in code
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_example(code, tmp_path)
