@@ -36,7 +36,14 @@ from steerkit.solve import (
     solve_batch,
 )
 from steerkit.solver import Solver
-from steerkit.source import Activations, ActivationSource
+from steerkit.source import (
+    Activations,
+    ActivationSource,
+    RowVectors,
+    steered_continuation_logprobs,
+    steered_generate,
+    steered_logits,
+)
 from steerkit.vector import Positions, SteeringVector
 
 __version__ = "0.1.0"
@@ -63,6 +70,7 @@ __all__ = [
     "Probe",
     "ProblemKind",
     "Register",
+    "RowVectors",
     "Solution",
     "Solver",
     "SolverCapabilityError",
@@ -85,5 +93,8 @@ __all__ = [
     "select_solver",
     "solve",
     "solve_batch",
+    "steered_continuation_logprobs",
+    "steered_generate",
+    "steered_logits",
     "use_host",
 ]

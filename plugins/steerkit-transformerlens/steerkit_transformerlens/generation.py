@@ -8,8 +8,9 @@ and a test checks that it produces the same tokens when nothing is steered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
 
     from steerkit_transformerlens.steering import PositionWindow
 
-__all__ = ["Batch", "SamplingOptions", "generate_tokens", "pad_batch"]
+__all__ = ["Batch", "SamplingOptions", "final_positions", "generate_tokens", "pad_batch"]
+
+#: The last hook before the unembedding: the final norm's output, one vector per position.
+_FINAL_HOOK = "ln_final.hook_normalized"
 
 PaddingSide = Literal["left", "right"]
 
@@ -56,6 +60,30 @@ def pad_batch(
         mask[i, start : start + n] = 1
         last[i] = start + n - 1
     return Batch(tokens.to(device), mask.to(device), last.to(device))
+
+
+@contextmanager
+def final_positions(model: HookedTransformer, positions: torch.Tensor | None) -> Iterator[bool]:
+    """Inside the block, the model unembeds one position per row only: `positions[b]` of row b,
+    or the last position of every row when None; its logits come out (batch, 1, d_vocab).
+
+    The final norm acts on each position alone, so selecting its output changes no value; it
+    saves the unembedding of every other position (for a 262,144-token vocabulary, most of a
+    forward pass). Yields False, and changes nothing, for a model without a final norm hook."""
+    if _FINAL_HOOK not in model.hook_dict:
+        yield False
+        return
+
+    def pick(normalized: torch.Tensor, hook: Any) -> torch.Tensor:
+        import torch
+
+        if positions is None:
+            return normalized[:, -1:, :]
+        rows = torch.arange(normalized.shape[0], device=normalized.device)
+        return normalized[rows, positions.to(normalized.device)][:, None, :]
+
+    with model.hooks(fwd_hooks=[(_FINAL_HOOK, pick)]):
+        yield True
 
 
 @attrs.frozen
@@ -140,7 +168,7 @@ def generate_tokens(
     new: list[torch.Tensor] = []
     window.prompt_length = prompt_length
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), final_positions(model, None):
             for step in range(max_new_tokens):
                 if cache is not None and step > 0:
                     window.offset = prompt_length + step - 1

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steerkit import Activations, ActivationSource, SteeringVector
+from steerkit import Activations, ActivationSource, RowVectors, SteeringVector
 from steerkit._arrays import FloatArray, readonly, to_numpy
 from steerkit.errors import SteerkitError, ValidationError
+from steerkit.source import row_vectors
 from steerkit_transformerlens.activation_cache import (
     ActivationDiskCache,
     module_fingerprint,
@@ -27,6 +28,7 @@ from steerkit_transformerlens.activation_cache import (
 from steerkit_transformerlens.generation import (
     PaddingSide,
     SamplingOptions,
+    final_positions,
     generate_tokens,
     pad_batch,
 )
@@ -66,6 +68,7 @@ class TransformerLensSource(ActivationSource):
     """
 
     name = "transformerlens"
+    per_row_vectors = True
 
     def __init__(
         self,
@@ -463,30 +466,48 @@ class TransformerLensSource(ActivationSource):
         return self._steer(vector)
 
     @contextmanager
-    def _steer(self, vector: SteeringVector) -> Iterator[None]:
-        with steering_hooks(self.model, vector, self._window):
-            yield None
+    def _steer(self, vector: SteeringVector | Sequence[SteeringVector | None]) -> Iterator[None]:
+        try:
+            with steering_hooks(self.model, vector, self._window):
+                yield None
+        finally:
+            self._window.rows = None
 
-    def logits(self, texts: Sequence[str], vector: SteeringVector | None = None) -> FloatArray:
+    def _steering(self, vector: RowVectors, n: int) -> AbstractContextManager[None]:
+        """The hook for `vector`: none, one vector for every text, or one per text (validated;
+        the loops set `self._window.rows` to the texts of each batch)."""
+        if vector is None:
+            return _null()
+        if isinstance(vector, SteeringVector):
+            return self.steer(vector)
+        return self._steer(row_vectors(vector, n))
+
+    def logits(self, texts: Sequence[str], vector: RowVectors = None) -> FloatArray:
         """Next-token logits (n, d_vocab) float32 at each text's last real token, steered by
-        `vector` if given (a plain forward pass: `generated` positions are not steered)."""
+        `vector` if given — one vector, or one per text (None: unsteered), added in the same
+        batched pass (a plain forward pass: `generated` positions are not steered). Only the
+        last real positions are unembedded."""
         import torch
 
         rows = self._token_rows(texts, "texts")
         model = self.model
         out = np.empty((len(rows), int(model.cfg.d_vocab_out)), dtype=np.float32)
-        steer = self.steer(vector) if vector is not None else _null()
-        with steer, torch.inference_mode():
+        with self._steering(vector, len(rows)), torch.inference_mode():
             for idx in self._batches(rows, "logits"):
+                self._window.rows = idx
                 batch = pad_batch(
                     [rows[i] for i in idx],
                     pad_id=self._pad_id,
                     side=self.padding_side,
                     device=model.cfg.device or "cpu",
                 )
-                logits = model(batch.tokens, attention_mask=batch.mask)
-                rows_at = torch.arange(logits.shape[0], device=logits.device)
-                last = logits[rows_at, batch.last.to(logits.device)]
+                with final_positions(model, batch.last) as picked:
+                    logits = model(batch.tokens, attention_mask=batch.mask)
+                if picked:
+                    last = logits[:, 0]
+                else:
+                    rows_at = torch.arange(logits.shape[0], device=logits.device)
+                    last = logits[rows_at, batch.last.to(logits.device)]
                 out[idx] = last.to(device="cpu", dtype=torch.float32).numpy()
         return readonly(out)
 
@@ -494,12 +515,13 @@ class TransformerLensSource(ActivationSource):
         self,
         prompts: Sequence[str],
         continuations: Sequence[str],
-        vector: SteeringVector | None = None,
+        vector: RowVectors = None,
     ) -> list[FloatArray]:
         """For each (prompt, continuation): (m,) float64 natural-log probabilities of the
         continuation's m tokens, each given the prompt and the continuation's earlier tokens;
-        one padded forward pass per batch. Steered by `vector` as `logits` is (a plain forward
-        pass: every position counts as prompt, so a `generated` vector adds nothing).
+        one padded forward pass per batch. Steered by `vector` as `logits` is (one vector, or
+        one per pair; a plain forward pass: every position counts as prompt, so a `generated`
+        vector adds nothing).
 
         Tokens: the prompt is tokenised as everywhere else (with BOS when the model prepends one);
         the continuation's tokens are those of prompt + continuation that follow the prompt's, so
@@ -544,10 +566,10 @@ class TransformerLensSource(ActivationSource):
         todo = [i for i, row in enumerate(rows) if len(row) > len(prompt_rows[i])]
         if not todo:
             return out
-        steer = self.steer(vector) if vector is not None else _null()
-        with steer, torch.inference_mode():
+        with self._steering(vector, len(rows)), torch.inference_mode():
             for chunk in self._batches([rows[i] for i in todo], "continuation log-probs"):
                 idx = [todo[j] for j in chunk]
+                self._window.rows = idx
                 batch = pad_batch(
                     [rows[i] for i in idx],
                     pad_id=self._pad_id,
@@ -601,7 +623,7 @@ class TransformerLensSource(ActivationSource):
         prompts: Sequence[str],
         *,
         max_new_tokens: int = 32,
-        vector: SteeringVector | None = None,
+        vector: RowVectors = None,
         seed: int = 0,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -609,7 +631,8 @@ class TransformerLensSource(ActivationSource):
         stop_at_eos: bool = True,
         use_kv_cache: bool = True,
     ) -> list[str]:
-        """The continuation (new text only) of each prompt; greedy unless `do_sample`."""
+        """The continuation (new text only) of each prompt; greedy unless `do_sample`. `vector`:
+        one for every prompt, or one per prompt (None: unsteered), in the same batched pass."""
         tokenizer = self.model.tokenizer
         assert tokenizer is not None
         ids = self.generate_tokens(
@@ -630,7 +653,7 @@ class TransformerLensSource(ActivationSource):
         prompts: Sequence[str],
         *,
         max_new_tokens: int = 32,
-        vector: SteeringVector | None = None,
+        vector: RowVectors = None,
         seed: int = 0,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -642,9 +665,9 @@ class TransformerLensSource(ActivationSource):
         rows = self._token_rows(prompts, "prompts")
         SamplingOptions(do_sample=do_sample, temperature=temperature, top_k=top_k)  # validate
         out: list[list[int]] = [[] for _ in rows]
-        steer = self.steer(vector) if vector is not None else _null()
-        with steer:
+        with self._steering(vector, len(rows)):
             for n_batch, idx in enumerate(self._batches(rows, "generate", by_length=False)):
+                self._window.rows = idx
                 new = generate_tokens(
                     self.model,
                     [rows[i] for i in idx],

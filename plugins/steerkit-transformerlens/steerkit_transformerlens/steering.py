@@ -12,11 +12,15 @@ says which of those positions hold prompt tokens and where the current forward p
 `generated` therefore means "positions whose input token the model generated": the first new
 token is predicted at the last prompt position, which `prompt` and `all` steer and `generated`
 does not. The three sets partition the sequence: all = prompt ∪ generated.
+
+Per-row vectors (one per text, None for an unsteered text) are added in the same batched forward
+pass: the window also says which texts the current batch holds (`rows`), and row b of the batch
+gets its own text's vector. They must share a hook point and positions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +34,19 @@ if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
     from transformer_lens.hook_points import HookPoint
 
-__all__ = ["PositionWindow", "SteeringHook", "steering_hooks"]
+__all__ = ["PositionWindow", "RowSteeringHook", "SteeringHook", "steering_hooks"]
 
 
 @attrs.define
 class PositionWindow:
     """prompt_length: the number of prompt positions (None: all positions are prompt);
-    offset: the absolute position of the first position in the current forward pass."""
+    offset: the absolute position of the first position in the current forward pass;
+    rows: which texts (indices into the per-row vectors) the current batch holds, in batch order
+    (None: the batch is every text, in order)."""
 
     prompt_length: int | None = None
     offset: int = 0
+    rows: Sequence[int] | None = None
 
 
 class SteeringHook:
@@ -88,12 +95,54 @@ class SteeringHook:
         return out
 
 
-@contextmanager
-def steering_hooks(
-    model: HookedTransformer, vector: SteeringVector, window: PositionWindow | None = None
-) -> Iterator[PositionWindow]:
-    """Inside the block, `model` runs with `vector` added at its hook point; the hook is removed
-    on exit, also when the block raises (TransformerLens removes hooks at its context level)."""
+class RowSteeringHook(SteeringHook):
+    """A forward hook adding to row b of the batch the vector of text `window.rows[b]`
+    (`scale · vector`, or nothing where that text's entry is None), at the shared positions."""
+
+    def __init__(self, vectors: Sequence[SteeringVector | None], window: PositionWindow) -> None:
+        reference = next(v for v in vectors if v is not None)
+        super().__init__(reference, window)
+        self.vectors = list(vectors)
+        self._rows: tuple[Sequence[int] | None, torch.Tensor] | None = None
+
+    def _matrix(self, like: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        cached = self._tensor
+        if cached is None or cached.dtype != like.dtype or cached.device != like.device:
+            values = np.zeros((len(self.vectors), self.vector.d_model), dtype=np.float32)
+            for i, v in enumerate(self.vectors):
+                if v is not None:
+                    values[i] = v.vector * v.scale
+            cached = torch.as_tensor(values).to(device=like.device, dtype=like.dtype)
+            self._tensor = cached
+            self._rows = None
+        return cached
+
+    def _delta(self, like: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        matrix = self._matrix(like)
+        rows = self.window.rows
+        if rows is None:
+            delta = matrix[:, None, :]
+        else:
+            if self._rows is None or self._rows[0] is not rows:
+                index = torch.as_tensor(list(rows), dtype=torch.long, device=matrix.device)
+                self._rows = (rows, matrix[index][:, None, :])
+            delta = self._rows[1]
+        if delta.shape[0] != like.shape[0]:
+            raise ValidationError(
+                "PositionWindow",
+                "rows",
+                f"one text per row of the batch ({like.shape[0]} rows)",
+                f"{delta.shape[0]} texts (set window.rows to the texts of the batch)",
+            )
+        return delta
+
+
+def _check_vector(model: HookedTransformer, vector: SteeringVector) -> None:
     if vector.hook_point not in model.hook_dict:
         raise ValidationError(
             "SteeringVector",
@@ -109,9 +158,50 @@ def steering_hooks(
             f"length {d_model} (the model's d_model)",
             str(vector.d_model),
         )
+
+
+@contextmanager
+def steering_hooks(
+    model: HookedTransformer,
+    vector: SteeringVector | Sequence[SteeringVector | None],
+    window: PositionWindow | None = None,
+) -> Iterator[PositionWindow]:
+    """Inside the block, `model` runs with `vector` added at its hook point; the hook is removed
+    on exit, also when the block raises (TransformerLens removes hooks at its context level).
+
+    `vector` may also be one vector per text (None: that text unsteered), sharing one hook point
+    and positions; `window.rows` then says which texts each batch holds. All None: no hook."""
     window = window if window is not None else PositionWindow()
-    hook = SteeringHook(vector, window)
-    with model.hooks(fwd_hooks=[(vector.hook_point, hook)]):
+    if isinstance(vector, SteeringVector):
+        _check_vector(model, vector)
+        hook: SteeringHook = SteeringHook(vector, window)
+    else:
+        present = [(i, v) for i, v in enumerate(vector) if v is not None]
+        if not present:
+            yield window
+            return
+        first = present[0][1]
+        for i, v in present:
+            if not isinstance(v, SteeringVector):
+                raise ValidationError(
+                    "steering_hooks", f"vector[{i}]", "a SteeringVector or None", type(v).__name__
+                )
+            if (v.hook_point, v.positions, v.d_model) != (
+                first.hook_point,
+                first.positions,
+                first.d_model,
+            ):
+                raise ValidationError(
+                    "SteeringVector",
+                    f"vector[{i}]",
+                    f"the hook point, positions and width of the first vector "
+                    f"({first.hook_point}, {first.positions.value}, {first.d_model}): per-row "
+                    "vectors are added in one pass; steer different hooks in separate calls",
+                    f"{v.hook_point}, {v.positions.value}, {v.d_model}",
+                )
+        _check_vector(model, first)
+        hook = RowSteeringHook(vector, window)
+    with model.hooks(fwd_hooks=[(hook.vector.hook_point, hook)]):
         yield window
 
 

@@ -1,0 +1,153 @@
+"""One vector per text in one batched pass: `logits`, `continuation_logprobs` and `generate` with
+a sequence of vectors give exactly what one call per text with its own vector gives (batches
+mixed and reordered by length), None rows are unsteered, and only the final positions are
+unembedded without changing a logit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from steerkit_transformerlens.generation import final_positions
+from steerkit_transformerlens.source import TransformerLensSource
+from steerkit_transformerlens.testing import tiny_model
+
+from steerkit import SteeringVector, ValidationError, steered_generate, steered_logits
+
+pytestmark = pytest.mark.needs_torch
+
+HOOK = "blocks.1.hook_resid_pre"
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog",
+    "the big red dog ran very fast",
+    "cat",
+    "a mat on the cat",
+]
+
+
+@pytest.fixture(scope="module", params=["standard", "rotary"])
+def model(request: pytest.FixtureRequest) -> Iterator[Any]:
+    model = tiny_model(seed=5, positional=request.param)
+    yield model
+    model.reset_hooks(including_permanent=True)
+
+
+@pytest.fixture(params=["left", "right"])
+def source(model: Any, request: pytest.FixtureRequest) -> TransformerLensSource:
+    # batches of 2: every batch mixes texts with different vectors, sorted by length
+    return TransformerLensSource(
+        model=model, hook_point=HOOK, batch_size=2, cache=False, padding_side=request.param
+    )
+
+
+def vectors(
+    rng: np.random.Generator, positions: str = "all", scale: float = 4.0
+) -> list[SteeringVector | None]:
+    out: list[SteeringVector | None] = [
+        SteeringVector(
+            vector=rng.normal(size=16), hook_point=HOOK, scale=scale, positions=positions
+        )
+        for _ in TEXTS
+    ]
+    out[3] = None  # this text is not steered
+    return out
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt"])
+def test_per_row_logits_equal_one_call_per_text(
+    source: TransformerLensSource, steerkit_rng: np.random.Generator, positions: str
+) -> None:
+    vs = vectors(steerkit_rng, positions)
+    together = source.logits(TEXTS, vs)
+    alone = np.stack([source.logits([t], v)[0] for t, v in zip(TEXTS, vs)])
+    np.testing.assert_allclose(together, alone, atol=2e-5, rtol=0)
+    plain = source.logits(TEXTS)
+    np.testing.assert_array_equal(together[3], plain[3])  # the None row is exactly unsteered
+    assert np.abs(together[0] - plain[0]).max() > 1e-2  # the others moved
+
+
+def test_per_row_continuation_logprobs_equal_one_call_per_pair(
+    source: TransformerLensSource, steerkit_rng: np.random.Generator
+) -> None:
+    vs = vectors(steerkit_rng)
+    continuations = [" ran", " sat on the mat", " dog", " the cat", " a"]
+    together = source.continuation_logprobs(TEXTS, continuations, vs)
+    for i, (text, cont, v) in enumerate(zip(TEXTS, continuations, vs)):
+        alone = source.continuation_logprobs([text], [cont], v)[0]
+        np.testing.assert_allclose(together[i], alone, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+def test_per_row_generation_equals_one_prompt_at_a_time(
+    model: Any, steerkit_rng: np.random.Generator, positions: str
+) -> None:
+    source = TransformerLensSource(model=model, hook_point=HOOK, batch_size=3, cache=False)
+    vs = vectors(steerkit_rng, positions, scale=30.0)
+    together = source.generate_tokens(TEXTS, max_new_tokens=6, vector=vs, stop_at_eos=False)
+    alone = [
+        source.generate_tokens([t], max_new_tokens=6, vector=v, stop_at_eos=False)[0]
+        for t, v in zip(TEXTS, vs)
+    ]
+    assert together == alone
+    plain = source.generate_tokens(TEXTS, max_new_tokens=6, stop_at_eos=False)
+    assert together[3] == plain[3]
+    assert together != plain
+
+
+def test_bad_per_row_vectors_are_refused(
+    source: TransformerLensSource, steerkit_rng: np.random.Generator
+) -> None:
+    vs = vectors(steerkit_rng)
+    with pytest.raises(ValidationError, match="5 vectors, one per text"):
+        source.logits(TEXTS, vs[:4])
+    elsewhere = list(vs)
+    elsewhere[1] = SteeringVector(vector=np.ones(16), hook_point="blocks.0.hook_resid_pre")
+    with pytest.raises(ValidationError, match=r"vector\[1\].*separate calls"):
+        source.logits(TEXTS, elsewhere)
+    mixed = list(vs)
+    mixed[2] = np.ones(16)  # type: ignore[call-overload]
+    with pytest.raises(ValidationError, match=r"vector\[2\]"):
+        source.logits(TEXTS, mixed)
+    none = source.logits(TEXTS, [None] * len(TEXTS))
+    np.testing.assert_array_equal(none, source.logits(TEXTS))
+    assert sum(len(hp.fwd_hooks) for hp in source.model.hook_dict.values()) == 0
+
+
+def test_the_core_helpers_use_one_batched_call(
+    source: TransformerLensSource, steerkit_rng: np.random.Generator
+) -> None:
+    vs = vectors(steerkit_rng)
+    calls: list[Any] = []
+    real = source.logits
+
+    def counting(texts: Any, vector: Any = None) -> Any:
+        calls.append(vector)
+        return real(texts, vector)
+
+    source.logits = counting  # type: ignore[method-assign]
+    out = steered_logits(source, TEXTS, vs)
+    assert len(calls) == 1
+    np.testing.assert_allclose(
+        out, np.stack([real([t], v)[0] for t, v in zip(TEXTS, vs)]), atol=2e-5
+    )
+    texts = steered_generate(source, TEXTS, vs, max_new_tokens=3)
+    assert texts == [source.generate([t], max_new_tokens=3, vector=v)[0] for t, v in zip(TEXTS, vs)]
+
+
+def test_final_positions_change_no_logit(model: Any) -> None:
+    tokens = model.to_tokens(TEXTS[:2], padding_side="right")
+    with torch.inference_mode():
+        full = model(tokens)
+        last = torch.tensor([5, 1])
+        with final_positions(model, last) as picked:
+            some = model(tokens)
+        with final_positions(model, None):
+            end = model(tokens)
+    assert picked
+    assert some.shape == (2, 1, full.shape[-1])
+    torch.testing.assert_close(some[:, 0], full[torch.arange(2), last], rtol=0, atol=1e-5)
+    torch.testing.assert_close(end[:, 0], full[:, -1], rtol=0, atol=1e-5)
