@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from steerkit import EvalContext, Metric, SteeringVector, SteerkitError, ValidationError
+from steerkit import (
+    EvalContext,
+    Metric,
+    SteeringVector,
+    SteerkitError,
+    ValidationError,
+    steered_logits,
+)
 from steerkit_metrics._context import (
     FloatVector,
     generation_rows,
@@ -45,15 +52,6 @@ def kl_divergence(steered_logits: Any, base_logits: Any) -> FloatVector:
     return result
 
 
-def _vector_key(vector: SteeringVector) -> tuple[Any, ...]:
-    return (
-        vector.hook_point,
-        str(vector.positions),
-        float(vector.scale),
-        np.asarray(vector.vector, dtype=np.float64).tobytes(),
-    )
-
-
 def _is_zero(vector: SteeringVector) -> bool:
     return float(vector.scale) == 0.0 or not np.any(np.asarray(vector.vector))
 
@@ -62,9 +60,10 @@ class KL(Metric):
     """Column `kl`: KL(steered ‖ base) in nats between the model's next-token distributions at
     each input text's last token, with that input's vector (or the shared one) added and without.
 
-    One `source.logits` call for the unsteered texts and one per distinct vector (a shared vector:
-    one call for every text; per-input vectors: one call each). A zero vector (or α = 0) gives
-    exactly 0 without running the model; an input without a vector gives NaN.
+    One `source.logits` call for the unsteered texts and one for the steered ones, each text with
+    its own vector (`steerkit.steered_logits`: a source without `per_row_vectors` gets one call
+    per distinct vector). A zero vector (or α = 0) gives exactly 0 without running the model; an
+    input without a vector gives NaN.
     """
 
     name = "kl"
@@ -77,30 +76,32 @@ class KL(Metric):
         texts = require_texts(context, self.name)
         vectors = per_input_vectors(context)
         kl = nan_column(len(vectors))
-        groups: dict[tuple[Any, ...], tuple[SteeringVector, list[int]]] = {}
+        todo: list[int] = []
         for i, vector in enumerate(vectors):
             if vector is None:
                 continue
             if _is_zero(vector):
                 kl[i] = 0.0
                 continue
-            groups.setdefault(_vector_key(vector), (vector, []))[1].append(i)
-        if not groups:
+            todo.append(i)
+        if not todo:
             return {"kl": kl}
-        todo = sorted(i for _, rows in groups.values() for i in rows)
-        at = {i: k for k, i in enumerate(todo)}
+        chosen = [texts[i] for i in todo]
         try:
-            base = _logits(source, [texts[i] for i in todo], None)
-            for vector, rows in groups.values():
-                steered = _logits(source, [texts[i] for i in rows], vector)
-                kl[rows] = kl_divergence(steered, base[[at[i] for i in rows]])
+            base = _logits(source, chosen, None)
+            steered = _logits(source, chosen, [vectors[i] for i in todo])
+            kl[todo] = kl_divergence(steered, base)
         except NotImplementedError as e:
             raise SteerkitError(f"the 'kl' metric needs a source that gives logits: {e}") from e
         return {"kl": kl}
 
 
-def _logits(source: Any, texts: Sequence[str], vector: SteeringVector | None) -> Any:
-    logits = np.asarray(source.logits(list(texts), vector))
+def _logits(source: Any, texts: Sequence[str], vector: Any) -> Any:
+    logits = np.asarray(
+        source.logits(list(texts))
+        if vector is None
+        else steered_logits(source, list(texts), vector)
+    )
     if logits.ndim != 2 or logits.shape[0] != len(texts):
         raise ValidationError(
             type(source).__name__,

@@ -118,7 +118,9 @@ def test_kl_of_per_input_vectors_matches_a_hooked_forward_pass(
     each[2] = None  # the method failed on input 2
     out = KL().compute(context(world, MethodResult(each)))
     assert math.isnan(out["kl"][2])
-    assert len(calls) == 1 + 5  # the unsteered texts once, then one call per vector
+    # the unsteered texts once, then the steered ones in one call, each row with its own vector
+    assert len(calls) == 2
+    assert [len(args[0]) for args, _ in calls] == [len(TEXTS) - 1] * 2
     for i, vector in enumerate(each):
         if vector is None:
             continue

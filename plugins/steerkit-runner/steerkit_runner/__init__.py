@@ -7,7 +7,13 @@ Importing this package imports nothing heavy (no torch, no model): that happens 
 
 from __future__ import annotations
 
-from steerkit_runner.config import Config, ConfigError, load_config, shipped_configs
+from steerkit_runner.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+    shipped_configs,
+)
 from steerkit_runner.results import ResultsTable
 from steerkit_runner.runner import RunResult, run, sweep
 from steerkit_runner.vectors import load_vector, read_sidecar, save_vector, save_vectors
@@ -19,6 +25,7 @@ __all__ = [
     "RunResult",
     "load_config",
     "load_vector",
+    "parse_config",
     "read_sidecar",
     "run",
     "save_vector",

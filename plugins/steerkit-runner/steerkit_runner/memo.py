@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from steerkit import Activations, ActivationSource, SteeringVector
+from steerkit import Activations, ActivationSource, RowVectors, SteeringVector
 from steerkit._arrays import FloatArray
 
 __all__ = ["UnsteeredMemo"]
@@ -26,6 +26,7 @@ class UnsteeredMemo(ActivationSource):
     def __init__(self, source: ActivationSource, *, size: int = 16) -> None:
         self.source = source
         self.name = source.name  # type: ignore[misc]
+        self.per_row_vectors = source.per_row_vectors  # type: ignore[misc]
         self.size = size
         self._memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.hits = 0
@@ -65,7 +66,7 @@ class UnsteeredMemo(ActivationSource):
     def encode(self, hidden: Any) -> FloatArray:
         return self.source.encode(hidden)
 
-    def logits(self, texts: Sequence[str], vector: SteeringVector | None = None) -> FloatArray:
+    def logits(self, texts: Sequence[str], vector: RowVectors = None) -> FloatArray:
         if vector is not None:
             return self.source.logits(texts, vector)
         key = ("logits", tuple(texts))
@@ -76,7 +77,7 @@ class UnsteeredMemo(ActivationSource):
         self,
         prompts: Sequence[str],
         continuations: Sequence[str],
-        vector: SteeringVector | None = None,
+        vector: RowVectors = None,
     ) -> list[FloatArray]:
         if vector is not None:
             return self.source.continuation_logprobs(prompts, continuations, vector)
@@ -91,7 +92,7 @@ class UnsteeredMemo(ActivationSource):
         prompts: Sequence[str],
         *,
         max_new_tokens: int = 32,
-        vector: SteeringVector | None = None,
+        vector: RowVectors = None,
         seed: int = 0,
     ) -> list[str]:
         return self.source.generate(

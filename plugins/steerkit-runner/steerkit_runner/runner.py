@@ -34,7 +34,9 @@ from steerkit import (
     InfeasibleError,
     MethodContext,
     MethodResult,
+    RowVectors,
     SteeringVector,
+    steered_generate,
 )
 from steerkit.errors import SteerkitError
 from steerkit_runner.config import (
@@ -692,12 +694,13 @@ class _Runner:
                     metadata=metadata,
                 )
 
-    def _generate(self, ids: Sequence[int], vector: SteeringVector | None) -> list[str]:
+    def _generate(self, ids: Sequence[int], vector: RowVectors) -> list[str]:
         return list(
-            self.source.generate(
+            steered_generate(
+                self.source,
                 [self.texts[i] for i in ids],
+                vector,
                 max_new_tokens=self.config.steering.max_new_tokens,
-                vector=vector,
                 seed=self.config.run.seed,
             )
         )
@@ -705,9 +708,10 @@ class _Runner:
     def generate(
         self, prompt_ids: Sequence[int], result: MethodResult
     ) -> tuple[dict[int, str], str | None]:
-        """Steered continuations of the inputs `prompt_ids`: one batch for a shared vector, one
-        prompt at a time for per-input vectors. Base continuations are generated once per run,
-        in one batch. Returns them and, if generation failed (and failures are recorded), why."""
+        """Steered continuations of the inputs `prompt_ids`, each with its own vector (one batch
+        for a source with `per_row_vectors`, else one per distinct vector). Base continuations
+        are generated once per run, in one batch. Returns them and, if generation failed (and
+        failures are recorded), why."""
         out: dict[int, str] = {}
         if self.generation_error is not None or not prompt_ids:
             return out, None
@@ -719,8 +723,8 @@ class _Runner:
                 if result.shared:
                     out.update(zip(prompt_ids, self._generate(prompt_ids, result.vectors[0])))
                 else:
-                    for i in prompt_ids:
-                        out[i] = self._generate([i], result.vectors[i])[0]
+                    vectors = [result.vectors[i] for i in prompt_ids]
+                    out.update(zip(prompt_ids, self._generate(prompt_ids, vectors)))
         except NotImplementedError as e:  # the source cannot generate: say so once
             self.generation_error = str(e)
             logger.warning("no generations: %s", e)
