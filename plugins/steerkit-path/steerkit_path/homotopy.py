@@ -289,8 +289,8 @@ class Homotopy:
         rhs = np.column_stack([self.a[self.active], np.ones(len(self.active))])
         sol = self._solve(self._solve(rhs, transpose=True))
         self.x, self.v = sol[:, 0].copy(), sol[:, 1].copy()
-        both = self.DA.T @ sol
-        self.F, self.U = both[:, 0].copy(), both[:, 1].copy()
+        both = sol.T @ self.DA  # (2, d_model): one read of D_A (see `step`)
+        self.F, self.U = both[0], both[1]
 
     def _record(self, *, verified: bool = False) -> None:
         idx = np.asarray(self.active, dtype=np.int64)
@@ -336,9 +336,11 @@ class Homotopy:
             )
         self.steps += 1
         alpha = self.alpha
-        both = self.Dp @ np.column_stack([self.F, self.U])
-        e = self.a_p - both[:, 0]
-        rate = 1.0 - both[:, 1]
+        # (2, d_model) @ Dpᵀ reads the pool once; Dp @ (d_model, 2) takes OpenBLAS's slow
+        # skinny-gemm path (3× the time of one matrix-vector product here)
+        both = np.stack([self.F, self.U]) @ self.Dp.T
+        e = self.a_p - both[0]
+        rate = 1.0 - both[1]
         candidate = rate > RATE_TOL
         if len(self.active) >= self.d_model:
             candidate[:] = False  # every row is in the span of the active ones
@@ -452,11 +454,11 @@ class Homotopy:
         """
         self.checked_columns += residuals.shape[1]
         if self.decoder.dtype == np.float64:
-            full = self.decoder @ residuals
+            full = _product(self.decoder, residuals)
             return [(None, full[:, j], full[:, j]) for j in range(residuals.shape[1])]
         if self._row_norms is None:
             self._row_norms = row_norm_bounds(self.decoder)
-        approx = self.decoder @ residuals.astype(np.float32)
+        approx = _product(self.decoder, residuals.astype(np.float32))
         out: list[tuple[IntArray | None, FloatArray, FloatArray]] = []
         for j in range(residuals.shape[1]):
             res = residuals[:, j]
@@ -535,6 +537,21 @@ class Homotopy:
             self._restore(good)
 
 
+#: Up to this many columns, D @ X is computed one matrix-vector product per column: OpenBLAS's
+#: gemm on a few columns takes ~4× the time of one gemv (measured at 24576 × 768, float32).
+_GEMV_COLUMNS = 3
+
+
+def _product(decoder: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """decoder @ x for x of shape (d_model, m), as m matrix-vector products when m is small."""
+    if x.shape[1] > _GEMV_COLUMNS:
+        return decoder @ x
+    out = np.empty((decoder.shape[0], x.shape[1]), dtype=np.result_type(decoder, x))
+    for j in range(x.shape[1]):
+        out[:, j] = decoder @ np.ascontiguousarray(x[:, j])
+    return out
+
+
 def _next_checkpoint(k: int) -> int:
     """The next multiple of CHECK_EVERY above k: a pool that misses a feature is found out
     within that many breakpoints, so a repair recomputes at most that many."""
@@ -549,18 +566,27 @@ class _NoLimit:
         return None
 
 
-_controller: Any = None
+_others: Any = None
 
 
 def _one_thread() -> Any:
-    """Run BLAS single-threaded inside: the path's steps are small products, and numpy and scipy
-    may each bring their own OpenBLAS, whose spinning thread pools then fight over the cores."""
-    global _controller
+    """Inside, every BLAS library but numpy's runs single-threaded. numpy's products (the pool,
+    the active rows) keep their threads: on 2 cores they take about half the time. scipy's
+    triangular solves are small, and when scipy brings an OpenBLAS of its own, two spinning
+    thread pools fight over the cores (the Gemma-scale grid took 4× as long with both pools
+    free, and 1.5× as long with both limited to one thread, on 2 cores)."""
+    global _others
     try:
-        if _controller is None:
+        if _others is None:
+            import scipy.linalg  # noqa: F401  (load its BLAS, so that it is seen)
             from threadpoolctl import ThreadpoolController
 
-            _controller = ThreadpoolController()
-        return _controller.limit(limits=1, user_api="blas")
+            controller = ThreadpoolController()
+            blas = [c for c in controller.lib_controllers if c.user_api == "blas"]
+            others = [c.filepath for c in blas if "numpy" not in c.filepath]
+            if len(others) == len(blas):  # no BLAS of numpy's own: one shared pool, no fight
+                others = []
+            _others = controller.select(filepath=others) if others else False
+        return _others.limit(limits=1) if _others else _NoLimit()
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         return _NoLimit()

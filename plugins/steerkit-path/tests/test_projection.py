@@ -30,6 +30,7 @@ def test_estimates_are_within_their_bound_and_exact_values_are_exact() -> None:
     assert a[int(idx[0])] == a[idx][0]
     assert a.argmax() == int(np.argmax(exact))
     assert a.max() == exact.max() or abs(a.max() - exact.max()) <= 1e-14 * exact.max()
+
     def twins(j: int) -> list[int]:
         return sorted(int(i) for i in a.near(j, 1e-12) if np.array_equal(decoder[i], decoder[j]))
 
