@@ -19,7 +19,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from steerkit._arrays import FloatArray, describe, float_array, positive_scalar, to_numpy
+from steerkit._arrays import (
+    FloatArray,
+    describe,
+    float_array,
+    positive_scalar,
+    row_squares,
+    to_numpy,
+)
 from steerkit.errors import ValidationError
 
 __all__ = ["ProblemKind", "SteeringProblem"]
@@ -86,7 +93,11 @@ class SteeringProblem:
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        decoder = float_array(_OWNER, "decoder", self.decoder, ndim=2, keep_float32=True)
+        decoder = float_array(
+            _OWNER, "decoder", self.decoder, ndim=2, keep_float32=True, check=False
+        )
+        # the finiteness check and the row norms in one pass over the (large) decoder
+        self._cache["row_squares"] = row_squares(_OWNER, "decoder", decoder)
         d_model = decoder.shape[1]
 
         raw_dirs = to_numpy(_OWNER, "directions", self.directions)
@@ -184,7 +195,7 @@ class SteeringProblem:
         rounding-error bounds."""
         if "row_norms" not in self._cache:
             d = self.decoder
-            squares = np.einsum("ij,ij->i", d, d).astype(np.float64)  # in d's own precision
+            squares = self._cache["row_squares"]  # summed in d's own precision
             # float32 sums of d_model squares err by at most (d_model + 1)·2⁻²⁴ relative
             slack = (self.d_model + 8) * 2.0**-24 if d.dtype == np.float32 else 1e-12
             bounds = np.sqrt(squares) * (1.0 + slack)

@@ -147,6 +147,20 @@ def test_nan_and_inf_in_decoder_are_located(steerkit_rng: np.random.Generator) -
         SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
 
 
+def test_the_finiteness_check_of_a_float32_decoder_is_exact(
+    steerkit_rng: np.random.Generator,
+) -> None:
+    # the check reads the row sums of squares: a NaN anywhere is found and located ...
+    decoder = _decoder(steerkit_rng).astype(np.float32)
+    decoder[5, 0] = np.nan
+    with pytest.raises(ValidationError, match=r"1 NaN or infinite entry \(first at index \(5, 0\)"):
+        SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
+    # ... and finite entries whose squares overflow float32 are not mistaken for infinite ones
+    decoder[5, 0] = 3e25
+    problem = SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
+    assert problem.decoder[5, 0] == np.float32(3e25)
+
+
 @pytest.mark.parametrize("eps", [0.0, -2.0, float("nan")])
 def test_bad_eps(steerkit_rng: np.random.Generator, eps: float) -> None:
     with pytest.raises(ValidationError, match="SteeringProblem.eps: expected a positive finite"):

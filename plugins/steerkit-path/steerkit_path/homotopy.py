@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 from scipy.linalg import cholesky
+from scipy.linalg.blas import drot
 from scipy.linalg.lapack import dtrtrs
 
 from steerkit_path.projection import ProjectedRows, row_norm_bounds
@@ -49,6 +50,9 @@ VIOLATION_RTOL = 1e-9
 VIOLATION_ATOL = 1e-12
 #: The initial candidate pool: the top features by a = D w (it grows when a check fails).
 DEFAULT_POOL = 256
+#: A float32 decoder's pool of at least this many entries (pool size × d_model) is kept in
+#: float32: at 4374 × 2304 two float32 matrix-vector products take 1.4 ms against 3.1 ms.
+POOL32_SIZE = 2_000_000
 #: Breakpoints checked per product with the decoder (bounds the memory of one check).
 CHECK_CHUNK = 256
 #: float32 unit round-off, for the bound on a float32 product's error.
@@ -163,6 +167,7 @@ class Homotopy:
         self.pool_pos = np.full(self.d_sae, -1, dtype=np.int64)
         self.pool = np.empty(0, dtype=np.int64)
         self.Dp = np.empty((0, self.d_model))
+        self._pool_norms = np.empty(0)
         self.a_p = np.empty(0)
         self._grow_pool(np.union1d(pool, [top]))
 
@@ -171,6 +176,7 @@ class Homotopy:
         # Fortran order: the first n columns are then one contiguous block that LAPACK reads in
         # place (leading dimension = capacity), with no copy of the factor per solve
         self._R = np.zeros((capacity, capacity), order="F")
+        self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
         self._start(top)
 
     # -- pool -------------------------------------------------------------------------------
@@ -188,7 +194,15 @@ class Homotopy:
             return
         self.pool_pos[new] = np.arange(self.pool.size, self.pool.size + new.size)
         self.pool = np.concatenate([self.pool, new])
-        self.Dp = np.ascontiguousarray(np.vstack([self.Dp, self.rows(new)]))
+        rows = self.rows(new)
+        # a large pool of a float32 decoder is kept in float32 (half the bytes each step reads;
+        # see `_entering`), a small one in float64 (the rounding bounds cost more than they save)
+        f32 = self.decoder.dtype == np.float32 and self.pool.size * self.d_model >= POOL32_SIZE
+        dtype = np.float32 if f32 else np.float64
+        self.Dp = np.ascontiguousarray(np.vstack([self.Dp, rows.astype(dtype)]), dtype=dtype)
+        self._pool_norms = np.concatenate(
+            [self._pool_norms, np.linalg.norm(rows, axis=1) * (1.0 + 1e-12)]
+        )
         self.a_p = np.concatenate([self.a_p, self.a[new]])
 
     # -- state ------------------------------------------------------------------------------
@@ -267,15 +281,28 @@ class Homotopy:
         n = len(self.active)
         R = self._R
         R[:n, position : n - 1] = R[:n, position + 1 : n].copy()
+        # rotate rows k and k+1 from column k on, in place: BLAS drot on the Fortran-ordered
+        # factor's flat view (element (i, j) at i + j·capacity), one call per rotation
+        flat, cap = self._R_flat, R.shape[0]
         for k in range(position, n - 1):
             p, q = R[k, k], R[k + 1, k]
             h = math.hypot(p, q)
             if h == 0.0:
                 continue
-            c, s = p / h, q / h
-            top, bottom = R[k, k : n - 1].copy(), R[k + 1, k : n - 1].copy()
-            R[k, k : n - 1] = c * top + s * bottom
-            R[k + 1, k : n - 1] = -s * top + c * bottom
+            at = k + k * cap
+            drot(
+                flat,
+                flat,
+                p / h,
+                q / h,
+                n=n - 1 - k,
+                offx=at,
+                incx=cap,
+                offy=at + 1,
+                incy=cap,
+                overwrite_x=1,
+                overwrite_y=1,
+            )
         R[n - 1, :n] = 0.0
         R[:n, n - 1] = 0.0
         negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
@@ -336,24 +363,7 @@ class Homotopy:
             )
         self.steps += 1
         alpha = self.alpha
-        # (2, d_model) @ Dpᵀ reads the pool once; Dp @ (d_model, 2) takes OpenBLAS's slow
-        # skinny-gemm path (3× the time of one matrix-vector product here)
-        both = np.stack([self.F, self.U]) @ self.Dp.T
-        e = self.a_p - both[0]
-        rate = 1.0 - both[1]
-        candidate = rate > RATE_TOL
-        if len(self.active) >= self.d_model:
-            candidate[:] = False  # every row is in the span of the active ones
-        candidate[self.pool_pos[np.asarray(self.active, dtype=np.int64)]] = False
-        if self.excluded or self.dependent:
-            skip = np.fromiter(self.excluded | self.dependent, dtype=np.int64)
-            out = self.pool_pos[skip]
-            candidate[out[out >= 0]] = False
-        enter_at = np.full(e.shape, -np.inf)
-        np.divide(e, rate, out=enter_at, where=candidate)
-        np.minimum(enter_at, alpha, out=enter_at)
-        i_in = int(np.argmax(enter_at)) if enter_at.size else -1
-        alpha_in = float(enter_at[i_in]) if i_in >= 0 else -math.inf
+        i_in, alpha_in = self._entering(alpha)
 
         leaving = self.v < 0
         leave_at = np.full(self.v.shape, -np.inf)
@@ -383,6 +393,64 @@ class Homotopy:
             self._record()
         else:
             self.dependent.add(feature)  # in the span of the active rows: cannot enter
+
+    def _candidates(self) -> npt.NDArray[np.bool_]:
+        """Pool features that may enter: not active, not excluded, not in the active span."""
+        candidate = np.ones(self.pool.size, dtype=bool)
+        if len(self.active) >= self.d_model:
+            candidate[:] = False  # every row is in the span of the active ones
+        candidate[self.pool_pos[np.asarray(self.active, dtype=np.int64)]] = False
+        if self.excluded or self.dependent:
+            skip = np.fromiter(self.excluded | self.dependent, dtype=np.int64)
+            out = self.pool_pos[skip]
+            candidate[out[out >= 0]] = False
+        return candidate
+
+    def _entering(self, alpha: float) -> tuple[int, float]:
+        """The pool position of the next feature to enter and the α where it does (−1, −inf:
+        none). Feature i enters at eᵢ/rateᵢ with eᵢ = aᵢ − dᵢᵀF, rateᵢ = 1 − dᵢᵀU (capped at
+        α; the first largest wins, in pool order).
+
+        A float64 pool is multiplied in float64. A float32 pool (a float32 decoder's rows, half
+        the bytes) is multiplied in float32, every feature's enter-α is bracketed with the
+        product's worst-case rounding bound, and the features whose bracket reaches the best
+        lower end are recomputed in float64: the same choice, from exact values."""
+        FU = np.stack([self.F, self.U])
+        candidate = self._candidates()
+        # two matrix-vector products: OpenBLAS's gemm on two columns takes its slow skinny path
+        # (2× the time in float64, 4× in float32, at 4374 × 2304)
+        if self.Dp.dtype == np.float64:
+            e = self.a_p - self.Dp @ self.F
+            return _first_max(e, 1.0 - self.Dp @ self.U, candidate, alpha)
+        F32, U32 = self.F.astype(np.float32), self.U.astype(np.float32)
+        approx = np.stack([self.Dp @ F32, self.Dp @ U32]).astype(np.float64)
+        # rounding F, U to float32 and a float32 dot product of d_model terms:
+        # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after
+        scale = (self.d_model + 2) * _U32 * 1.01
+        e_hat = self.a_p - approx[0]
+        r_hat = 1.0 - approx[1]
+        de = self._pool_norms * (scale * float(np.linalg.norm(self.F))) + 1e-12 * (
+            np.abs(self.a_p) + np.abs(approx[0])
+        )
+        dr = self._pool_norms * (scale * float(np.linalg.norm(self.U))) + 1e-12 * (
+            1.0 + np.abs(approx[1])
+        )
+        possible = candidate & (r_hat + dr > RATE_TOL)
+        sure = possible & (r_hat - dr > RATE_TOL)  # the denominator is surely > RATE_TOL
+        lower = np.full(e_hat.shape, -np.inf)
+        upper = np.full(e_hat.shape, np.inf)
+        lo_num, hi_num = e_hat - de, e_hat + de
+        np.divide(lo_num, np.where(lo_num >= 0, r_hat + dr, r_hat - dr), out=lower, where=sure)
+        np.divide(hi_num, np.where(hi_num >= 0, r_hat - dr, r_hat + dr), out=upper, where=sure)
+        best = min(float(lower.max(initial=-np.inf)), alpha)
+        recheck = np.flatnonzero(possible & (np.minimum(upper, alpha) >= best))
+        if recheck.size == 0:
+            return -1, -math.inf
+        exact = FU @ self.rows(self.pool[recheck]).T
+        k, alpha_in = _first_max(
+            self.a_p[recheck] - exact[0], 1.0 - exact[1], np.ones(recheck.size, bool), alpha
+        )
+        return (int(recheck[k]), alpha_in) if k >= 0 else (-1, -math.inf)
 
     # -- queries on the breakpoints ----------------------------------------------------------
 
@@ -455,19 +523,20 @@ class Homotopy:
         self.checked_columns += residuals.shape[1]
         if self.decoder.dtype == np.float64:
             full = _product(self.decoder, residuals)
-            return [(None, full[:, j], full[:, j]) for j in range(residuals.shape[1])]
+            return [(None, full[j], full[j]) for j in range(residuals.shape[1])]
         if self._row_norms is None:
             self._row_norms = row_norm_bounds(self.decoder)
         approx = _product(self.decoder, residuals.astype(np.float32))
         out: list[tuple[IntArray | None, FloatArray, FloatArray]] = []
         for j in range(residuals.shape[1]):
             res = residuals[:, j]
+            column = approx[j]  # contiguous: one breakpoint's d_sae correlations
             bound = (self.d_model + 4) * _U32 * 1.01 * float(np.linalg.norm(res))
             slack = bound * self._row_norms + self._tolerance(float(alphas[j]))
-            near = approx[:, j] >= alphas[j] - slack
+            near = column >= alphas[j] - slack
             near[skip[j]] = False
             flagged = np.flatnonzero(near)
-            out.append((flagged, self.rows(flagged) @ res, approx[:, j]))
+            out.append((flagged, self.rows(flagged) @ res, column))
         return out
 
     def check(self, indices: Iterable[int]) -> list[int]:
@@ -537,18 +606,36 @@ class Homotopy:
             self._restore(good)
 
 
+def _first_max(
+    e: FloatArray, rate: FloatArray, candidate: npt.NDArray[np.bool_], alpha: float
+) -> tuple[int, float]:
+    """argmax of min(eᵢ/rateᵢ, α) over the candidates with rateᵢ > RATE_TOL (the first on
+    ties), and its value; (−1, −inf) when there is none."""
+    candidate = candidate & (rate > RATE_TOL)
+    enter_at = np.full(e.shape, -np.inf)
+    np.divide(e, rate, out=enter_at, where=candidate)
+    np.minimum(enter_at, alpha, out=enter_at)
+    if not enter_at.size:
+        return -1, -math.inf
+    i = int(np.argmax(enter_at))
+    return (i, float(enter_at[i])) if enter_at[i] > -np.inf else (-1, -math.inf)
+
+
 #: Up to this many columns, D @ X is computed one matrix-vector product per column: OpenBLAS's
 #: gemm on a few columns takes ~4× the time of one gemv (measured at 24576 × 768, float32).
 _GEMV_COLUMNS = 3
 
 
 def _product(decoder: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """decoder @ x for x of shape (d_model, m), as m matrix-vector products when m is small."""
+    """(decoder @ x)ᵀ, shape (m, d_sae), for x of shape (d_model, m): row j is column j's
+    correlations, contiguous (a column of a (d_sae, m) array is m times slower to scan). As m
+    matrix-vector products when m is small, else one xᵀ @ decoderᵀ."""
     if x.shape[1] > _GEMV_COLUMNS:
-        return decoder @ x
-    out = np.empty((decoder.shape[0], x.shape[1]), dtype=np.result_type(decoder, x))
+        product: np.ndarray[Any, Any] = np.ascontiguousarray(x.T) @ decoder.T
+        return product
+    out = np.empty((x.shape[1], decoder.shape[0]), dtype=np.result_type(decoder, x))
     for j in range(x.shape[1]):
-        out[:, j] = decoder @ np.ascontiguousarray(x[:, j])
+        out[j] = decoder @ np.ascontiguousarray(x[:, j])
     return out
 
 
