@@ -53,6 +53,9 @@ DEFAULT_POOL = 256
 #: A float32 decoder's pool of at least this many entries (pool size × d_model) is kept in
 #: float32: at 4374 × 2304 two float32 matrix-vector products take 1.4 ms against 3.1 ms.
 POOL32_SIZE = 2_000_000
+#: Additions between two recomputations of x, v, F, U from the factor (in between, each
+#: addition updates them by block elimination; see `Homotopy._extend_direction`).
+REFRESH_EVERY = 16
 #: Breakpoints checked per product with the decoder (bounds the memory of one check).
 CHECK_CHUNK = 256
 #: float32 unit round-off, for the bound on a float32 product's error.
@@ -177,6 +180,7 @@ class Homotopy:
         # place (leading dimension = capacity), with no copy of the factor per solve
         self._R = np.zeros((capacity, capacity), order="F")
         self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
+        self._since_refresh = 0
         self._start(top)
 
     # -- pool -------------------------------------------------------------------------------
@@ -237,6 +241,7 @@ class Homotopy:
         self._DA[:n] = self.rows(rec.active)
         self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
         self.x, self.v, self.F, self.U = rec.x, rec.v, rec.F, rec.U
+        self._since_refresh = REFRESH_EVERY  # the next addition recomputes from the new factor
         self.excluded = set(rec.excluded)
         self.dependent = set()
 
@@ -265,15 +270,40 @@ class Homotopy:
             pivot2 = gamma - float(z @ z)
             if pivot2 <= PIVOT_TOL * gamma:
                 return False
+            incremental = self._since_refresh < REFRESH_EVERY
+            if incremental:
+                t = self._solve(z)  # G⁻¹g, with the factor before the new column
             self._R[:n, n] = z
             self._R[n, :n] = 0.0
             self._R[n, n] = math.sqrt(pivot2)
         else:
             self._R[0, 0] = math.sqrt(gamma)
+            incremental = False
         self._DA[n] = row
         self.active.append(int(i))
-        self._direction()
+        if incremental:
+            self._extend_direction(i, row, column, t, pivot2)
+        else:
+            self._direction()
         return True
+
+    def _extend_direction(
+        self, i: int, row: FloatArray, g: FloatArray, t: FloatArray, s: float
+    ) -> None:
+        """x, v, F and U after feature i joined A, from their values before: with g = D_A dᵢ,
+        t = G⁻¹g and the Schur complement s = ‖dᵢ‖² − gᵀt (the new pivot²), block elimination
+        gives yᵢ = (bᵢ − gᵀy)/s and y_A ← y_A − t·yᵢ for y = x (b = a) and y = v (b = 1), and the
+        fit moves along q = dᵢ − D_Aᵀt: F ← F + xᵢ q, U ← U + vᵢ q. One triangular solve and one
+        product with D_A instead of four solves and a two-row product; refreshed from scratch
+        every REFRESH_EVERY additions (and after every drop) so that rounding cannot build up."""
+        x_i = (self.a[i] - float(g @ self.x)) / s
+        v_i = (1.0 - float(g @ self.v)) / s
+        self.x = np.append(self.x - t * x_i, x_i)
+        self.v = np.append(self.v - t * v_i, v_i)
+        q = row - t @ self._DA[: t.size]
+        self.F = self.F + x_i * q
+        self.U = self.U + v_i * q
+        self._since_refresh += 1
 
     def _drop(self, position: int) -> None:
         """Remove the active feature at `position`: delete its column of R, then restore the
@@ -318,6 +348,7 @@ class Homotopy:
         self.x, self.v = sol[:, 0].copy(), sol[:, 1].copy()
         both = sol.T @ self.DA  # (2, d_model): one read of D_A (see `step`)
         self.F, self.U = both[0], both[1]
+        self._since_refresh = 0
 
     def _record(self, *, verified: bool = False) -> None:
         idx = np.asarray(self.active, dtype=np.int64)
