@@ -52,7 +52,7 @@ VIOLATION_ATOL = 1e-12
 DEFAULT_POOL = 256
 #: A float32 decoder's pool of at least this many entries (pool size × d_model) is kept in
 #: float32: at 4374 × 2304 two float32 matrix-vector products take 1.4 ms against 3.1 ms.
-POOL32_SIZE = 2_000_000
+POOL32_SIZE = 500_000
 #: Additions between two recomputations of x, v, F, U from the factor (in between, each
 #: addition updates them by block elimination; see `Homotopy._extend_direction`).
 REFRESH_EVERY = 16
@@ -671,9 +671,12 @@ def _product(decoder: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> np.ndarr
 
 
 def _next_checkpoint(k: int) -> int:
-    """The next multiple of CHECK_EVERY above k: a pool that misses a feature is found out
-    within that many breakpoints, so a repair recomputes at most that many."""
-    return (k // CHECK_EVERY + 1) * CHECK_EVERY
+    """The next multiple of CHECK_EVERY above k, from 2·CHECK_EVERY on: a pool that misses a
+    feature is found out within that many breakpoints, so a repair recomputes at most that
+    many. A path shorter than 2·CHECK_EVERY (one input from scratch, typically) is checked only
+    where its answers land: one full pass over the decoder fewer, for at most 2·CHECK_EVERY
+    steps recomputed when the initial pool missed a feature."""
+    return max(k // CHECK_EVERY + 1, 2) * CHECK_EVERY
 
 
 class _NoLimit:
