@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import attrs
+import numpy as np
 
 from steerkit._arrays import FloatArray, float_array
 from steerkit.errors import ValidationError
@@ -201,8 +202,6 @@ def steered_logits(source: ActivationSource, texts: Sequence[str], vector: RowVe
     """`source.logits(texts, vector)` for any source and per-row vectors: one call when the
     source takes them (`per_row_vectors`) or they are all the same, else one call per distinct
     vector, rows back in order."""
-    import numpy as np
-
     one, argument, vectors = _one_call(source, vector, len(texts))
     if one:
         return source.logits(texts, argument)

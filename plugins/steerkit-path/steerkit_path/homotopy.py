@@ -442,11 +442,11 @@ class Homotopy:
         none). Feature i enters at eᵢ/rateᵢ with eᵢ = aᵢ − dᵢᵀF, rateᵢ = 1 − dᵢᵀU (capped at
         α; the first largest wins, in pool order).
 
-        A float64 pool is multiplied in float64. A float32 pool (a float32 decoder's rows, half
-        the bytes) is multiplied in float32, every feature's enter-α is bracketed with the
-        product's worst-case rounding bound, and the features whose bracket reaches the best
-        lower end are recomputed in float64: the same choice, from exact values."""
-        FU = np.stack([self.F, self.U])
+        A float64 pool is multiplied in float64. A float32 pool (a large pool of a float32
+        decoder, half the bytes; see POOL32_SIZE) is multiplied in float32, every feature's
+        enter-α is bracketed with the product's worst-case rounding bound, and the features
+        whose bracket reaches the best lower end are recomputed in float64: the same choice,
+        from exact values."""
         candidate = self._candidates()
         # two matrix-vector products: OpenBLAS's gemm on two columns takes its slow skinny path
         # (2× the time in float64, 4× in float32, at 4374 × 2304)
@@ -477,7 +477,7 @@ class Homotopy:
         recheck = np.flatnonzero(possible & (np.minimum(upper, alpha) >= best))
         if recheck.size == 0:
             return -1, -math.inf
-        exact = FU @ self.rows(self.pool[recheck]).T
+        exact = np.stack([self.F, self.U]) @ self.rows(self.pool[recheck]).T
         k, alpha_in = _first_max(
             self.a_p[recheck] - exact[0], 1.0 - exact[1], np.ones(recheck.size, bool), alpha
         )

@@ -108,3 +108,58 @@ def test_a_one_row_dictionary_and_rank_deficient_rows() -> None:
     points = one.qp(1.0, 1.0)
     assert one.complete or one.steps >= 1
     assert points.dense(0)[0] > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_float32_pool_follows_the_same_path_as_a_float64_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The float32 pool brackets every entering α with its rounding bound and recomputes the
+    contenders in float64: the breakpoints (α, active sets, x, v) equal those of the float64
+    pool, and KKT holds over all features at every breakpoint."""
+    import steerkit_path.homotopy as homotopy
+
+    rng = np.random.default_rng(100 + seed)
+    decoder = random_decoder(rng, 1500, 24).astype(np.float32)
+    w = rng.normal(size=24) * 3
+    a = decoder.astype(np.float64) @ w
+    monkeypatch.setattr(homotopy, "POOL32_SIZE", 10**12)
+    reference = full_path(decoder, w, pool_size=40)
+    assert reference.Dp.dtype == np.float64
+    monkeypatch.setattr(homotopy, "POOL32_SIZE", 0)
+    h = Homotopy(decoder, w, a, pool_size=40)
+    h.verified()
+    assert h.Dp.dtype == np.float32
+    assert len(h.records) == len(reference.records) > 30
+    for ours, theirs in zip(h.records, reference.records):
+        assert ours.active.tolist() == theirs.active.tolist()
+        assert ours.alpha == pytest.approx(theirs.alpha, rel=1e-10, abs=1e-14 * h.alpha0)
+        np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-8, atol=1e-10)
+    d64 = decoder.astype(np.float64)
+    for rec in h.records:
+        c = d64 @ (w - rec.fit(rec.alpha))
+        assert c.max() <= rec.alpha * (1 + 1e-9) + 1e-12 * h.alpha0
+
+
+def test_direction_updates_by_block_elimination_stay_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """x = G⁻¹a_A, v = G⁻¹1 and the fit F = D_Aᵀx, U = D_Aᵀv after long runs of incremental
+    additions (no refresh at all) equal a solve from scratch at every breakpoint."""
+    import steerkit_path.homotopy as homotopy
+
+    monkeypatch.setattr(homotopy, "REFRESH_EVERY", 10**9)
+    rng = np.random.default_rng(11)
+    decoder = random_decoder(rng, 400, 48)
+    w = rng.normal(size=48) * 2
+    h = full_path(decoder, w, pool_size=400)
+    assert len(h.records) > 40
+    for rec in h.records[1:-1]:
+        rows = decoder[rec.active]
+        gram = rows @ rows.T
+        np.testing.assert_allclose(rec.x, np.linalg.solve(gram, decoder[rec.active] @ w), rtol=1e-8)
+        np.testing.assert_allclose(
+            rec.v, np.linalg.solve(gram, np.ones(rec.active.size)), rtol=1e-8
+        )
+        np.testing.assert_allclose(rec.F, rows.T @ rec.x, atol=1e-9 * np.abs(rec.F).max())
+        np.testing.assert_allclose(rec.U, rows.T @ rec.v, atol=1e-9 * np.abs(rec.U).max())
