@@ -97,11 +97,7 @@ class KL(Metric):
 
 
 def _logits(source: Any, texts: Sequence[str], vector: Any) -> Any:
-    logits = np.asarray(
-        source.logits(list(texts))
-        if vector is None
-        else steered_logits(source, list(texts), vector)
-    )
+    logits = np.asarray(steered_logits(source, list(texts), vector))
     if logits.ndim != 2 or logits.shape[0] != len(texts):
         raise ValidationError(
             type(source).__name__,
