@@ -296,7 +296,7 @@ class Homotopy:
         fit moves along q = dᵢ − D_Aᵀt: F ← F + xᵢ q, U ← U + vᵢ q. One triangular solve and one
         product with D_A instead of four solves and a two-row product; refreshed from scratch
         every REFRESH_EVERY additions (and after every drop) so that rounding cannot build up."""
-        x_i = (self.a[i] - float(g @ self.x)) / s
+        x_i = (float(self.a_p[self.pool_pos[i]]) - float(g @ self.x)) / s
         v_i = (1.0 - float(g @ self.v)) / s
         self.x = np.append(self.x - t * x_i, x_i)
         self.v = np.append(self.v - t * v_i, v_i)
@@ -343,16 +343,24 @@ class Homotopy:
 
     def _direction(self) -> None:
         """x = G⁻¹a_A and v = G⁻¹1 from the factor, and the fit's pieces F = D_Aᵀx, U = D_Aᵀv."""
-        rhs = np.column_stack([self.a[self.active], np.ones(len(self.active))])
+        rhs = np.column_stack([self._a_active(), np.ones(len(self.active))])
         sol = self._solve(self._solve(rhs, transpose=True))
         self.x, self.v = sol[:, 0].copy(), sol[:, 1].copy()
         both = sol.T @ self.DA  # (2, d_model): one read of D_A (see `step`)
         self.F, self.U = both[0], both[1]
         self._since_refresh = 0
 
+    def _a_active(self, idx: IntArray | None = None) -> FloatArray:
+        """The exact aᵢ of the active features, from the pool's (every active feature entered
+        from the pool, which only grows): a plain index, not a lookup per step."""
+        if idx is None:
+            idx = np.asarray(self.active, dtype=np.int64)
+        values: FloatArray = self.a_p[self.pool_pos[idx]]
+        return values
+
     def _record(self, *, verified: bool = False) -> None:
         idx = np.asarray(self.active, dtype=np.int64)
-        a_active = self.a[idx]
+        a_active = self._a_active(idx)
         rec = Breakpoint(
             alpha=self.alpha,
             active=idx,
