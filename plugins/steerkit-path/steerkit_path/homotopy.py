@@ -56,6 +56,10 @@ POOL32_SIZE = 500_000
 #: Additions between two recomputations of x, v, F, U from the factor (in between, each
 #: addition updates them by block elimination; see `Homotopy._extend_direction`).
 REFRESH_EVERY = 16
+#: At a checkpoint that passes, at most this share of the pool (at least 16) joins it from the
+#: outside features whose correlation is at least ANTICIPATE_RATIO · α.
+ANTICIPATE_SHARE = 0.125
+ANTICIPATE_RATIO = 0.9
 #: Breakpoints checked per product with the decoder (bounds the memory of one check).
 CHECK_CHUNK = 256
 #: float32 unit round-off, for the bound on a float32 product's error.
@@ -160,6 +164,8 @@ class Homotopy:
         #: per failed breakpoint, the features outside the pool found violating KKT there
         self._wanted: dict[int, IntArray] = {}
         self._excess: FloatArray | None = None  # per feature, max of (cᵢ − α)/α over failed checks
+        #: the last breakpoint that passed a check: (k, α, estimate of every cᵢ)
+        self._passed: tuple[int, float, FloatArray] | None = None
 
         # the pool is chosen on the estimate of a; its rows' exact values are computed below
         pool = (
@@ -170,6 +176,7 @@ class Homotopy:
         self.pool_pos = np.full(self.d_sae, -1, dtype=np.int64)
         self.pool = np.empty(0, dtype=np.int64)
         self.Dp = np.empty((0, self.d_model))
+        self._Dp_buffer = self.Dp
         self._pool_norms = np.empty(0)
         self.a_p = np.empty(0)
         self._grow_pool(np.union1d(pool, [top]))
@@ -180,6 +187,8 @@ class Homotopy:
         # place (leading dimension = capacity), with no copy of the factor per solve
         self._R = np.zeros((capacity, capacity), order="F")
         self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
+        #: room for a shifted block of R or of D_A (see `_shift_left`)
+        self._scratch = np.empty(capacity * max(capacity, self.d_model))
         self._since_refresh = 0
         self._start(top)
 
@@ -203,7 +212,16 @@ class Homotopy:
         # see `_entering`), a small one in float64 (the rounding bounds cost more than they save)
         f32 = self.decoder.dtype == np.float32 and self.pool.size * self.d_model >= POOL32_SIZE
         dtype = np.float32 if f32 else np.float64
-        self.Dp = np.ascontiguousarray(np.vstack([self.Dp, rows.astype(dtype)]), dtype=dtype)
+        old = self.Dp.shape[0]
+        buffer = self._Dp_buffer
+        if buffer.dtype != dtype or buffer.shape[0] < self.pool.size:
+            # room for half as many rows again: growing the pool does not copy it every time
+            capacity = min(self.d_sae, max(self.pool.size + self.pool.size // 2, 64))
+            buffer = np.empty((capacity, self.d_model), dtype=dtype)
+            buffer[:old] = self.Dp
+            self._Dp_buffer = buffer
+        buffer[old : self.pool.size] = rows
+        self.Dp = buffer[: self.pool.size]
         self._pool_norms = np.concatenate(
             [self._pool_norms, np.linalg.norm(rows, axis=1) * (1.0 + 1e-12)]
         )
@@ -310,7 +328,7 @@ class Homotopy:
         triangle with Givens rotations (O(|A|²))."""
         n = len(self.active)
         R = self._R
-        R[:n, position : n - 1] = R[:n, position + 1 : n].copy()
+        _shift_left(R[:n, position:n], self._scratch)
         # rotate rows k and k+1 from column k on, in place: BLAS drot on the Fortran-ordered
         # factor's flat view (element (i, j) at i + j·capacity), one call per rotation
         flat, cap = self._R_flat, R.shape[0]
@@ -337,7 +355,7 @@ class Homotopy:
         R[:n, n - 1] = 0.0
         negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
         R[negative, : n - 1] *= -1.0
-        self._DA[position : n - 1] = self._DA[position + 1 : n].copy()
+        _shift_left(self._DA[position:n].T, self._scratch)
         del self.active[position]
         self._direction()
 
@@ -527,6 +545,8 @@ class Homotopy:
                 failed = self.check([stop])
                 if failed:
                     self.repair(failed)
+                else:
+                    self._anticipate(stop)
 
     def complete_path(self) -> None:
         """Step to α = 0 (on the pool: breakpoints are checked only when asked)."""
@@ -616,7 +636,23 @@ class Homotopy:
                 continue
             worst = float(excess.max(initial=-math.inf))
             rec.violation = max(worst, 0.0) if math.isfinite(worst) else 0.0
+            self._passed = (k, rec.alpha, estimate)
         return failed
+
+    def _anticipate(self, k: int) -> None:
+        """After breakpoint k passed the check: bring into the pool the outside features whose
+        correlation is already closest to α there (at most ANTICIPATE_SHARE of the pool, those
+        above ANTICIPATE_RATIO · α), so that the pool keeps ahead of the path instead of being
+        repaired after a feature outside it has entered."""
+        if self._passed is None or self._passed[0] != k:
+            return
+        _, alpha, estimate = self._passed
+        if not alpha > 0:
+            return
+        score = np.where(self.pool_pos < 0, estimate / alpha, -np.inf)
+        count = min(max(16, int(self.pool.size * ANTICIPATE_SHARE)), score.size - 1)
+        top = np.argpartition(-score, count)[:count]
+        self._grow_pool(top[score[top] >= ANTICIPATE_RATIO])
 
     def repair(self, failed: list[int]) -> None:
         """Some breakpoints failed the check: find a good breakpoint before the first of them
@@ -643,6 +679,17 @@ class Homotopy:
         self.repairs += 1
         with _one_thread():
             self._restore(good)
+
+
+def _shift_left(block: FloatArray, scratch: FloatArray) -> None:
+    """block[:, :-1] = block[:, 1:] through `scratch`, a buffer kept for the purpose: a fresh
+    temporary of 20–40 MB per drop cost page faults, and numpy's own handling of the overlap
+    is slower still."""
+    moved = block[:, 1:]
+    column_major = abs(block.strides[0]) <= abs(block.strides[1])  # lay it out as block lies
+    buffer = scratch[: moved.size].reshape(moved.shape, order="F" if column_major else "C")
+    np.copyto(buffer, moved)
+    block[:, :-1] = buffer
 
 
 def _first_max(

@@ -6,6 +6,7 @@ features with a float32 decoder, and the repair of a pool that misses features."
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -163,3 +164,30 @@ def test_direction_updates_by_block_elimination_stay_exact(
         )
         np.testing.assert_allclose(rec.F, rows.T @ rec.x, atol=1e-9 * np.abs(rec.F).max())
         np.testing.assert_allclose(rec.U, rows.T @ rec.v, atol=1e-9 * np.abs(rec.U).max())
+
+
+def test_anticipation_keeps_the_pool_ahead_of_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features already close to α at a passed checkpoint join the pool: the same breakpoints as
+    without anticipation, with fewer repairs (and so fewer recomputed steps)."""
+    import steerkit_path.homotopy as homotopy
+
+    rng = np.random.default_rng(12)
+    decoder = random_decoder(rng, 4000, 256)
+    w = rng.normal(size=256) * 3
+    a = decoder @ w
+
+    def grown() -> Homotopy:
+        h = Homotopy(decoder, w, a, pool_size=100)
+        h.extend(g_target=1e12)  # to the end, through every checkpoint
+        h.verified()  # and every breakpoint checked over all features
+        return h
+
+    anticipated = grown()
+    monkeypatch.setattr(homotopy, "ANTICIPATE_RATIO", math.inf)  # nothing qualifies
+    repaired = grown()
+    assert len(anticipated.records) == len(repaired.records) > 300
+    for ours, theirs in zip(anticipated.records, repaired.records):
+        assert ours.active.tolist() == theirs.active.tolist()
+        assert ours.alpha == pytest.approx(theirs.alpha, rel=1e-10)
+    assert anticipated.repairs < repaired.repairs
+    assert anticipated.steps < repaired.steps
