@@ -33,6 +33,16 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
 
 
+def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `run` and `sweep` that `_run_options` adds to a command."""
+    return {
+        "resume": not args.no_resume,
+        "progress": not args.no_progress,
+        "output_dir": args.output_dir,
+        "report": not args.no_report,
+    }
+
+
 def _print_result(result: Any) -> None:
     from steerkit_runner.summary import comparison_table, format_table
 
@@ -80,13 +90,7 @@ class RunCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         from steerkit_runner.runner import run
 
-        result = run(
-            args.config,
-            resume=not args.no_resume,
-            progress=not args.no_progress,
-            output_dir=args.output_dir,
-            report=not args.no_report,
-        )
+        result = run(args.config, **_run_arguments(args))
         _print_result(result)
         return 0
 
@@ -113,14 +117,7 @@ class SweepCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         from steerkit_runner.runner import sweep
 
-        result = sweep(
-            args.config,
-            mode=args.mode,
-            resume=not args.no_resume,
-            progress=not args.no_progress,
-            output_dir=args.output_dir,
-            report=not args.no_report,
-        )
+        result = sweep(args.config, mode=args.mode, **_run_arguments(args))
         _print_result(result)
         return 0
 

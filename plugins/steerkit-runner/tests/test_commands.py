@@ -65,6 +65,30 @@ def test_run_prints_the_run_directory_the_table_and_the_report(
     assert "resumed: 8 units were already done, 0 computed now" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_run_and_sweep_pass_their_options_to_the_runner(
+    toy_host: steerkit.PluginHost, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake(config: Any, **kwargs: Any) -> Any:
+        seen.update(config=config, **kwargs)
+        raise steerkit.SteerkitError("stop here")
+
+    monkeypatch.setattr(runner_module, command, fake)
+    extra = ["--mode", "shared"] if command == "sweep" else []
+    argv = [command, "my.toml", *extra, "--no-resume", "--no-report", "--output-dir", "out"]
+    assert main(argv) == 1
+    assert seen == {
+        "config": "my.toml",
+        "resume": False,
+        "progress": True,
+        "output_dir": "out",
+        "report": False,
+        **({"mode": "shared"} if command == "sweep" else {}),
+    }
+
+
 def test_run_reports_a_bad_config_with_its_line(
     toy_host: steerkit.PluginHost,
     write_config: Callable[..., Path],
