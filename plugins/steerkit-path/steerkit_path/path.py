@@ -149,7 +149,8 @@ class Path:
 
     @property
     def pool_size(self) -> int:
-        """Features in the homotopy's candidate pool (it grows when the KKT check fails)."""
+        """Features in the homotopy's candidate pool (it grows when a KKT check fails, and by
+        the features close to entering at every check that passes)."""
         return 0 if self.homotopy is None else int(self.homotopy.pool.size)
 
     @property
