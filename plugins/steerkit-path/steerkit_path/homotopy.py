@@ -191,7 +191,8 @@ class Homotopy:
         #: room for a shifted block of R or of D_A (see `_shift_left`)
         self._scratch = np.empty(capacity * max(capacity, self.d_model))
         self._since_refresh = 0
-        self._start(top)
+        with _one_thread():  # scipy's BLAS, left free, spins and slows numpy's for ~0.1 s
+            self._start(top)
 
     # -- pool -------------------------------------------------------------------------------
 
