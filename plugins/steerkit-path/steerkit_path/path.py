@@ -382,22 +382,28 @@ class Path:
         """Every row exactly equal to row `feature` (itself included), sorted."""
         found = self._twins.get(feature)
         if found is None:
-            candidates = self.a.near(feature, 1e-12)
+            self._look_up_twins(np.array([feature], dtype=np.int64))
+            found = self._twins[feature]
+        return found
+
+    def _look_up_twins(self, features: npt.NDArray[np.int64]) -> None:
+        """Find the twins of each of `features` (rows with the same a first, then equal rows)."""
+        for j, candidates in zip(features.tolist(), self.a.near_many(features, 1e-12)):
             if candidates.size > 1:
                 rows = np.asarray(self.decoder[candidates])
-                same = np.all(rows == np.asarray(self.decoder[feature]), axis=1)
+                same = np.all(rows == np.asarray(self.decoder[j]), axis=1)
                 candidates = candidates[same]
             found = np.asarray(candidates, dtype=np.int64)
-            self._twins[feature] = found
-            self._twin_count[feature] = found.size
-        return found
+            self._twins[j] = found
+            self._twin_count[j] = found.size
 
     def _spread(
         self, idx: npt.NDArray[np.int64], values: FloatArray
     ) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """Spread each value equally over its feature's twins."""
-        for j in idx[self._twin_count[idx] == 0]:  # not looked up yet
-            self.twins(int(j))
+        missing = idx[self._twin_count[idx] == 0]  # not looked up yet
+        if missing.size:
+            self._look_up_twins(np.unique(missing))
         if np.all(self._twin_count[idx] == 1):  # the usual case: no duplicated rows
             order = np.argsort(idx)
             return idx[order].astype(np.int64), values[order].astype(np.float64)

@@ -55,6 +55,7 @@ class ProjectedRows:
         self.bound: FloatArray = norms * scale
         self._values = np.empty(n)
         self._known = np.zeros(n, dtype=bool)
+        self._sorted: tuple[IntArray, FloatArray, float] | None = None
 
     @classmethod
     def exact(cls, decoder: np.ndarray[Any, Any], w: Any, a: Any) -> ProjectedRows:
@@ -70,6 +71,7 @@ class ProjectedRows:
         self.bound = np.zeros_like(exact)
         self._values = exact
         self._known = np.ones(exact.size, dtype=bool)
+        self._sorted = None
 
     @property
     def size(self) -> int:
@@ -95,7 +97,28 @@ class ProjectedRows:
         return float(self[self.argmax()])
 
     def near(self, j: int, rtol: float) -> IntArray:
-        """Every index whose exact value may be within rtol·(|aⱼ| + max|a|) of aⱼ."""
-        a_j = self[j]
-        slack = self.bound + self.bound[j] + rtol * (abs(a_j) + float(np.abs(self.estimate).max()))
-        return np.flatnonzero(np.abs(self.estimate - a_j) <= slack)
+        """Every index whose exact value may be within rtol·(|aⱼ| + max|a|) of aⱼ, sorted."""
+        return self.near_many([j], rtol)[0]
+
+    def near_many(self, features: Any, rtol: float) -> list[IntArray]:
+        """`near` for each of `features`: one sort of the estimate (kept), then a window of it
+        per feature, instead of a pass over all d_sae entries per feature."""
+        js = np.asarray(features, dtype=np.int64).reshape(-1)
+        if self._sorted is None:
+            order = np.argsort(self.estimate)
+            self._sorted = (order, self.estimate[order], float(self.bound.max()))
+        order, ordered, widest = self._sorted
+        a_j = np.asarray(self[js], dtype=np.float64).reshape(-1)
+        largest = float(np.abs(self.estimate).max())
+        slack = self.bound[js] + rtol * (np.abs(a_j) + largest)
+        # every i within bound_i + slack_j of a_j lies in the window of half-width widest + slack_j
+        lo = np.searchsorted(ordered, a_j - (widest + slack) * (1 + 1e-12), side="left")
+        hi = np.searchsorted(ordered, a_j + (widest + slack) * (1 + 1e-12), side="right")
+        out: list[IntArray] = []
+        for k in range(js.size):
+            window = order[lo[k] : hi[k]]
+            if window.size > 1:
+                keep = np.abs(self.estimate[window] - a_j[k]) <= self.bound[window] + slack[k]
+                window = np.sort(window[keep])
+            out.append(window.astype(np.int64, copy=False))
+        return out

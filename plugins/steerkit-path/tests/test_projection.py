@@ -54,3 +54,26 @@ def test_a_float64_decoder_is_exact_from_the_start() -> None:
     a = ProjectedRows(decoder, w)
     np.testing.assert_array_equal(a.estimate, decoder @ w)
     assert not a.bound.any()
+
+
+def test_near_many_finds_what_a_scan_of_every_row_finds() -> None:
+    """The sorted-window lookup against the definition, checked row by row: every i with
+    |estimateᵢ − aⱼ| ≤ boundᵢ + boundⱼ + rtol·(|aⱼ| + max|estimate|), for features at the top,
+    in the crowded middle and at the bottom, with wide tolerances that catch many rows."""
+    rng = np.random.default_rng(7)
+    decoder, w, _ = _decoder(rng)
+    decoder[123] = decoder[2500]  # a twin in the middle of the distribution
+    exact = decoder.astype(np.float64) @ w
+    a = ProjectedRows(decoder, w)
+    order = np.argsort(exact)
+    features = np.concatenate([order[-5:], order[1990:2010], order[:5], [17, 123, 2500]])
+    for rtol in (1e-12, 1e-4, 1e-2):
+        found = a.near_many(features, rtol)
+        assert len(found) == features.size
+        for j, got in zip(features, found):
+            a_j = exact[j]
+            slack = a.bound + a.bound[j] + rtol * (abs(a_j) + np.abs(a.estimate).max())
+            expected = np.flatnonzero(np.abs(a.estimate - a_j) <= slack)
+            np.testing.assert_array_equal(got, expected)
+            assert j in got
+    assert 2500 in a.near(123, 1e-12) and len(a.near(1990, 1e-2)) > 10  # crowded windows too
