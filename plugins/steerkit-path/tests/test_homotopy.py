@@ -191,3 +191,51 @@ def test_anticipation_keeps_the_pool_ahead_of_the_path(monkeypatch: pytest.Monke
         assert ours.alpha == pytest.approx(theirs.alpha, rel=1e-10)
     assert anticipated.repairs < repaired.repairs
     assert anticipated.steps < repaired.steps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_screened_check_finds_what_a_full_product_finds(dtype: type) -> None:
+    """A check of a few breakpoints multiplies the middle one by the whole decoder and screens
+    the others against it: the breakpoints that fail (a feature outside the pool above α) and
+    the violations recorded are those of an exact float64 product at every breakpoint."""
+    rng = np.random.default_rng(13)
+    decoder = random_decoder(rng, 3000, 80).astype(dtype)
+    w = rng.normal(size=80) * 3
+    d64 = decoder.astype(np.float64)
+    h = Homotopy(decoder, w, d64 @ w, pool_size=40)
+    h.complete_path()  # on a pool of 40, unchecked: later breakpoints miss features
+    assert len(h.records) > 40
+    groups = [[1, 2], [5, 6, 7, 8, 9, 10, 11, 12], [20, 21, 23, 26], [30, 38], [len(h.records) - 1]]
+    failures = 0
+    for group in groups:
+        failed = h.check(group)
+        for k in group:
+            rec = h.records[k]
+            c = d64 @ (w - rec.fit(rec.alpha)) - rec.alpha
+            c[rec.active] = -np.inf
+            tolerance = 1e-9 * rec.alpha + 1e-12 * h.alpha0
+            outside = h.pool_pos < 0
+            if np.any(outside & (c > tolerance)):
+                assert k in failed and rec.violation is None
+                failures += 1
+            else:
+                assert k not in failed
+                assert rec.violation == pytest.approx(max(float(c.max()), 0.0), abs=1e-13)
+    assert failures >= 1 and h.screened_columns >= 5
+    assert h.checked_columns < sum(len(g) for g in groups)
+    # the screen's promise, column by column: every feature with cᵢ ≥ α − tolerance is listed
+    # with its exact value (here with wider spans, so that the screen reaches further)
+    positions = list(range(2, len(h.records), 3))
+    recs = [h.records[k] for k in positions]
+    alphas = np.array([rec.alpha for rec in recs])
+    residuals = np.column_stack([w - rec.fit(rec.alpha) for rec in recs])
+    no_skip = [np.empty(0, dtype=np.int64)] * len(recs)
+    screened = h.screened_columns
+    results = h.correlations(residuals, alphas, no_skip, positions)
+    assert h.screened_columns > screened
+    for j, (features, values, _) in enumerate(results):
+        exact = d64 @ residuals[:, j]
+        listed = np.arange(h.d_sae) if features is None else features
+        close = np.flatnonzero(exact >= alphas[j] * (1 - 1e-9) - 1e-12 * h.alpha0)
+        assert set(close.tolist()) <= set(listed.tolist())
+        np.testing.assert_allclose(values, exact[listed], rtol=1e-12, atol=1e-12 * h.alpha0)
