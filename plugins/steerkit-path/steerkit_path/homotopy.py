@@ -200,6 +200,8 @@ class Homotopy:
         # Fortran order: the first n columns are then one contiguous block that LAPACK reads in
         # place (leading dimension = capacity), with no copy of the factor per solve
         self._R = np.zeros((capacity, capacity), order="F")
+        #: the active features as an array, in the order of `active` (read every step)
+        self._active_buffer = np.empty(capacity, dtype=np.int64)
         self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
         #: room for a shifted block of R or of D_A (see `_shift_left`)
         self._scratch = np.empty(capacity * max(capacity, self.d_model))
@@ -271,6 +273,7 @@ class Homotopy:
         self.alpha = rec.alpha
         self.active = [int(i) for i in rec.active]
         n = len(self.active)
+        self._active_buffer[:n] = rec.active
         self._DA[:n] = self.rows(rec.active)
         self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
         self.x, self.v, self.F, self.U = rec.x, rec.v, rec.F, rec.U
@@ -313,6 +316,7 @@ class Homotopy:
             self._R[0, 0] = math.sqrt(gamma)
             incremental = False
         self._DA[n] = row
+        self._active_buffer[n] = i
         self.active.append(int(i))
         if incremental:
             self._extend_direction(i, row, column, t, pivot2)
@@ -371,6 +375,7 @@ class Homotopy:
         negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
         R[negative, : n - 1] *= -1.0
         _shift_left(self._DA[position:n].T, self._scratch)
+        self._active_buffer[position : n - 1] = self._active_buffer[position + 1 : n].copy()
         del self.active[position]
         self._direction()
 
@@ -387,12 +392,12 @@ class Homotopy:
         """The exact aᵢ of the active features, from the pool's (every active feature entered
         from the pool, which only grows): a plain index, not a lookup per step."""
         if idx is None:
-            idx = np.asarray(self.active, dtype=np.int64)
+            idx = self._active_buffer[: len(self.active)]
         values: FloatArray = self.a_p[self.pool_pos[idx]]
         return values
 
     def _record(self, *, verified: bool = False) -> None:
-        idx = np.asarray(self.active, dtype=np.int64)
+        idx = self._active_buffer[: len(self.active)].copy()
         a_active = self._a_active(idx)
         rec = Breakpoint(
             alpha=self.alpha,
@@ -471,7 +476,7 @@ class Homotopy:
         candidate = np.ones(self.pool.size, dtype=bool)
         if len(self.active) >= self.d_model:
             candidate[:] = False  # every row is in the span of the active ones
-        candidate[self.pool_pos[np.asarray(self.active, dtype=np.int64)]] = False
+        candidate[self.pool_pos[self._active_buffer[: len(self.active)]]] = False
         if self.excluded or self.dependent:
             skip = np.fromiter(self.excluded | self.dependent, dtype=np.int64)
             out = self.pool_pos[skip]
