@@ -89,14 +89,16 @@ class PathStepLimitError(RuntimeError):
 class Breakpoint:
     """One breakpoint and the segment that follows it (towards smaller α).
 
-    On the segment, β_A(α) = x − α v over `active` (global feature indices), the fit
-    Dᵀβ(α) = F − α U (d_model,), aᵀβ(α) = P − α Q and 1ᵀβ(α) = S − α T.
+    On the segment, β_A(α) = x − α v over `active` (global feature indices, with their exact
+    aᵢ in `a_active`), the fit Dᵀβ(α) = F − α U (d_model,), aᵀβ(α) = P − α Q and
+    1ᵀβ(α) = S − α T.
     `violation`: max over the features outside A of cᵢ(α) − α at this breakpoint once checked
     over all features (None until then).
     """
 
     alpha: float
     active: IntArray
+    a_active: FloatArray
     x: FloatArray
     v: FloatArray
     F: FloatArray
@@ -402,6 +404,7 @@ class Homotopy:
         rec = Breakpoint(
             alpha=self.alpha,
             active=idx,
+            a_active=a_active,
             x=self.x,
             v=self.v,
             F=self.F,

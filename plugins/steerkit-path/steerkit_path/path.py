@@ -25,6 +25,7 @@ import collections
 import enum
 import math
 import threading
+import weakref
 from typing import Any
 
 import attrs
@@ -123,6 +124,10 @@ class Path:
         self.d_sae, self.d_model = (int(n) for n in decoder.shape)
         self._twins: dict[int, npt.NDArray[np.int64]] = {}
         self._twin_count = np.zeros(self.d_sae, dtype=np.int64)  # 0: not looked up yet
+        #: per breakpoint (while it lives), the order that sorts its active features
+        self._orders: weakref.WeakKeyDictionary[Breakpoint, npt.NDArray[np.int64] | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.RLock()
         scale = float(np.linalg.norm(self.w)) * float(np.sqrt((decoder[:64] ** 2).sum(1)).max())
         top = float(self.a.max())
@@ -363,20 +368,37 @@ class Path:
             return np.empty(0, dtype=np.int64), np.empty(0)
         rec = points.breakpoints[int(points.segment[i])]
         r = float(points.rhs[i])
-        a_active = self.a[rec.active]
         if regime is Regime.SINGLE:
             beta = rec.v
-            scale = r / float(a_active @ beta)
+            scale = r / float(rec.a_active @ beta)
         else:
             at = float(points.alpha[i])
             beta = rec.beta(at)
             if points.kind == "qp":
                 scale = 1.0 / (float(points.parameter[i]) * at)
             else:
-                scale = r / float(a_active @ beta)
+                scale = r / float(rec.a_active @ beta)
         values = scale * beta
+        order = self._sorted_support(rec)
+        if order is not None:  # no twins: the support in index order, as it is
+            sorted_values = values[order]
+            keep = sorted_values > 0
+            return rec.active[order][keep], sorted_values[keep]
         keep = values > 0
         return self._spread(rec.active[keep], values[keep])
+
+    def _sorted_support(self, rec: Breakpoint) -> npt.NDArray[np.int64] | None:
+        """The order that sorts a breakpoint's active features, or None when one of them has
+        twins (kept per breakpoint: the answers on one segment share it)."""
+        if rec in self._orders:
+            return self._orders[rec]
+        missing = rec.active[self._twin_count[rec.active] == 0]
+        if missing.size:
+            self._look_up_twins(np.unique(missing))
+        single = bool(np.all(self._twin_count[rec.active] == 1))
+        order = np.argsort(rec.active) if single else None
+        self._orders[rec] = order
+        return order
 
     def twins(self, feature: int) -> npt.NDArray[np.int64]:
         """Every row exactly equal to row `feature` (itself included), sorted."""
