@@ -226,7 +226,6 @@ class Homotopy:
             return
         self.pool_pos[new] = np.arange(self.pool.size, self.pool.size + new.size)
         self.pool = np.concatenate([self.pool, new])
-        rows = self.rows(new)
         # a large pool of a float32 decoder is kept in float32 (half the bytes each step reads;
         # see `_entering`), a small one in float64 (the rounding bounds cost more than they save)
         f32 = self.decoder.dtype == np.float32 and self.pool.size * self.d_model >= POOL32_SIZE
@@ -239,11 +238,16 @@ class Homotopy:
             buffer = np.empty((capacity, self.d_model), dtype=dtype)
             buffer[:old] = self.Dp
             self._Dp_buffer = buffer
-        buffer[old : self.pool.size] = rows
+        block = buffer[old : self.pool.size]
+        block[...] = self.decoder[new]  # one gather, converted on the way when dtypes differ
         self.Dp = buffer[: self.pool.size]
-        self._pool_norms = np.concatenate(
-            [self._pool_norms, np.linalg.norm(rows, axis=1) * (1.0 + 1e-12)]
-        )
+        rows = block if block.dtype == np.float64 else block.astype(np.float64)
+        if self._row_norms is not None:  # bounds on ‖dᵢ‖ known already (a float32 decoder's)
+            norms = self._row_norms[new]
+        else:
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows)) * (1.0 + 1e-12)
+        self._pool_norms = np.concatenate([self._pool_norms, norms])
+        self.a.learn(new, rows)  # the exact aᵢ from the rows at hand, not another gather
         self.a_p = np.concatenate([self.a_p, self.a[new]])
 
     # -- state ------------------------------------------------------------------------------

@@ -87,6 +87,14 @@ class ProjectedRows:
             self._known[missing] = True
         return self._values[index] if idx.ndim else float(self._values[int(idx)])
 
+    def learn(self, index: IntArray, rows: FloatArray) -> None:
+        """Exact values for `index` (unique) from their rows as float64, already at hand (the
+        same product `a[index]` would compute after gathering the rows itself)."""
+        missing = ~self._known[index]
+        if missing.any():
+            self._values[index[missing]] = rows[missing] @ self.w
+            self._known[index[missing]] = True
+
     def argmax(self) -> int:
         """The index of the exact largest entry (the first, on ties, as numpy's argmax)."""
         floor = float(np.max(self.estimate - self.bound))

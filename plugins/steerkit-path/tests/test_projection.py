@@ -77,3 +77,16 @@ def test_near_many_finds_what_a_scan_of_every_row_finds() -> None:
             np.testing.assert_array_equal(got, expected)
             assert j in got
     assert 2500 in a.near(123, 1e-12) and len(a.near(1990, 1e-2)) > 10  # crowded windows too
+
+
+def test_learned_rows_give_the_exact_values_and_keep_known_ones() -> None:
+    rng = np.random.default_rng(8)
+    decoder, w, exact = _decoder(rng)
+    a = ProjectedRows(decoder, w)
+    first = a[np.array([5, 6])]  # computed by a itself
+    idx = np.array([5, 40, 41, 3000])
+    a.learn(idx, decoder[idx].astype(np.float64))
+    np.testing.assert_allclose(a[idx], exact[idx], rtol=1e-14)
+    assert a[5] == first[0] and a[6] == first[1]  # known values stay as they were
+    a.learn(np.array([41]), np.zeros((1, 300)))  # a known value is not learned again
+    assert a[41] == a[np.array([41])][0] != 0.0
