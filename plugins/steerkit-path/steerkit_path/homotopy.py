@@ -249,6 +249,7 @@ class Homotopy:
         self._pool_norms = np.concatenate([self._pool_norms, norms])
         self.a.learn(new, rows)  # the exact aᵢ from the rows at hand, not another gather
         self.a_p = np.concatenate([self.a_p, self.a[new]])
+        self._a_p_slack = 1e-12 * np.abs(self.a_p)  # float64 rounding of aᵢ − dᵢᵀF (_entering)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -508,18 +509,16 @@ class Homotopy:
             e = self.a_p - self.Dp @ self.F
             return _first_max(e, 1.0 - self.Dp @ self.U, candidate, alpha)
         F32, U32 = self.F.astype(np.float32), self.U.astype(np.float32)
-        approx = np.stack([self.Dp @ F32, self.Dp @ U32]).astype(np.float64)
+        e_hat = np.subtract(self.a_p, self.Dp @ F32, dtype=np.float64)
+        r_hat = np.subtract(1.0, self.Dp @ U32, dtype=np.float64)
         # rounding F, U to float32 and a float32 dot product of d_model terms:
-        # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after
-        scale = (self.d_model + 2) * _U32 * 1.01
-        e_hat = self.a_p - approx[0]
-        r_hat = 1.0 - approx[1]
-        de = self._pool_norms * (scale * float(np.linalg.norm(self.F))) + 1e-12 * (
-            np.abs(self.a_p) + np.abs(approx[0])
-        )
-        dr = self._pool_norms * (scale * float(np.linalg.norm(self.U))) + 1e-12 * (
-            1.0 + np.abs(approx[1])
-        )
+        # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after;
+        # the float64 subtraction errs by less than 1e-12·(|aᵢ| + |dᵢᵀF|), and |dᵢᵀF| ≤ ‖dᵢ‖‖F‖
+        scale = (self.d_model + 2) * _U32 * 1.01 + 1.01e-12
+        de = self._pool_norms * (scale * float(np.linalg.norm(self.F)))
+        de += self._a_p_slack
+        dr = self._pool_norms * (scale * float(np.linalg.norm(self.U)))
+        dr += 1e-12
         possible = candidate & (r_hat + dr > RATE_TOL)
         sure = possible & (r_hat - dr > RATE_TOL)  # the denominator is surely > RATE_TOL
         lower = np.full(e_hat.shape, -np.inf)
@@ -531,7 +530,8 @@ class Homotopy:
         recheck = np.flatnonzero(possible & (np.minimum(upper, alpha) >= best))
         if recheck.size == 0:
             return -1, -math.inf
-        exact = np.stack([self.F, self.U]) @ self.rows(self.pool[recheck]).T
+        # the pool's own rows (the decoder's float32 values, at hand), not a gather from it
+        exact = np.stack([self.F, self.U]) @ self.Dp[recheck].T.astype(np.float64)
         k, alpha_in = _first_max(
             self.a_p[recheck] - exact[0], 1.0 - exact[1], np.ones(recheck.size, bool), alpha
         )
