@@ -654,15 +654,17 @@ class Homotopy:
         if self.decoder.dtype == np.float64:
             exact = _product(self.decoder, residuals)
             return [(None, exact[j], exact[j], 0.0) for j in range(residuals.shape[1])]
-        norms = self._norms()
+        widest = float(self._norms().max())
         approx = _product(self.decoder, residuals.astype(np.float32))
         out: list[tuple[IntArray | None, FloatArray, FloatArray, float]] = []
         for j in range(residuals.shape[1]):
             res = residuals[:, j]
             column = approx[j]  # contiguous: one breakpoint's d_sae correlations
             bound = (self.d_model + 4) * _U32 * 1.01 * float(np.linalg.norm(res))
-            slack = bound * norms + self._tolerance(float(alphas[j]))
-            near = column >= alphas[j] - slack
+            # one threshold for every row, with the largest row norm's bound: a few more rows
+            # to recompute when norms differ, one float32 comparison instead of four passes
+            floor = float(alphas[j]) - bound * widest - self._tolerance(float(alphas[j]))
+            near = column >= _float32_below(floor)
             near[skip[j]] = False
             flagged = np.flatnonzero(near)
             out.append((flagged, self.rows(flagged) @ res, column, bound))
@@ -782,6 +784,14 @@ class Homotopy:
         self.repairs += 1
         with _one_thread():
             self._restore(good)
+
+
+def _float32_below(value: float) -> np.float32:
+    """The largest float32 at or below `value` (a comparison threshold that cannot round up)."""
+    result = np.float32(value)
+    if float(result) > value:
+        result = np.nextafter(result, np.float32(-np.inf))
+    return result
 
 
 def _anchors(positions: list[int]) -> list[int]:

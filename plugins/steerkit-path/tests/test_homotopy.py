@@ -239,3 +239,12 @@ def test_a_screened_check_finds_what_a_full_product_finds(dtype: type) -> None:
         close = np.flatnonzero(exact >= alphas[j] * (1 - 1e-9) - 1e-12 * h.alpha0)
         assert set(close.tolist()) <= set(listed.tolist())
         np.testing.assert_allclose(values, exact[listed], rtol=1e-12, atol=1e-12 * h.alpha0)
+
+
+def test_a_float32_threshold_never_rounds_up() -> None:
+    from steerkit_path.homotopy import _float32_below
+
+    for value in (0.1, 1 / 3, -0.7, 2.0**-30, 12345.678, 0.5):
+        below = _float32_below(value)
+        assert isinstance(below, np.float32) and float(below) <= value
+        assert float(np.nextafter(below, np.float32(np.inf))) > value  # and is the largest
