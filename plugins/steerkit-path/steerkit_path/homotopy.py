@@ -302,7 +302,7 @@ class Homotopy:
     def _add(self, i: int) -> bool:
         """Append feature i to the active set; False (and nothing changes) when its row is in
         the span of the active rows."""
-        row = self.rows([i])[0]
+        row = np.asarray(self.decoder[i], dtype=np.float64)
         gamma = float(row @ row)
         n = len(self.active)
         if n >= self._R.shape[0]:
@@ -342,8 +342,15 @@ class Homotopy:
         every REFRESH_EVERY additions (and after every drop) so that rounding cannot build up."""
         x_i = (float(self.a_p[self.pool_pos[i]]) - float(g @ self.x)) / s
         v_i = (1.0 - float(g @ self.v)) / s
-        self.x = np.append(self.x - t * x_i, x_i)
-        self.v = np.append(self.v - t * v_i, v_i)
+        n = t.size
+        x, v = np.empty(n + 1), np.empty(n + 1)
+        np.multiply(t, -x_i, out=x[:n])
+        x[:n] += self.x
+        x[n] = x_i
+        np.multiply(t, -v_i, out=v[:n])
+        v[:n] += self.v
+        v[n] = v_i
+        self.x, self.v = x, v
         q = row - t @ self._DA[: t.size]
         self.F = self.F + x_i * q
         self.U = self.U + v_i * q
@@ -515,9 +522,9 @@ class Homotopy:
         # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after;
         # the float64 subtraction errs by less than 1e-12·(|aᵢ| + |dᵢᵀF|), and |dᵢᵀF| ≤ ‖dᵢ‖‖F‖
         scale = (self.d_model + 2) * _U32 * 1.01 + 1.01e-12
-        de = self._pool_norms * (scale * float(np.linalg.norm(self.F)))
+        de = self._pool_norms * (scale * math.sqrt(float(self.F @ self.F)))
         de += self._a_p_slack
-        dr = self._pool_norms * (scale * float(np.linalg.norm(self.U)))
+        dr = self._pool_norms * (scale * math.sqrt(float(self.U @ self.U)))
         dr += 1e-12
         possible = candidate & (r_hat + dr > RATE_TOL)
         sure = possible & (r_hat - dr > RATE_TOL)  # the denominator is surely > RATE_TOL
@@ -531,9 +538,13 @@ class Homotopy:
         if recheck.size == 0:
             return -1, -math.inf
         # the pool's own rows (the decoder's float32 values, at hand), not a gather from it
-        exact = np.stack([self.F, self.U]) @ self.Dp[recheck].T.astype(np.float64)
+        # (two matrix-vector products: a gemm of 2 × d_model by d_model × few takes ~50 µs)
+        rows = self.Dp[recheck].astype(np.float64)
         k, alpha_in = _first_max(
-            self.a_p[recheck] - exact[0], 1.0 - exact[1], np.ones(recheck.size, bool), alpha
+            self.a_p[recheck] - rows @ self.F,
+            1.0 - rows @ self.U,
+            np.ones(recheck.size, bool),
+            alpha,
         )
         return (int(recheck[k]), alpha_in) if k >= 0 else (-1, -math.inf)
 
