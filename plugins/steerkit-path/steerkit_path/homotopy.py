@@ -52,8 +52,10 @@ VIOLATION_ATOL = 1e-12
 #: by anticipation at every check that passes).
 DEFAULT_POOL = 256
 #: A float32 decoder's pool of at least this many entries (pool size × d_model) is kept in
-#: float32: at 4374 × 2304 two float32 matrix-vector products take 1.4 ms against 3.1 ms.
-POOL32_SIZE = 500_000
+#: float32 (half the bytes each step reads; at 4374 × 2304 two float32 matrix-vector products
+#: take 1.4 ms against 3.1 ms). 0: every pool of a float32 decoder; measured at 24576 × 768,
+#: the float32 products with their bracketing cost no more than float64 ones from 257 rows on.
+POOL32_SIZE = 0
 #: Additions between two recomputations of x, v, F, U from the factor (in between, each
 #: addition updates them by block elimination; see `Homotopy._extend_direction`).
 REFRESH_EVERY = 16
@@ -226,8 +228,7 @@ class Homotopy:
             return
         self.pool_pos[new] = np.arange(self.pool.size, self.pool.size + new.size)
         self.pool = np.concatenate([self.pool, new])
-        # a large pool of a float32 decoder is kept in float32 (half the bytes each step reads;
-        # see `_entering`), a small one in float64 (the rounding bounds cost more than they save)
+        # the pool of a float32 decoder is kept in float32 (see POOL32_SIZE and `_entering`)
         f32 = self.decoder.dtype == np.float32 and self.pool.size * self.d_model >= POOL32_SIZE
         dtype = np.float32 if f32 else np.float64
         old = self.Dp.shape[0]
@@ -504,8 +505,8 @@ class Homotopy:
         none). Feature i enters at eᵢ/rateᵢ with eᵢ = aᵢ − dᵢᵀF, rateᵢ = 1 − dᵢᵀU (capped at
         α; the first largest wins, in pool order).
 
-        A float64 pool is multiplied in float64. A float32 pool (a large pool of a float32
-        decoder, half the bytes; see POOL32_SIZE) is multiplied in float32, every feature's
+        A float64 pool is multiplied in float64. A float32 pool (a float32 decoder's, half the
+        bytes; see POOL32_SIZE) is multiplied in float32, every feature's
         enter-α is bracketed with the product's worst-case rounding bound, and the features
         whose bracket reaches the best lower end are recomputed in float64: the same choice,
         from exact values."""
