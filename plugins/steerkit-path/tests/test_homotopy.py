@@ -248,3 +248,19 @@ def test_a_float32_threshold_never_rounds_up() -> None:
         below = _float32_below(value)
         assert isinstance(below, np.float32) and float(below) <= value
         assert float(np.nextafter(below, np.float32(np.inf))) > value  # and is the largest
+
+
+def test_moving_a_span_left_equals_a_copy_through_a_temporary() -> None:
+    from steerkit_path.homotopy import _move_left
+
+    rng = np.random.default_rng(14)
+    for start, stop, by in [(5, 12, 3), (8, 40, 8), (1, 40, 1), (10, 10, 4), (39, 40, 39)]:
+        flat = rng.normal(size=40)
+        expected = flat.copy()
+        expected[start - by : stop - by] = expected[start:stop].copy()
+        _move_left(flat, start, stop, by)
+        np.testing.assert_array_equal(flat, expected)
+    with pytest.raises(ValueError, match="bad span"):
+        _move_left(np.zeros(10), 5, 11, 2)
+    with pytest.raises(ValueError, match="bad span"):
+        _move_left(np.zeros(10), 1, 5, 2)
