@@ -339,7 +339,8 @@ class Homotopy:
         gives yᵢ = (bᵢ − gᵀy)/s and y_A ← y_A − t·yᵢ for y = x (b = a) and y = v (b = 1), and the
         fit moves along q = dᵢ − D_Aᵀt: F ← F + xᵢ q, U ← U + vᵢ q. One triangular solve and one
         product with D_A instead of four solves and a two-row product; refreshed from scratch
-        every REFRESH_EVERY additions (and after every drop) so that rounding cannot build up."""
+        every REFRESH_EVERY additions and drops (see `_shrink_direction`) so that rounding cannot
+        build up."""
         x_i = (float(self.a_p[self.pool_pos[i]]) - float(g @ self.x)) / s
         v_i = (1.0 - float(g @ self.v)) / s
         n = t.size
@@ -358,9 +359,15 @@ class Homotopy:
 
     def _drop(self, position: int) -> None:
         """Remove the active feature at `position`: delete its column of R, then restore the
-        triangle with Givens rotations (O(|A|²))."""
+        triangle with Givens rotations (O(|A|²)); x, v, F, U follow by `_shrink_direction`."""
         n = len(self.active)
         R = self._R
+        incremental = self._since_refresh < REFRESH_EVERY and n > 1
+        if incremental:  # h = G⁻¹e_p and D_Aᵀh, with the factor and rows before the drop
+            unit = np.zeros(n)
+            unit[position] = 1.0
+            inverse_column = self._solve(self._solve(unit, transpose=True))
+            fit_change = inverse_column @ self._DA[:n]
         # columns position+1 … n−1 one to the left: one contiguous span of the flat factor
         cap = R.shape[0]
         _move_left(self._R_flat, (position + 1) * cap, n * cap, cap)
@@ -394,7 +401,28 @@ class Homotopy:
         _move_left(self._DA.reshape(-1), (position + 1) * d, n * d, d)  # rows up by one
         self._active_buffer[position : n - 1] = self._active_buffer[position + 1 : n].copy()
         del self.active[position]
-        self._direction()
+        if incremental:
+            self._shrink_direction(position, inverse_column, fit_change)
+        else:
+            self._direction()
+
+    def _shrink_direction(self, position: int, h: FloatArray, fit_change: FloatArray) -> None:
+        """x, v, F and U after the feature at `position` left A, from their values before:
+        with H = G⁻¹ and h = H e_p, the inverse of G without row and column p is
+        H₋ₚ₋ₚ − h₋ₚh₋ₚᵀ/h_p, so y' = y₋ₚ − (y_p/h_p) h₋ₚ for y = x and y = v, and the fit moves by
+        D_Aᵀh: F' = F − (x_p/h_p) D_Aᵀh, U' = U − (v_p/h_p) D_Aᵀh. Two triangular solves and one
+        product with D_A instead of four solves and a two-row product; counted with the
+        additions towards the next refresh."""
+        h_p = float(h[position])
+        keep = np.ones(h.size, dtype=bool)
+        keep[position] = False
+        x_p, v_p = float(self.x[position]) / h_p, float(self.v[position]) / h_p
+        rest = h[keep]
+        self.x = self.x[keep] - x_p * rest
+        self.v = self.v[keep] - v_p * rest
+        self.F = self.F - x_p * fit_change
+        self.U = self.U - v_p * fit_change
+        self._since_refresh += 1
 
     def _direction(self) -> None:
         """x = G⁻¹a_A and v = G⁻¹1 from the factor, and the fit's pieces F = D_Aᵀx, U = D_Aᵀv."""

@@ -146,7 +146,7 @@ def test_direction_updates_by_block_elimination_stay_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """x = G⁻¹a_A, v = G⁻¹1 and the fit F = D_Aᵀx, U = D_Aᵀv after long runs of incremental
-    additions (no refresh at all) equal a solve from scratch at every breakpoint."""
+    additions and drops (no refresh at all) equal a solve from scratch at every breakpoint."""
     import steerkit_path.homotopy as homotopy
 
     monkeypatch.setattr(homotopy, "REFRESH_EVERY", 10**9)
@@ -155,6 +155,8 @@ def test_direction_updates_by_block_elimination_stay_exact(
     w = rng.normal(size=48) * 2
     h = full_path(decoder, w, pool_size=400)
     assert len(h.records) > 40
+    sizes = [rec.active.size for rec in h.records[:-1]]
+    assert sum(b < a for a, b in itertools.pairwise(sizes)) >= 10  # drops, updated in place
     for rec in h.records[1:-1]:
         rows = decoder[rec.active]
         gram = rows @ rows.T
