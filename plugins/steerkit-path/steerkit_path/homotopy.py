@@ -57,6 +57,11 @@ DEFAULT_POOL = 256
 #: take 1.4 ms against 3.1 ms). 0: every pool of a float32 decoder; measured at 24576 × 768,
 #: the float32 products with their bracketing cost no more than float64 ones from 257 rows on.
 POOL32_SIZE = 0
+#: Address space reserved for the pool's rows up front (bytes; untouched pages take no
+#: memory): growing the pool into a new, larger buffer copied it into freshly mapped memory,
+#: and on this project's VM first touching fresh memory costs ~15 ms per MB (a 2110 → 3193-row
+#: copy at Gemma scale took 0.3 s). Pools larger than this still grow by half.
+POOL_RESERVE = 256 * 2**20
 #: Additions between two recomputations of x, v, F, U from the factor (in between, each
 #: addition updates them by block elimination; see `Homotopy._extend_direction`).
 REFRESH_EVERY = 16
@@ -233,8 +238,10 @@ class Homotopy:
         old = self.Dp.shape[0]
         buffer = self._Dp_buffer
         if buffer.dtype != dtype or buffer.shape[0] < self.pool.size:
-            # room for half as many rows again: growing the pool does not copy it every time
-            capacity = min(self.d_sae, max(self.pool.size + self.pool.size // 2, 64))
+            # room for every row up to POOL_RESERVE bytes (only the rows written take memory),
+            # then for half as many rows again: a pool that grows is copied seldom or never
+            reserve = POOL_RESERVE // (self.d_model * np.dtype(dtype).itemsize)
+            capacity = min(self.d_sae, max(self.pool.size + self.pool.size // 2, 64, reserve))
             buffer = np.empty((capacity, self.d_model), dtype=dtype)
             buffer[:old] = self.Dp
             self._Dp_buffer = buffer

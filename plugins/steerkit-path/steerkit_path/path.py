@@ -411,6 +411,8 @@ class Path:
     def _look_up_twins(self, features: npt.NDArray[np.int64]) -> None:
         """Find the twins of each of `features` (rows with the same a first, then equal rows)."""
         for j, candidates in zip(features.tolist(), self.a.near_many(features, 1e-12)):
+            if candidates.size > 1:  # first one column (cheap), then whole rows for the rest
+                candidates = candidates[self.decoder[candidates, 0] == self.decoder[j, 0]]
             if candidates.size > 1:
                 rows = np.asarray(self.decoder[candidates])
                 same = np.all(rows == np.asarray(self.decoder[j]), axis=1)
