@@ -97,20 +97,20 @@ class PathStepLimitError(RuntimeError):
 class Breakpoint:
     """One breakpoint and the segment that follows it (towards smaller α).
 
-    On the segment, β_A(α) = x − α v over `active` (global feature indices, with their exact
-    aᵢ in `a_active`), the fit Dᵀβ(α) = F − α U (d_model,), aᵀβ(α) = P − α Q and
-    1ᵀβ(α) = S − α T.
+    On the segment, β_A(α) = x − α v over `active` (global feature indices), the fit
+    Dᵀβ(α) = F − α U (d_model,), aᵀβ(α) = P − α Q and 1ᵀβ(α) = S − α T, with
+    FF = ‖F‖², FU = FᵀU, UU = ‖U‖². Of the fit only `fitted` = Dᵀβ(α) at this breakpoint is
+    kept (one d_model vector a breakpoint, not two: a long path's memory is mostly these): on
+    the segment it is linear in α, between this breakpoint's and the next one's.
     `violation`: max over the features outside A of cᵢ(α) − α at this breakpoint once checked
     over all features (None until then).
     """
 
     alpha: float
     active: IntArray
-    a_active: FloatArray
     x: FloatArray
     v: FloatArray
-    F: FloatArray
-    U: FloatArray
+    fitted: FloatArray
     P: float
     Q: float
     FF: float
@@ -124,11 +124,6 @@ class Breakpoint:
     def beta(self, alpha: float) -> FloatArray:
         """β on `active` at α (rounding below zero clipped)."""
         result: FloatArray = np.maximum(self.x - alpha * self.v, 0.0)
-        return result
-
-    def fit(self, alpha: float) -> FloatArray:
-        """Dᵀβ(α), shape (d_model,)."""
-        result: FloatArray = self.F - alpha * self.U
         return result
 
     @property
@@ -290,8 +285,7 @@ class Homotopy:
         self._active_buffer[:n] = rec.active
         self._DA[:n] = self.rows(rec.active)
         self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
-        self.x, self.v, self.F, self.U = rec.x, rec.v, rec.F, rec.U
-        self._since_refresh = REFRESH_EVERY  # the next addition recomputes from the new factor
+        self._direction()  # x, v, F, U of segment k, from the new factor
         self.excluded = set(rec.excluded)
         self.dependent = set()
 
@@ -455,11 +449,9 @@ class Homotopy:
         rec = Breakpoint(
             alpha=self.alpha,
             active=idx,
-            a_active=a_active,
             x=self.x,
             v=self.v,
-            F=self.F,
-            U=self.U,
+            fitted=self.F - self.alpha * self.U,
             P=float(a_active @ self.x),
             Q=float(a_active @ self.v),
             FF=float(self.F @ self.F),
@@ -758,7 +750,7 @@ class Homotopy:
     def _check(self, recs: list[Breakpoint], *, screen: bool = True) -> list[int]:
         position = {id(rec): k for k, rec in enumerate(self.records)}
         alphas = np.array([rec.alpha for rec in recs])
-        residuals = np.column_stack([self.w - rec.fit(rec.alpha) for rec in recs])
+        residuals = np.column_stack([self.w - rec.fitted for rec in recs])
         skip = [rec.active for rec in recs]
         positions = [position[id(rec)] for rec in recs] if screen else None
         failed: list[int] = []

@@ -337,7 +337,7 @@ class Path:
         segment[on], alpha[on], mu[on] = seg, roots, 1.0 / roots
         for j, (k, at) in enumerate(zip(seg, roots)):
             rec = recs[k]
-            nu[on[j]] = float(np.linalg.norm(rec.fit(at))) / at
+            nu[on[j]] = float(np.linalg.norm(_fit_on(rec, recs[k + 1], at))) / at
             worst = max(rec.violation or 0.0, recs[k + 1].violation or 0.0)
             kkt[on[j]] = worst / at
 
@@ -370,14 +370,14 @@ class Path:
         r = float(points.rhs[i])
         if regime is Regime.SINGLE:
             beta = rec.v
-            scale = r / float(rec.a_active @ beta)
+            scale = r / float(self.a[rec.active] @ beta)
         else:
             at = float(points.alpha[i])
             beta = rec.beta(at)
             if points.kind == "qp":
                 scale = 1.0 / (float(points.parameter[i]) * at)
             else:
-                scale = r / float(rec.a_active @ beta)
+                scale = r / float(self.a[rec.active] @ beta)
         values = scale * beta
         order = self._sorted_support(rec)
         if order is not None:  # no twins: the support in index order, as it is
@@ -451,6 +451,17 @@ def _regimes(r: FloatArray, orthogonal: bool) -> list[Regime]:
         Regime.SATISFIED if x <= 0 else (Regime.NO_DIRECTION if orthogonal else Regime.PATH)
         for x in r
     ]
+
+
+def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:
+    """Dᵀβ(α) on the segment from `rec` to the next breakpoint `after`: linear in α between
+    their fits."""
+    width = rec.alpha - after.alpha
+    if width <= 0:
+        return rec.fitted.copy()
+    t = (rec.alpha - alpha) / width
+    result: FloatArray = rec.fitted + t * (after.fitted - rec.fitted)
+    return result
 
 
 def _ratio_root(rec: Breakpoint, lo: float, rho: float) -> float:

@@ -88,7 +88,7 @@ def test_every_breakpoint_satisfies_kkt_over_all_features() -> None:
     h = full_path(decoder, w, pool_size=8)
     d64 = decoder.astype(np.float64)
     for rec in h.records:
-        c = d64 @ (w - rec.fit(rec.alpha))
+        c = d64 @ (w - rec.fitted)
         assert c.max() <= rec.alpha * (1 + 1e-9) + 1e-12 * h.alpha0
         np.testing.assert_allclose(c[rec.active], rec.alpha, atol=1e-9 * h.alpha0)
         assert np.all(rec.x - rec.alpha * rec.v >= -1e-12 * np.abs(rec.x).max())
@@ -138,7 +138,7 @@ def test_a_float32_pool_follows_the_same_path_as_a_float64_one(
         np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-8, atol=1e-10)
     d64 = decoder.astype(np.float64)
     for rec in h.records:
-        c = d64 @ (w - rec.fit(rec.alpha))
+        c = d64 @ (w - rec.fitted)
         assert c.max() <= rec.alpha * (1 + 1e-9) + 1e-12 * h.alpha0
 
 
@@ -164,8 +164,10 @@ def test_direction_updates_by_block_elimination_stay_exact(
         np.testing.assert_allclose(
             rec.v, np.linalg.solve(gram, np.ones(rec.active.size)), rtol=1e-8
         )
-        np.testing.assert_allclose(rec.F, rows.T @ rec.x, atol=1e-9 * np.abs(rec.F).max())
-        np.testing.assert_allclose(rec.U, rows.T @ rec.v, atol=1e-9 * np.abs(rec.U).max())
+        fit = rows.T @ (rec.x - rec.alpha * rec.v)
+        np.testing.assert_allclose(rec.fitted, fit, atol=1e-9 * np.abs(fit).max())
+        F, U = rows.T @ rec.x, rows.T @ rec.v
+        np.testing.assert_allclose([rec.FF, rec.FU, rec.UU], [F @ F, F @ U, U @ U], rtol=1e-8)
 
 
 def test_anticipation_keeps_the_pool_ahead_of_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,7 +215,7 @@ def test_a_screened_check_finds_what_a_full_product_finds(dtype: type) -> None:
         failed = h.check(group)
         for k in group:
             rec = h.records[k]
-            c = d64 @ (w - rec.fit(rec.alpha)) - rec.alpha
+            c = d64 @ (w - rec.fitted) - rec.alpha
             c[rec.active] = -np.inf
             tolerance = 1e-9 * rec.alpha + 1e-12 * h.alpha0
             outside = h.pool_pos < 0
@@ -230,7 +232,7 @@ def test_a_screened_check_finds_what_a_full_product_finds(dtype: type) -> None:
     positions = list(range(2, len(h.records), 3))
     recs = [h.records[k] for k in positions]
     alphas = np.array([rec.alpha for rec in recs])
-    residuals = np.column_stack([w - rec.fit(rec.alpha) for rec in recs])
+    residuals = np.column_stack([w - rec.fitted for rec in recs])
     no_skip = [np.empty(0, dtype=np.int64)] * len(recs)
     screened = h.screened_columns
     results = h.correlations(residuals, alphas, no_skip, positions)
