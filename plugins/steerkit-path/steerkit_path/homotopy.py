@@ -209,6 +209,11 @@ class Homotopy:
         self._active_buffer = np.empty(capacity, dtype=np.int64)
         self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
         self._since_refresh = 0
+        #: the current segment's direction (see `Breakpoint`), set by the first addition
+        self.x: FloatArray
+        self.v: FloatArray
+        self.F: FloatArray
+        self.U: FloatArray
         with _one_thread():  # scipy's BLAS, left free, spins and slows numpy's for ~0.1 s
             self._start(top)
 
@@ -829,9 +834,9 @@ class Homotopy:
 
 def _float32_below(value: float) -> np.float32:
     """The largest float32 at or below `value` (a comparison threshold that cannot round up)."""
-    result = np.float32(value)
+    result: np.float32 = np.float32(value)
     if float(result) > value:
-        result = np.nextafter(result, np.float32(-np.inf))
+        result = np.float32(np.nextafter(result, np.float32(-np.inf)))
     return result
 
 

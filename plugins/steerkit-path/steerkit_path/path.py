@@ -458,7 +458,8 @@ def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:
     their fits."""
     width = rec.alpha - after.alpha
     if width <= 0:
-        return rec.fitted.copy()
+        same: FloatArray = rec.fitted.copy()
+        return same
     t = (rec.alpha - alpha) / width
     result: FloatArray = rec.fitted + t * (after.fitted - rec.fitted)
     return result
