@@ -392,9 +392,7 @@ class Path:
         twins (kept per breakpoint: the answers on one segment share it)."""
         if rec in self._orders:
             return self._orders[rec]
-        missing = rec.active[self._twin_count[rec.active] == 0]
-        if missing.size:
-            self._look_up_twins(np.unique(missing))
+        self._look_up_missing_twins(rec.active)
         single = bool(np.all(self._twin_count[rec.active] == 1))
         order = np.argsort(rec.active) if single else None
         self._orders[rec] = order
@@ -407,6 +405,12 @@ class Path:
             self._look_up_twins(np.array([feature], dtype=np.int64))
             found = self._twins[feature]
         return found
+
+    def _look_up_missing_twins(self, features: npt.NDArray[np.int64]) -> None:
+        """Look up the twins of those of `features` not looked up yet."""
+        missing = features[self._twin_count[features] == 0]
+        if missing.size:
+            self._look_up_twins(np.unique(missing))
 
     def _look_up_twins(self, features: npt.NDArray[np.int64]) -> None:
         """Find the twins of each of `features` (rows with the same a first, then equal rows)."""
@@ -425,9 +429,7 @@ class Path:
         self, idx: npt.NDArray[np.int64], values: FloatArray
     ) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """Spread each value equally over its feature's twins."""
-        missing = idx[self._twin_count[idx] == 0]  # not looked up yet
-        if missing.size:
-            self._look_up_twins(np.unique(missing))
+        self._look_up_missing_twins(idx)
         if np.all(self._twin_count[idx] == 1):  # the usual case: no duplicated rows
             order = np.argsort(idx)
             return idx[order].astype(np.int64), values[order].astype(np.float64)
