@@ -67,10 +67,16 @@ class Dataset(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: The licence its texts are under (an SPDX identifier where there is one), for provenance.
+    licence: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def load(self, *, seed: int = 0, n_per_class: int | None = None) -> Splits:
         """Balanced, stratified train and test splits."""
+
+    def all_texts(self) -> Sequence[str]:
+        """Every text of the task, unlabelled, in a fixed order (e.g. to train an SAE on)."""
+        raise NotImplementedError(f"dataset {self.name!r} does not list its texts")
 
     def contrastive_pairs(self) -> Sequence[tuple[str, str]]:
         """(negative, positive) prompt pairs for contrastive activation addition."""

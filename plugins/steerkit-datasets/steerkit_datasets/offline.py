@@ -50,7 +50,12 @@ class SentimentOffline(TaskDataset):
     sentiment task runs with no hub at all."""
 
     name = "sentiment-offline"
+    licence = "Apache-2.0"
     prompts = SENTIMENT
+
+    def all_texts(self) -> tuple[str, ...]:
+        """The 440 sentences in file order."""
+        return read_sentiment_offline()[0]
 
     def load(self, *, seed: int = 0, n_per_class: int | None = None) -> Splits:
         """Balanced (n_per_class of each class, default all 220), stratified, seeded splits."""

@@ -7,23 +7,21 @@ Sources, in this order of size:
    PSF License Agreement (PSF-2.0), which allows copying, modification and redistribution.
 2. **Docstrings of the Python standard library** (module, class and function docstrings read
    from the source files with `ast`, nothing is imported). Same copyright and licence.
-3. **The project's own sentiment sentences** (`steerkit_datasets/data/sentiment_offline.jsonl`
-   of the steerkit-datasets plugin, Apache-2.0 like steerkit), when that plugin is installed; a
-   missing or unreadable file is skipped.
+3. **The texts of a registered dataset** (`sentiment-offline` by default: the project's own
+   sentiment sentences, Apache-2.0 like steerkit), read through the dataset registry
+   (`Dataset.all_texts`), when a plugin registers that dataset; otherwise skipped.
 
 Only prose is kept: paragraphs are re-flowed onto one line, and a paragraph is dropped if it is
 indented (code, grammar rules), holds doctest prompts, is a heading or a list of parameters, has
 fewer than `MIN_WORDS` words or too few alphabetic words. The texts are shuffled with a fixed
 seed so that any prefix mixes the sources. The result depends only on the Python version (and on
-whether steerkit-datasets is installed); `Corpus.digest` identifies it.
+the dataset's texts); `Corpus.digest` identifies it.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
-import json
 import logging
 import random
 import re
@@ -187,32 +185,27 @@ def _docstring_texts() -> list[str]:
     return texts
 
 
-def _project_sentences() -> list[str]:
-    """steerkit-datasets' offline sentiment sentences, if that plugin is installed."""
-    spec = importlib.util.find_spec("steerkit_datasets")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "data" / "sentiment_offline.jsonl"
-        if path.is_file():
-            break
-    else:
-        return []
-    texts = []
+def _dataset_texts(name: str) -> tuple[list[str], str]:
+    """The texts of the registered dataset `name` (`Dataset.all_texts`) and their licence; no
+    texts when no plugin registers it or it cannot list its texts."""
+    import steerkit
+
     try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if isinstance(row, dict) and isinstance(row.get("text"), str):
-                    texts.append(row["text"].strip())
-    except (OSError, ValueError) as e:
-        logger.warning("could not read %s (%s): the project's sentences are left out", path, e)
-        return []
-    return [text for text in texts if text]
+        dataset = steerkit.get_host().registry("dataset").get(name)()
+        texts = [str(text).strip() for text in dataset.all_texts()]
+    except (steerkit.UnknownPluginError, NotImplementedError, steerkit.SteerkitError) as e:
+        logger.warning("the texts of dataset %r are left out of the corpus: %s", name, e)
+        return [], "unknown"
+    return [text for text in texts if text], dataset.licence or "unknown"
 
 
-def offline_corpus(*, include_project_sentences: bool = True) -> Corpus:
-    """The offline training corpus: every source's texts, deduplicated and shuffled (seed 0)."""
+#: The dataset whose texts join the corpus by default: the project's own sentences.
+CORPUS_DATASET = "sentiment-offline"
+
+
+def offline_corpus(*, dataset: str | None = CORPUS_DATASET) -> Corpus:
+    """The offline training corpus: every source's texts, deduplicated and shuffled (seed 0);
+    `dataset`: a registered dataset whose texts join it (None: none)."""
     groups = [
         (
             "python-language-reference",
@@ -227,13 +220,14 @@ def offline_corpus(*, include_project_sentences: bool = True) -> Corpus:
             _docstring_texts(),
         ),
     ]
-    if include_project_sentences:
+    if dataset is not None:
+        texts, licence = _dataset_texts(dataset)
         groups.append(
             (
-                "steerkit-sentiment-sentences",
-                "Apache-2.0",
-                "steerkit_datasets/data/sentiment_offline.jsonl",
-                _project_sentences(),
+                f"dataset-{dataset}",
+                licence,
+                f"Dataset.all_texts() of {dataset!r}, through the dataset registry",
+                texts,
             )
         )
     seen: set[str] = set()

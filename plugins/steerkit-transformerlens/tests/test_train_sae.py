@@ -382,3 +382,31 @@ def test_real_offline_sae(monkeypatch: pytest.MonkeyPatch) -> None:
         m = sae_training.evaluate_sae(sae, x)
     assert m.explained_variance > 0.5
     assert 5 <= m.mean_l0 <= 150
+
+
+def test_the_corpus_reads_a_dataset_through_the_registry(
+    steerkit_host_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from steerkit_transformerlens.corpus import _dataset_texts
+
+    import steerkit
+
+    class Listed(steerkit.Dataset):
+        name = "listed"
+        licence = "CC0-1.0"
+
+        def load(self, *, seed: int = 0, n_per_class: int | None = None) -> steerkit.Splits:
+            raise NotImplementedError
+
+        def all_texts(self) -> list[str]:
+            return ["  One text.  ", "", "Another text."]
+
+    class Plugin:
+        @steerkit.hookimpl
+        def register_datasets(self, register: Any) -> None:
+            register(Listed)
+
+    steerkit_host_factory(("listed", Plugin()))
+    assert _dataset_texts("listed") == (["One text.", "Another text."], "CC0-1.0")
+    assert _dataset_texts("sentiment-offline") == ([], "unknown")  # not registered here
+    assert "left out of the corpus" in caplog.text
