@@ -20,8 +20,9 @@ from steerkit.errors import (
     ValidationError,
 )
 from steerkit.hookspecs import hookimpl
+from steerkit.intervention import Intervention, RowVectors
 from steerkit.method import MethodContext, MethodResult, SteeringMethod
-from steerkit.metric import EvalContext, Metric
+from steerkit.metric import Column, EvalContext, Metric, Needs
 from steerkit.plugins import PluginHost, PluginRow, get_host, use_host
 from steerkit.probe import Concept, Probe
 from steerkit.problem import ProblemKind, SteeringProblem
@@ -36,14 +37,7 @@ from steerkit.solve import (
     solve_batch,
 )
 from steerkit.solver import Solver
-from steerkit.source import (
-    Activations,
-    ActivationSource,
-    RowVectors,
-    steered_continuation_logprobs,
-    steered_generate,
-    steered_logits,
-)
+from steerkit.source import Activations, ActivationSource, SourceInfo, layer_of
 from steerkit.vector import Positions, SteeringVector
 
 __version__ = "0.1.0"
@@ -52,6 +46,7 @@ __all__ = [
     "ActivationSource",
     "Activations",
     "Certificate",
+    "Column",
     "Command",
     "Concept",
     "Dataset",
@@ -59,10 +54,12 @@ __all__ = [
     "DuplicatePluginError",
     "EvalContext",
     "InfeasibleError",
+    "Intervention",
     "LabelledTexts",
     "MethodContext",
     "MethodResult",
     "Metric",
+    "Needs",
     "PluginError",
     "PluginHost",
     "PluginRow",
@@ -77,6 +74,7 @@ __all__ = [
     "SolverError",
     "SolverInfo",
     "SolverNotInstalledError",
+    "SourceInfo",
     "Splits",
     "Status",
     "SteeringMethod",
@@ -89,12 +87,10 @@ __all__ = [
     "available_solvers",
     "get_host",
     "hookimpl",
+    "layer_of",
     "list_plugins",
     "select_solver",
     "solve",
     "solve_batch",
-    "steered_continuation_logprobs",
-    "steered_generate",
-    "steered_logits",
     "use_host",
 ]

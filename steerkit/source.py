@@ -1,35 +1,25 @@
-"""Stage 2: an activation source (a model, a hook point, an SAE) and the activations it gives."""
+"""Stage 2: an activation source (a model, a hook point, an SAE), the activations it gives and
+what it says about itself — and the steered passes through which stage 7 (`Intervention`) runs.
+
+Callers steer through `logits`, `continuation_logprobs` and `generate`, passing `vector` in any
+form `Intervention.of` takes; a source implements the per-row form only (`_logits`,
+`_continuation_logprobs`, `_generate`), receiving an `Intervention` checked once, here.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, ClassVar, TypeAlias, TypeVar
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
-import numpy as np
 
 from steerkit._arrays import FloatArray, float_array
 from steerkit.errors import ValidationError
-from steerkit.vector import SteeringVector
+from steerkit.intervention import Intervention, RowVectors
 
-__all__ = [
-    "ActivationSource",
-    "Activations",
-    "RowVectors",
-    "row_vectors",
-    "steered_continuation_logprobs",
-    "steered_generate",
-    "steered_logits",
-    "vector_key",
-]
-
-#: What `logits`, `continuation_logprobs` and `generate` take as `vector`: one vector for every
-#: text, None for none, or — from a source with `per_row_vectors` — one vector (or None) per text.
-RowVectors: TypeAlias = SteeringVector | Sequence[SteeringVector | None] | None
-
-_T = TypeVar("_T")
+__all__ = ["ActivationSource", "Activations", "SourceInfo", "layer_of"]
 
 
 def _hidden(value: Any) -> FloatArray:
@@ -63,16 +53,115 @@ class Activations:
     def __len__(self) -> int:
         return int(self.hidden.shape[0])
 
+    def take(self, indices: Sequence[int]) -> Activations:
+        """The rows `indices`, in that order."""
+        index = list(indices)
+        features = self.features
+        return Activations(
+            hidden=self.hidden[index],
+            hook_point=self.hook_point,
+            features=None if features is None else features[index],
+        )
+
+
+def layer_of(hook_point: str) -> int | None:
+    """The block index of a hook point named `blocks.{L}.…` (None for any other name)."""
+    match = re.match(r"^blocks\.(\d+)\.", hook_point)
+    return int(match.group(1)) if match else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _params(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            "SourceInfo", "params", "a mapping of constructor parameters, or None", repr(value)
+        )
+    return dict(value)
+
+
+@attrs.frozen
+class SourceInfo:
+    """What a source is: for provenance (run.json, saved vectors, the report) and to rebuild it.
+
+    name: the source plugin's registered name; hook_point and layer (its block index, None
+    outside the blocks); d_model: the residual width, when known without loading the model;
+    model: the model's name; preset: the preset it was built from, if any;
+    weights: what weights actually ran, where they differ from the named model's published ones
+    (e.g. de-quantised from a 4-bit GGUF) — so that nobody compares numbers as if they were the
+    same model; sae_release, sae_id, d_sae: the SAE; params: the constructor parameters that
+    rebuild this source through the registry (`registry.get(name)(**params)`), or None for a
+    source built from objects in code, which cannot be rebuilt.
+    """
+
+    name: str
+    hook_point: str
+    layer: int | None = None
+    d_model: int | None = None
+    model: str | None = attrs.field(default=None, converter=_optional_str)
+    preset: str | None = attrs.field(default=None, converter=_optional_str)
+    weights: str | None = attrs.field(default=None, converter=_optional_str)
+    sae_release: str | None = attrs.field(default=None, converter=_optional_str)
+    sae_id: str | None = attrs.field(default=None, converter=_optional_str)
+    d_sae: int | None = None
+    params: Mapping[str, Any] | None = attrs.field(default=None, converter=_params)
+
+    def __attrs_post_init__(self) -> None:
+        for field in ("name", "hook_point"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value:
+                raise ValidationError("SourceInfo", field, "a non-empty string", repr(value))
+        for field in ("layer", "d_model", "d_sae"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValidationError("SourceInfo", field, "an integer or None", repr(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (`from_dict` reads them back)."""
+        out = attrs.asdict(self)
+        out["params"] = None if self.params is None else dict(self.params)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceInfo:
+        """A SourceInfo from `to_dict()`'s output; unknown keys are rejected, naming them."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("SourceInfo", "data", "a mapping", type(data).__name__)
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValidationError(
+                "SourceInfo", "data", f"keys among {sorted(known)}", f"unknown keys {unknown}"
+            )
+        missing = [k for k in ("name", "hook_point") if not data.get(k)]
+        if missing:
+            raise ValidationError("SourceInfo", missing[0], "a non-empty string", "missing")
+        return cls(**dict(data))
+
+
+def _text_list(owner: str, field: str, texts: Any) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise ValidationError(
+            owner, field, "a sequence of strings (a list, not one string)", type(texts).__name__
+        )
+    return list(texts)
+
 
 class ActivationSource(abc.ABC):
-    """Text in, activations out; and the hooks that add a steering vector back in."""
+    """Text in, activations out; and the steered forward passes.
+
+    A source implements `hook_point`, `activations`, `decoder` (when it has an SAE), `describe`,
+    and whichever of `_logits`, `_continuation_logprobs` and `_generate` it can run: each gets
+    the texts and an `Intervention` with one row per text, and must add row b's vector to text b
+    inside its batched pass (removing its hooks afterwards, also on error). Callers use the
+    public `logits`, `continuation_logprobs` and `generate`.
+    """
 
     name: ClassVar[str]
-    #: True when `logits`, `continuation_logprobs` and `generate` also accept a sequence of
-    #: vectors, one per text (None: that text unsteered), and steer every row of a batch with its
-    #: own vector. Callers use `steered_logits` / `steered_generate` /
-    #: `steered_continuation_logprobs`, which fall back to one call per distinct vector otherwise.
-    per_row_vectors: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
@@ -87,18 +176,24 @@ class ActivationSource(abc.ABC):
     def decoder(self) -> FloatArray:
         """The SAE decoder D, shape (d_sae, d_model)."""
 
-    @abc.abstractmethod
-    def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
-        """A context manager inside which the model runs with the vector added; hooks are
-        always removed on exit, also on error."""
+    def describe(self) -> SourceInfo:
+        """What this source is (see SourceInfo). The default knows only the name and the hook;
+        a source that can be rebuilt from parameters says so in `params`."""
+        return SourceInfo(
+            name=self.name, hook_point=self.hook_point, layer=layer_of(self.hook_point)
+        )
 
     def encode(self, hidden: Any) -> FloatArray:
         """SAE feature activations (n, d_sae) of residual activations (n, d_model)."""
         raise NotImplementedError(f"source {self.name!r} has no SAE encoder")
 
+    # -- the steered passes: what callers use ---------------------------------------------------
+
     def logits(self, texts: Sequence[str], vector: RowVectors = None) -> FloatArray:
-        """Next-token logits (n, d_vocab) at each text's last real token, steered by `vector`."""
-        raise NotImplementedError(f"source {self.name!r} gives no logits")
+        """Next-token logits (n, d_vocab) at each text's last real token, each text steered by
+        its row of `vector` (one vector for all, None, or one vector or None per text)."""
+        rows = _text_list(type(self).__name__, "texts", texts)
+        return self._logits(rows, Intervention.of(vector, len(rows)))
 
     def continuation_logprobs(
         self,
@@ -107,8 +202,10 @@ class ActivationSource(abc.ABC):
         vector: RowVectors = None,
     ) -> list[FloatArray]:
         """For each pair, the log-probability of every token of the continuation given the prompt
-        and the continuation's earlier tokens (natural log), steered by `vector` if given."""
-        raise NotImplementedError(f"source {self.name!r} cannot score continuations")
+        and the continuation's earlier tokens (natural log), each pair steered by its row of
+        `vector`."""
+        rows = _text_list(type(self).__name__, "prompts", prompts)
+        return self._continuation_logprobs(rows, continuations, Intervention.of(vector, len(rows)))
 
     def generate(
         self,
@@ -117,135 +214,36 @@ class ActivationSource(abc.ABC):
         max_new_tokens: int = 32,
         vector: RowVectors = None,
         seed: int = 0,
+        **options: Any,
     ) -> list[str]:
-        """Continuations of each prompt, steered by `vector` if given."""
+        """The continuation (new text only) of each prompt, each steered by its row of `vector`;
+        `options` are the source's own (sampling, stopping)."""
+        rows = _text_list(type(self).__name__, "prompts", prompts)
+        return self._generate(
+            rows,
+            Intervention.of(vector, len(rows)),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            **options,
+        )
+
+    # -- the steered passes: what a source implements ------------------------------------------
+
+    def _logits(self, texts: list[str], steering: Intervention) -> FloatArray:
+        raise NotImplementedError(f"source {self.name!r} gives no logits")
+
+    def _continuation_logprobs(
+        self, prompts: list[str], continuations: Sequence[str], steering: Intervention
+    ) -> list[FloatArray]:
+        raise NotImplementedError(f"source {self.name!r} cannot score continuations")
+
+    def _generate(
+        self,
+        prompts: list[str],
+        steering: Intervention,
+        *,
+        max_new_tokens: int,
+        seed: int,
+        **options: Any,
+    ) -> list[str]:
         raise NotImplementedError(f"source {self.name!r} cannot generate text")
-
-
-def row_vectors(
-    vector: RowVectors, n: int, *, field: str = "vector"
-) -> list[SteeringVector | None]:
-    """`vector` as one entry per text: a single vector (or None) repeated n times, or a sequence
-    of n entries, each a SteeringVector or None. Anything else is rejected, naming the problem."""
-    if vector is None or isinstance(vector, SteeringVector):
-        return [vector] * n
-    if isinstance(vector, (str, bytes)) or not isinstance(vector, Sequence):
-        raise ValidationError(
-            "ActivationSource",
-            field,
-            "a SteeringVector, None, or a sequence with one SteeringVector (or None) per text",
-            type(vector).__name__,
-        )
-    if len(vector) != n:
-        raise ValidationError(
-            "ActivationSource", field, f"{n} vectors, one per text", f"{len(vector)}"
-        )
-    out: list[SteeringVector | None] = []
-    for i, item in enumerate(vector):
-        if item is not None and not isinstance(item, SteeringVector):
-            raise ValidationError(
-                "ActivationSource", f"{field}[{i}]", "a SteeringVector or None", type(item).__name__
-            )
-        out.append(item)
-    return out
-
-
-def vector_key(vector: SteeringVector | None) -> tuple[Any, ...] | None:
-    """Equal for vectors that steer identically (hook, positions, scale, values)."""
-    if vector is None:
-        return None
-    return (
-        vector.hook_point,
-        str(vector.positions),
-        float(vector.scale),
-        vector.vector.tobytes(),
-    )
-
-
-def _per_group(
-    n: int,
-    vectors: list[SteeringVector | None],
-    call: Callable[[list[int], SteeringVector | None], Sequence[_T]],
-) -> list[_T]:
-    """Answers for rows 0..n−1 from one call per distinct vector (rows in their order)."""
-    groups: dict[Any, tuple[SteeringVector | None, list[int]]] = {}
-    for i, v in enumerate(vectors):
-        groups.setdefault(vector_key(v), (v, []))[1].append(i)
-    out: list[Any] = [None] * n
-    for v, rows in groups.values():
-        answers = call(rows, v)
-        if len(answers) != len(rows):
-            raise ValidationError(
-                "ActivationSource", "answers", f"{len(rows)}, one per text", f"{len(answers)}"
-            )
-        for i, answer in zip(rows, answers):
-            out[i] = answer
-    return out
-
-
-def _one_call(
-    source: ActivationSource, vector: RowVectors, n: int
-) -> tuple[bool, RowVectors, list[SteeringVector | None]]:
-    """(True, argument, _) when one call of the source answers every row; (False, _, rows)
-    when it needs one call per distinct vector."""
-    if vector is None or isinstance(vector, SteeringVector):
-        return True, vector, []
-    vectors = row_vectors(vector, n)
-    if source.per_row_vectors:
-        return True, vectors, vectors
-    if len({vector_key(v) for v in vectors}) == 1:
-        return True, vectors[0], vectors
-    return False, None, vectors
-
-
-def steered_logits(source: ActivationSource, texts: Sequence[str], vector: RowVectors) -> Any:
-    """`source.logits(texts, vector)` for any source and per-row vectors: one call when the
-    source takes them (`per_row_vectors`) or they are all the same, else one call per distinct
-    vector, rows back in order."""
-    one, argument, vectors = _one_call(source, vector, len(texts))
-    if one:
-        return source.logits(texts, argument)
-    rows = _per_group(
-        len(texts), vectors, lambda idx, v: list(source.logits([texts[i] for i in idx], v))
-    )
-    return np.stack(rows)
-
-
-def steered_continuation_logprobs(
-    source: ActivationSource,
-    prompts: Sequence[str],
-    continuations: Sequence[str],
-    vector: RowVectors,
-) -> list[FloatArray]:
-    """`source.continuation_logprobs` for any source and per-row vectors (see `steered_logits`)."""
-    one, argument, vectors = _one_call(source, vector, len(prompts))
-    if one:
-        return source.continuation_logprobs(prompts, continuations, argument)
-    return _per_group(
-        len(prompts),
-        vectors,
-        lambda idx, v: source.continuation_logprobs(
-            [prompts[i] for i in idx], [continuations[i] for i in idx], v
-        ),
-    )
-
-
-def steered_generate(
-    source: ActivationSource,
-    prompts: Sequence[str],
-    vector: RowVectors,
-    *,
-    max_new_tokens: int = 32,
-    seed: int = 0,
-) -> list[str]:
-    """`source.generate` for any source and per-row vectors (see `steered_logits`)."""
-    one, argument, vectors = _one_call(source, vector, len(prompts))
-    if one:
-        return source.generate(prompts, max_new_tokens=max_new_tokens, vector=argument, seed=seed)
-    return _per_group(
-        len(prompts),
-        vectors,
-        lambda idx, v: source.generate(
-            [prompts[i] for i in idx], max_new_tokens=max_new_tokens, vector=v, seed=seed
-        ),
-    )

@@ -27,34 +27,10 @@ def nan_column(n: int) -> FloatVector:
     return np.full(n, np.nan, dtype=np.float64)
 
 
-def per_input_vectors(context: EvalContext) -> list[SteeringVector | None]:
+def per_input_vectors(context: EvalContext) -> tuple[SteeringVector | None, ...]:
     """The vector steering each input: the shared one for every input, or vectors[i] (None where
     the method failed on input i)."""
-    result = context.result
-    n = len(context.inputs)
-    vectors = list(result.vectors)
-    if result.shared:
-        if len(vectors) != 1:
-            raise ValidationError(
-                "MethodResult", "vectors", "one vector for a shared result", f"{len(vectors)}"
-            )
-        vectors = vectors * n
-    elif len(vectors) != n:
-        raise ValidationError(
-            "MethodResult",
-            "vectors",
-            f"{n} vectors, one per input (None where the method failed)",
-            f"{len(vectors)}",
-        )
-    for i, vector in enumerate(vectors):
-        if vector is not None and not isinstance(vector, SteeringVector):
-            raise ValidationError(
-                "MethodResult",
-                f"vectors[{i}]",
-                "a steerkit.SteeringVector or None",
-                type(vector).__name__,
-            )
-    return vectors
+    return context.result.per_input(len(context.inputs))
 
 
 def added_vectors(context: EvalContext) -> tuple[FloatVector, np.ndarray[Any, Any]]:

@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from steerkit import EvalContext, LabelledTexts, Metric, UnknownPluginError, ValidationError
+from steerkit import (
+    Column,
+    EvalContext,
+    LabelledTexts,
+    Metric,
+    Needs,
+    UnknownPluginError,
+    ValidationError,
+)
 from steerkit_metrics._context import generation_rows, nan_column, per_input_vectors
 from steerkit_metrics.text_classifiers import (
     CLASSIFIERS,
@@ -43,8 +51,29 @@ class Classifier(Metric):
     def __repr__(self) -> str:
         return f"Classifier(model={self.model!r})"
 
-    def requires(self) -> Mapping[str, Any]:
-        return {"generations": True}
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "classifier_target",
+                "clf target",
+                better="higher",
+                description="the text classifier's P(target) of the steered generation",
+            ),
+            Column(
+                "classifier_base",
+                "clf base",
+                description="the text classifier's P(target) of the unsteered generation",
+            ),
+            Column(
+                "classifier_accuracy",
+                "clf accuracy",
+                description="the text classifier's held-out accuracy",
+                table=False,
+            ),
+        )
+
+    def requires(self) -> Needs:
+        return Needs(generations=True, text_classifier=True)
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         m = generation_rows(context, self.name)

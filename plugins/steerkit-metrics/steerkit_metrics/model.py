@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 from steerkit import (
+    Column,
     EvalContext,
     Metric,
+    Needs,
     SteeringVector,
     SteerkitError,
     ValidationError,
-    steered_logits,
 )
 from steerkit_metrics._context import (
     FloatVector,
@@ -61,15 +62,24 @@ class KL(Metric):
     each input text's last token, with that input's vector (or the shared one) added and without.
 
     One `source.logits` call for the unsteered texts and one for the steered ones, each text with
-    its own vector (`steerkit.steered_logits`: a source without `per_row_vectors` gets one call
-    per distinct vector). A zero vector (or α = 0) gives exactly 0 without running the model; an
-    input without a vector gives NaN.
+    its own vector in the same batched pass. A zero vector (or α = 0) gives exactly 0 without
+    running the model; an input without a vector gives NaN.
     """
 
     name = "kl"
 
-    def requires(self) -> Mapping[str, Any]:
-        return {"source": True}
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "kl",
+                "KL",
+                better="lower",
+                description="KL(steered ‖ unsteered) of the next token, nats",
+            ),
+        )
+
+    def requires(self) -> Needs:
+        return Needs(model=True)
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         source = require_source(context, self.name, "logits (source.logits)")
@@ -97,7 +107,7 @@ class KL(Metric):
 
 
 def _logits(source: Any, texts: Sequence[str], vector: Any) -> Any:
-    logits = np.asarray(steered_logits(source, list(texts), vector))
+    logits = np.asarray(source.logits(list(texts), vector))
     if logits.ndim != 2 or logits.shape[0] != len(texts):
         raise ValidationError(
             type(source).__name__,
@@ -117,8 +127,23 @@ class Perplexity(Metric):
 
     name = "perplexity"
 
-    def requires(self) -> Mapping[str, Any]:
-        return {"source": True, "generations": True}
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "perplexity",
+                "ppl",
+                better="lower",
+                description="perplexity of the steered generation under the unsteered model",
+            ),
+            Column(
+                "base_perplexity",
+                "base ppl",
+                description="perplexity of the unsteered generation",
+            ),
+        )
+
+    def requires(self) -> Needs:
+        return Needs(model=True, generations=True)
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         source = require_source(

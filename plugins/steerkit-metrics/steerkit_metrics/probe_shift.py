@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from steerkit import EvalContext, Metric, Probe, ValidationError
+from steerkit import Column, EvalContext, Metric, Probe, ValidationError
 from steerkit_metrics._context import added_vectors, nan_column
 
 __all__ = ["ProbeShift", "target_column"]
@@ -49,6 +49,26 @@ class ProbeShift(Metric):
     already classed as the target before). Every column is NaN for an input without a vector."""
 
     name = "probe_shift"
+
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "probe_shift",
+                "Δ probe",
+                better="higher",
+                description="the steering probe's P(target) after − before (the optimised "
+                "quantity, not independent evidence)",
+                role="effect",
+            ),
+            Column("p_after", "P after", better="higher", description="P(target) after"),
+            Column(
+                "flipped",
+                "flipped",
+                better="higher",
+                description="share of inputs not in the target class before that are after",
+            ),
+            Column("p_before", "P before", description="P(target) before", table=False),
+        )
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         probe = context.probe

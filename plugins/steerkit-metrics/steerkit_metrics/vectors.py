@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from steerkit import EvalContext, Metric, ValidationError
+from steerkit import Column, EvalContext, Metric, ValidationError
 from steerkit_metrics._context import nan_column, per_input_vectors
 
 __all__ = ["Norm", "SolveTime", "Sparsity"]
@@ -22,6 +22,18 @@ class Sparsity(Metric):
     and for inputs without a vector; `l1` is NaN too when `support_values` is missing."""
 
     name = "sparsity"
+
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "l0",
+                "L0",
+                better="lower",
+                description="SAE features in the vector's code",
+                role="cost",
+            ),
+            Column("l1", "L1", better="lower", description="L1 norm of the code α·δ"),
+        )
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         vectors = per_input_vectors(context)
@@ -53,6 +65,13 @@ class Norm(Metric):
 
     name = "norm"
 
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "norm", "norm", better="lower", description="‖α·v‖₂, what is added", role="cost"
+            ),
+        )
+
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         vectors = per_input_vectors(context)
         norms = nan_column(len(vectors))
@@ -69,6 +88,17 @@ class SolveTime(Metric):
     input). NaN for methods without solutions (the baselines)."""
 
     name = "solve_time"
+
+    def columns(self) -> tuple[Column, ...]:
+        return (
+            Column(
+                "solve_seconds",
+                "solve s",
+                better="lower",
+                description="seconds per solve",
+                role="time",
+            ),
+        )
 
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         solutions = context.result.solutions

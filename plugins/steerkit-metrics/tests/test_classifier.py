@@ -30,6 +30,7 @@ from steerkit import (
     EvalContext,
     LabelledTexts,
     MethodResult,
+    Needs,
     SteeringVector,
     UnknownPluginError,
     ValidationError,
@@ -246,7 +247,7 @@ def test_accuracy_on_sentiment_offline() -> None:
 
 
 def test_classifier_says_what_is_missing(splits: Any) -> None:
-    assert Classifier().requires() == {"generations": True}
+    assert Classifier().requires() == Needs(generations=True, text_classifier=True)
     ctx = EvalContext(
         inputs=inputs(), result=shared(), train=splits.train, prompts=PROMPTS, generations=STEERED
     )

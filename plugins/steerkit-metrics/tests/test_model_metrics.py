@@ -14,7 +14,14 @@ from steerkit_metrics import KL, Perplexity, kl_divergence
 from steerkit_transformerlens.source import TransformerLensSource
 from steerkit_transformerlens.testing import tiny_model
 
-from steerkit import EvalContext, MethodResult, SteeringVector, SteerkitError, ValidationError
+from steerkit import (
+    EvalContext,
+    MethodResult,
+    Needs,
+    SteeringVector,
+    SteerkitError,
+    ValidationError,
+)
 
 pytestmark = pytest.mark.needs_torch
 
@@ -157,7 +164,7 @@ def test_kl_grows_with_alpha(world: SimpleNamespace) -> None:
 
 def test_kl_says_what_is_missing(world: SimpleNamespace) -> None:
     result = MethodResult(vectors(1.0, n=1), shared=True)
-    assert KL().requires() == {"source": True}
+    assert KL().requires() == Needs(model=True)
     with pytest.raises(ValidationError, match=r"EvalContext\.source: expected an ActivationSource"):
         KL().compute(EvalContext(inputs=world.inputs, result=result, texts=TEXTS))
     with pytest.raises(ValidationError, match=r"EvalContext\.texts: expected 6 texts"):
@@ -239,7 +246,7 @@ def test_perplexity_of_real_generations(world: SimpleNamespace) -> None:
 
 def test_perplexity_says_what_is_missing(world: SimpleNamespace) -> None:
     result = MethodResult(vectors(1.0, n=1), shared=True)
-    assert Perplexity().requires() == {"source": True, "generations": True}
+    assert Perplexity().requires() == Needs(model=True, generations=True)
     with pytest.raises(ValidationError, match=r"EvalContext\.generations: expected prompts and"):
         Perplexity().compute(context(world, result))
     with pytest.raises(ValidationError, match=r"EvalContext\.source"):

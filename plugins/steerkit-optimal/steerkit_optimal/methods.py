@@ -113,6 +113,7 @@ def _provenance(
 class _PerInputMethod(SteeringMethod):
     """One problem per input, solved as a batch (shared decoder, only r differs)."""
 
+    family = "optimal"
     kind: ClassVar[ProblemKind]
 
     def __init__(
@@ -161,12 +162,18 @@ class _PerInputMethod(SteeringMethod):
         options = {**context.solver_options, **self.solver_options}
         start = time.perf_counter()
         if self.prefilter is None:
-            solved = steerkit.solve_batch([problems[i] for i in todo], solver, **options)
+            solved = steerkit.solve_batch(
+                [problems[i] for i in todo], solver, host=context.host, **options
+            )
         else:
             features = context.inputs.features
             solved = [
                 self._prefiltered(
-                    problems[i], None if features is None else features[i], solver, options
+                    problems[i],
+                    None if features is None else features[i],
+                    solver,
+                    options,
+                    context.host,
                 )
                 for i in todo
             ]
@@ -200,7 +207,12 @@ class _PerInputMethod(SteeringMethod):
         return MethodResult(vectors=vectors, solutions=final, shared=False, info=info)
 
     def _prefiltered(
-        self, problem: SteeringProblem, features: Any, solver: str | None, options: dict[str, Any]
+        self,
+        problem: SteeringProblem,
+        features: Any,
+        solver: str | None,
+        options: dict[str, Any],
+        host: steerkit.PluginHost | None,
     ) -> Solution:
         """Solve over the pre-filtered pool, then certify the answer over the full dictionary."""
         assert self.prefilter is not None
@@ -215,7 +227,7 @@ class _PerInputMethod(SteeringMethod):
             problem.lam,
             problem.eps,
         )
-        answer = steerkit.solve(sub, solver, **options)
+        answer = steerkit.solve(sub, solver, host=host, **options)
         info = {**answer.info, "prefilter_pool": int(pool.size)}
         if answer.delta is None:
             return Solution.build(
@@ -307,6 +319,7 @@ class SharedMethod(SteeringMethod):
     """
 
     name = "shared"
+    family = "optimal"
 
     def __init__(
         self,
@@ -348,7 +361,8 @@ class SharedMethod(SteeringMethod):
             solution = already_satisfied(problem)
         else:
             options = {**context.solver_options, **self.solver_options}
-            solution = steerkit.solve(problem, self.solver or context.solver, **options)
+            solver = self.solver or context.solver
+            solution = steerkit.solve(problem, solver, host=context.host, **options)
         if not solution.ok and self.on_failure == "raise":
             _raise(self.name, f"the batch of {rhs.shape[0]} inputs", solution)
 

@@ -51,9 +51,11 @@ def pareto(
     lams: Iterable[float] | None = None,
     eps: Iterable[float] | None = None,
     solver: str | None = None,
+    host: steerkit.PluginHost | None = None,
     **options: Any,
 ) -> list[ParetoPoint]:
-    """Solve over a grid of λ (QP) or ε (SOCP) for each right-hand side.
+    """Solve over a grid of λ (QP) or ε (SOCP) for each right-hand side, through `host`'s
+    solver registry (default: the process-wide one).
 
     rhs: a scalar, (k,) for one input, or (n, k) for n inputs. Exactly one of `lams`, `eps`.
     """
@@ -76,7 +78,7 @@ def pareto(
             )
         problems = [base.with_rhs(r) for r in rows]
         for index, (problem, solution) in enumerate(
-            zip(problems, steerkit.solve_batch(problems, solver, **options))
+            zip(problems, steerkit.solve_batch(problems, solver, host=host, **options))
         ):
             if solution.delta is None:
                 l1 = norm = shift = margin = math.nan

@@ -44,7 +44,7 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_result(result: Any) -> None:
-    from steerkit_runner.summary import comparison_table, format_table
+    from steerkit_runner.report import run_table
 
     print(f"run directory: {result.run_dir}")
     if result.units_skipped:
@@ -54,8 +54,10 @@ def _print_result(result: Any) -> None:
         )
     for line in result.skipped_lines:
         print(f"note: results.jsonl line {line.line} ignored ({line.reason})")
+    for note in result.notes:
+        print(f"note: {note}")
     print()
-    print(format_table(comparison_table(result.read_rows())))
+    print(run_table(result.run_dir))
     print()
     if result.failed_units:
         print(f"{len(result.failed_units)} units failed (recorded in results.jsonl):")
@@ -67,6 +69,24 @@ def _print_result(result: Any) -> None:
     print(f"time: {total:.1f} s")
     if result.report is not None:
         print(f"report: {result.report}")
+
+
+def _source_params(items: list[str] | None) -> dict[str, Any]:
+    """`--source-param KEY=VALUE` items as a dict; VALUE is read as JSON when it parses (numbers,
+    true/false), else kept as a string."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--source-param expects KEY=VALUE, received {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        out[key.strip()] = value
+    return out
 
 
 class RunCommand(Command):
@@ -164,11 +184,15 @@ class SteerCommand(Command):
         )
         parser.add_argument("--max-new-tokens", type=int, default=32, help="default: 32")
         parser.add_argument(
-            "--source-preset",
-            default=None,
-            help="load this preset instead of the one recorded in the sidecar",
+            "--source-param",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a parameter of the vector's source, replacing the recorded one (repeat for "
+            "several; e.g. preset=gemma-3-270m-offline)",
         )
-        parser.add_argument("--device", default=None, help="torch device (default: auto)")
+        parser.add_argument(
+            "--device", default=None, help="torch device for the source (default: its own)"
+        )
         parser.add_argument(
             "--index",
             type=int,
@@ -181,11 +205,11 @@ class SteerCommand(Command):
         from steerkit_runner.steer import steer_prompts
         from steerkit_runner.vectors import read_sidecar
 
+        if args.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be ≥ 1, received {args.max_new_tokens}")
         sidecar = read_sidecar(args.vector_file)
         factory = type(self).source_factory
         source = factory(sidecar) if factory is not None else None
-        if args.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be ≥ 1, received {args.max_new_tokens}")
         continuations = steer_prompts(
             args.vector_file,
             args.prompt,
@@ -193,7 +217,7 @@ class SteerCommand(Command):
             max_new_tokens=args.max_new_tokens,
             index=args.index,
             source=source,
-            preset=args.source_preset,
+            params=_source_params(args.source_param),
             device=args.device,
             seed=args.seed,
         )

@@ -245,6 +245,10 @@ class Config:
         """The line of a key in this config's file (None without a file)."""
         return None if self.text is None else KeyLines(self.text).line_of(path)
 
+    def to_toml(self) -> str:
+        """A TOML text that parses back to the same config (for configs built in code)."""
+        return config_to_toml(self)
+
     def error(self, path: KeyPath, message: str) -> ConfigError:
         return ConfigError(
             message,
@@ -793,3 +797,69 @@ def resolve_config(config: Config, host: Any = None, *, skip: Iterable[str] = ()
     out["methods"] = methods
     out["metrics"] = metrics
     return out
+
+
+# -- writing a config back as TOML (for configs built in code) --------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"cannot write {value} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    raise ValueError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_table(header: str, items: Mapping[str, Any]) -> str:
+    lines = [header]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in items.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def config_to_toml(config: Config) -> str:
+    """A TOML text that parses back to the same config."""
+    parts = [
+        "# written by steerkit-runner from a config built in code\n",
+        _toml_table("[run]", attrs.asdict(config.run)),
+        _toml_table(
+            "[dataset]",
+            {
+                "name": config.dataset.name,
+                "n_per_class": config.dataset.n_per_class,
+                **config.dataset.params,
+            },
+        ),
+        _toml_table("[source]", {"name": config.source.name, **config.source.params}),
+        _toml_table(
+            "[probe]",
+            {
+                "name": config.probe.name,
+                "target_class": config.probe.target_class,
+                "margin": config.probe.margin,
+                **config.probe.params,
+            },
+        ),
+        _toml_table("[steering]", attrs.asdict(config.steering)),
+    ]
+    for entry in config.methods:
+        items: dict[str, Any] = {"name": entry.name, "label": entry.label, "solver": entry.solver}
+        items.update(entry.params)
+        if entry.grid_param is not None:
+            items[entry.grid_param] = list(entry.grid)
+        parts.append(_toml_table("[[methods]]", items))
+    parts.append(_toml_table("[evaluation]", {"metrics": list(config.evaluation.metrics)}))
+    for metric, params in config.evaluation.params.items():
+        parts.append(_toml_table(f"[evaluation.params.{json.dumps(metric)}]", params))
+    if config.sweep is not None:
+        parts.append(_toml_table("[sweep]", attrs.asdict(config.sweep)))
+    return "\n".join(parts)

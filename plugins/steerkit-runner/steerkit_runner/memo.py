@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
-from steerkit import Activations, ActivationSource, RowVectors, SteeringVector
-from steerkit._arrays import FloatArray
+from steerkit import Activations, ActivationSource, Intervention, SourceInfo
 
 __all__ = ["UnsteeredMemo"]
 
@@ -26,12 +24,11 @@ class UnsteeredMemo(ActivationSource):
     def __init__(self, source: ActivationSource, *, size: int = 16) -> None:
         self.source = source
         self.name = source.name  # type: ignore[misc]
-        self.per_row_vectors = source.per_row_vectors  # type: ignore[misc]
         self.size = size
         self._memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.hits = 0
 
-    def __getattr__(self, name: str) -> Any:  # preset, model, describe(), ...
+    def __getattr__(self, name: str) -> Any:  # preset, model, ...
         if name == "source":  # not set yet (e.g. while copying)
             raise AttributeError(name)
         return getattr(self.source, name)
@@ -54,47 +51,43 @@ class UnsteeredMemo(ActivationSource):
     def hook_point(self) -> str:
         return self.source.hook_point
 
+    def describe(self) -> SourceInfo:
+        return self.source.describe()
+
     def activations(self, texts: Sequence[str]) -> Activations:
         return self.source.activations(texts)
 
-    def decoder(self) -> FloatArray:
+    def decoder(self) -> Any:
         return self.source.decoder()
 
-    def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
-        return self.source.steer(vector)
-
-    def encode(self, hidden: Any) -> FloatArray:
+    def encode(self, hidden: Any) -> Any:
         return self.source.encode(hidden)
 
-    def logits(self, texts: Sequence[str], vector: RowVectors = None) -> FloatArray:
-        if vector is not None:
-            return self.source.logits(texts, vector)
-        key = ("logits", tuple(texts))
-        result: FloatArray = self._remember(key, lambda: self.source.logits(texts))
-        return result
+    def _logits(self, texts: list[str], steering: Intervention) -> Any:
+        if steering.steered:
+            return self.source.logits(texts, steering)
+        return self._remember(("logits", tuple(texts)), lambda: self.source.logits(texts))
 
-    def continuation_logprobs(
-        self,
-        prompts: Sequence[str],
-        continuations: Sequence[str],
-        vector: RowVectors = None,
-    ) -> list[FloatArray]:
-        if vector is not None:
-            return self.source.continuation_logprobs(prompts, continuations, vector)
+    def _continuation_logprobs(
+        self, prompts: list[str], continuations: Sequence[str], steering: Intervention
+    ) -> Any:
+        if steering.steered:
+            return self.source.continuation_logprobs(prompts, continuations, steering)
         key = ("continuations", tuple(prompts), tuple(continuations))
-        result: list[FloatArray] = self._remember(
+        result = self._remember(
             key, lambda: list(self.source.continuation_logprobs(prompts, continuations))
         )
         return list(result)
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
+        steering: Intervention,
         *,
-        max_new_tokens: int = 32,
-        vector: RowVectors = None,
-        seed: int = 0,
+        max_new_tokens: int,
+        seed: int,
+        **options: Any,
     ) -> list[str]:
         return self.source.generate(
-            prompts, max_new_tokens=max_new_tokens, vector=vector, seed=seed
+            prompts, max_new_tokens=max_new_tokens, vector=steering, seed=seed, **options
         )

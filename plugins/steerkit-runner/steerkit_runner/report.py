@@ -1,9 +1,13 @@
 """The run report: RUN_DIR/report/report.md with PNG plots, read back from a run's files.
 
-`write_report(run_dir)` reads run.json, results.jsonl (one row per unit × input; null → NaN) and
-generations.jsonl (optional), and writes a method comparison table, Pareto frontiers of the
-optimal methods, their sparsity patterns and SOCP/QP overlap, solve times, and generation samples.
-The same input gives the same bytes: no clock, no random state, every set sorted.
+`write_report(run_dir)` reads run.json (what ran: the source, the probe, the metrics' columns, the
+methods and their families), results.jsonl through `results.read_results` and generations.jsonl
+(optional), and writes the method comparison (`table.comparison_table`: the same table `steerkit
+run` prints), frontiers of the optimal methods (each "cost" column against the first "effect"
+column), their sparsity patterns and support overlap, solve times (the first "time" column) and
+generation samples. Nothing here knows a method or a metric by name: columns describe themselves
+(`steerkit.Column`) and methods say their family. The same input gives the same bytes: no clock,
+no random state, every set sorted.
 """
 
 from __future__ import annotations
@@ -14,186 +18,49 @@ import math
 import pathlib
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import numpy as np
 
-from steerkit.errors import SteerkitError
+from steerkit import Column, SteerkitError
+from steerkit_runner.results import Results, columns_of, read_generations, read_results
+from steerkit_runner.table import (
+    NONE,
+    UnitKey,
+    at_alpha_one,
+    by_unit,
+    cell,
+    comparison_table,
+    format_markdown,
+    format_table,
+    label,
+    md_escape,
+    md_table,
+    mean,
+    num,
+)
 
-__all__ = ["comparison_table", "format_table", "read_results", "write_report"]
+__all__ = [
+    "RunView",
+    "comparison_table",
+    "format_table",
+    "read_results",
+    "run_table",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
-#: metric columns of results.jsonl (null there, NaN here)
-METRIC_COLUMNS = (
-    "p_before",
-    "p_after",
-    "probe_shift",
-    "flipped",
-    "l0",
-    "l1",
-    "norm",
-    "kl",
-    "perplexity",
-    "base_perplexity",
-    "classifier_target",
-    "classifier_base",
-    "solve_seconds",
-    "method_seconds",
-)
-OPTIMAL_METHODS = ("qp", "socp", "shared")
-OK_STATUSES = frozenset({"optimal", "ok"})
-#: every figure write_report may make; a stale one from an earlier report is removed
-FIGURES = (
-    "pareto_l0.png",
-    "pareto_norm.png",
-    "support_qp.png",
-    "support_socp.png",
-    "jaccard.png",
-    "solve_time.png",
-)
 SAMPLE_CHARS = 300
 PROMPTS_PER_METHOD = 2
 TOP_FEATURES = 10
 _DPI = 100
-_NONE = "—"
 
-# (method, solver, param, value): one unit of the grid, before α
-UnitKey = tuple[str, "str | None", "str | None", "float | None"]
-Row = dict[str, Any]
-
-# (table key, plain-text / Markdown header) of comparison_table, in order
-_COLUMNS = (
-    ("method", "method"),
-    ("solver", "solver"),
-    ("setting", "setting"),
-    ("alpha", "α"),
-    ("n_inputs", "n"),
-    ("n_failed", "failed"),
-    ("probe_shift", "Δ probe"),
-    ("p_after", "P after"),
-    ("frac_flipped", "flipped"),
-    ("l0", "L0"),
-    ("l1", "L1"),
-    ("norm", "‖α·v‖"),
-    ("kl", "KL"),
-    ("perplexity", "ppl"),
-    ("base_perplexity", "base ppl"),
-    ("classifier_target", "clf target"),
-    ("classifier_base", "clf base"),
-    ("solve_seconds", "solve s"),
-    ("method_seconds", "method s"),
-)
-# table key → results column averaged into it
-_MEANS = {key: key for key, _ in _COLUMNS[6:]} | {"frac_flipped": "flipped"}
+Row = Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _jsonl(path: pathlib.Path) -> tuple[list[tuple[int, dict[str, Any]]], tuple[int, ...]]:
-    """(line number, object) per line, and the numbers of the lines left out.
-
-    A line that is not a JSON object is one an interrupted append cut short: the runner then
-    starts its next append on a fresh line, so such a line can sit anywhere, not only last.
-    """
-    records: list[tuple[int, dict[str, Any]]] = []
-    skipped: list[int] = []
-    for lineno, line in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            record = None
-        if not isinstance(record, dict):
-            logger.warning("%s:%d: not a JSON object (cut short?); left out", path, lineno)
-            skipped.append(lineno)
-            continue
-        records.append((lineno, record))
-    return records, tuple(skipped)
-
-
-def _float(value: Any, where: str, key: str) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SteerkitError(f"{where}: {key!r} must be a number or null, got {value!r}")
-    return float(value)
-
-
-def _normalise(record: Mapping[str, Any], where: str) -> Row:
-    """A results row with floats (NaN for null) in every metric column and a typed unit key."""
-    for key in ("method", "alpha", "input_id"):
-        if record.get(key) is None:
-            raise SteerkitError(
-                f"{where}: missing {key!r}; results rows need method, alpha and input_id"
-            )
-    row = dict(record)
-    row["method"] = str(record["method"])
-    row["solver"] = None if record.get("solver") is None else str(record["solver"])
-    row["param"] = None if record.get("param") is None else str(record["param"])
-    row["value"] = None if record.get("value") is None else _float(record["value"], where, "value")
-    row["alpha"] = _float(record["alpha"], where, "alpha")
-    row["input_id"] = int(record["input_id"])
-    row["status"] = str(record.get("status") or "unknown")
-    row["shared"] = bool(record.get("shared", False))
-    support = record.get("support")
-    if support is not None and not isinstance(support, (list, tuple)):
-        raise SteerkitError(f"{where}: 'support' must be a list of feature ids or null")
-    row["support"] = None if support is None else tuple(sorted({int(f) for f in support}))
-    for column in METRIC_COLUMNS:
-        row[column] = _float(record.get(column), where, column)
-    return row
-
-
-@attrs.frozen
-class _Results:
-    rows: tuple[Row, ...]
-    skipped: tuple[int, ...]  # numbers of lines that are not JSON objects (cut short)
-    foreign: int  # rows of another config hash, left out
-    duplicates: int  # rows whose (unit, α, input) came earlier, left out
-
-
-def _dedupe(
-    pairs: Iterable[tuple[str, Row]], key: Callable[[Row], Any], config_hash: Any
-) -> tuple[list[Row], int, int]:
-    seen: set[Any] = set()
-    kept: list[Row] = []
-    foreign = duplicates = 0
-    for _, row in pairs:
-        if config_hash is not None and row.get("config_hash", config_hash) != config_hash:
-            foreign += 1
-            continue
-        k = key(row)
-        if k in seen:
-            duplicates += 1
-            continue
-        seen.add(k)
-        kept.append(row)
-    return kept, foreign, duplicates
-
-
-def read_results(run_dir: pathlib.Path, config_hash: str | None = None) -> list[Row]:
-    """The rows of RUN_DIR/results.jsonl, normalised (null → NaN, supports as sorted tuples)."""
-    return list(_read_results(pathlib.Path(run_dir), config_hash).rows)
-
-
-def _read_results(run_dir: pathlib.Path, config_hash: Any) -> _Results:
-    path = run_dir / "results.jsonl"
-    if not path.is_file():
-        raise SteerkitError(
-            f"{path} not found: {run_dir} holds no results table; give the directory a "
-            f"`steerkit run` wrote, or run it first"
-        )
-    records, skipped = _jsonl(path)
-    pairs = [(f"{path}:{n}", _normalise(r, f"{path}:{n}")) for n, r in records]
-    rows, foreign, duplicates = _dedupe(
-        pairs, lambda r: (*_unit(r), r["alpha"], r["input_id"]), config_hash
-    )
-    return _Results(tuple(rows), skipped, foreign, duplicates)
 
 
 def _read_run(run_dir: pathlib.Path) -> dict[str, Any]:
@@ -212,172 +79,48 @@ def _read_run(run_dir: pathlib.Path) -> dict[str, Any]:
     return run
 
 
-def _read_generations(run_dir: pathlib.Path, config_hash: Any) -> list[Row] | None:
-    path = run_dir / "generations.jsonl"
-    if not path.is_file():
-        return None
-    records, _ = _jsonl(path)
-    pairs = []
-    for n, record in records:
-        where = f"{path}:{n}"
-        row = _normalise(record, where)
-        for key in ("prompt", "steered", "base"):
-            row[key] = "" if record.get(key) is None else str(record[key])
-        pairs.append((where, row))
-    rows, _, _ = _dedupe(pairs, lambda r: (*_unit(r), r["alpha"], r["input_id"]), config_hash)
-    return rows
+class RunView:
+    """A run directory read for reporting: run.json, its rows (of its own config hash), the
+    columns (declared in run.json, plus any undeclared numeric column of the rows) and the
+    methods' families."""
+
+    def __init__(self, run_dir: pathlib.Path) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.run = _read_run(self.run_dir)
+        config_hash = self.run.get("config_hash")
+        self.results = read_results(self.run_dir, config_hash)
+        self.generations = read_generations(self.run_dir, config_hash)
+        declared = self.run.get("columns")
+        self.columns = columns_of(declared if isinstance(declared, list) else (), self.results.rows)
+        methods = self.run.get("methods")
+        self.methods: Mapping[str, Any] = methods if isinstance(methods, Mapping) else {}
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return self.results.rows
+
+    def optimal(self) -> list[str]:
+        """The labels of the run's optimal methods (family "optimal"), in config order."""
+        return [
+            name
+            for name, spec in self.methods.items()
+            if isinstance(spec, Mapping) and spec.get("family") == "optimal"
+        ]
+
+    def role(self, role: str) -> list[Column]:
+        """The table columns with this role, in table order."""
+        return [c for c in self.columns if c.role == role and c.table]
 
 
-# --------------------------------------------------------------------------- tables
-
-
-def _unit(row: Mapping[str, Any]) -> UnitKey:
-    return (row["method"], row["solver"], row["param"], row["value"])
-
-
-def _unit_order(unit: UnitKey) -> tuple[str, str, str, float]:
-    method, solver, param, value = unit
-    return (method, solver or "", param or "", -math.inf if value is None else value)
-
-
-def _setting(param: str | None, value: float | None) -> str:
-    """'λ=0.1', 'ε=0.5', 'k=8', or '' for a method without a grid parameter."""
-    if param is None:
-        return ""
-    name = {"lam": "λ", "eps": "ε"}.get(param, param)
-    return f"{name}={_num(value)}"
-
-
-def _label(unit: UnitKey) -> str:
-    method, solver, param, value = unit
-    return " · ".join(part for part in (method, solver or "", _setting(param, value)) if part)
-
-
-def _num(value: Any) -> str:
-    """A grid value or α as written ('0.1', '1', '1e-05'); '—' for None."""
-    if value is None:
-        return _NONE
-    return f"{value:g}"
-
-
-def _mean(values: Iterable[float]) -> float:
-    """The mean over the values that are not NaN; NaN when there are none."""
-    kept = [v for v in values if not math.isnan(v)]
-    return float(np.mean(kept)) if kept else math.nan
-
-
-def _by_unit(rows: Iterable[Row]) -> dict[UnitKey, list[Row]]:
-    units: dict[UnitKey, list[Row]] = defaultdict(list)
-    for row in rows:
-        units[_unit(row)].append(row)
-    return {u: units[u] for u in sorted(units, key=_unit_order)}
-
-
-def _closest_to_one(alphas: Iterable[float]) -> float:
-    return min(alphas, key=lambda a: (abs(a - 1.0), a))
-
-
-def _at_alpha_one(rows: Iterable[Row]) -> dict[UnitKey, list[Row]]:
-    """Per unit, its rows at α = 1, or at the α closest to 1 it has; sorted by input."""
-    out = {}
-    for unit, unit_rows in _by_unit(rows).items():
-        alpha = _closest_to_one(r["alpha"] for r in unit_rows)
-        out[unit] = sorted((r for r in unit_rows if r["alpha"] == alpha), key=_input_order)
-    return out
-
-
-def _input_order(row: Row) -> int:
-    return int(row["input_id"])
-
-
-def comparison_table(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (method, solver, param, value) at α = 1 (or the α closest to 1 it has).
-
-    rows: results rows as in results.jsonl (null or NaN for a missing value). Each entry holds
-    the unit, `setting` ('λ=0.1'), `alpha`, `n_inputs`, `n_failed` (status neither optimal nor
-    ok), `frac_flipped` (mean of `flipped` over inputs where it is defined), and the mean over
-    inputs of every other metric, NaN where no input has it.
-    """
-    normalised = [_normalise(r, f"row {i}") for i, r in enumerate(rows)]
-    table = []
-    for unit, unit_rows in _at_alpha_one(normalised).items():
-        method, solver, param, value = unit
-        entry: dict[str, Any] = {
-            "method": method,
-            "solver": solver,
-            "param": param,
-            "value": value,
-            "setting": _setting(param, value),
-            "alpha": unit_rows[0]["alpha"],
-            "n_inputs": len(unit_rows),
-            "n_failed": sum(r["status"] not in OK_STATUSES for r in unit_rows),
-        }
-        for key, column in _MEANS.items():
-            entry[key] = _mean(r[column] for r in unit_rows)
-        table.append(entry)
-    return table
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return _NONE
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _comparison_cells(table: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = [header for _, header in _COLUMNS]
-    cells = []
-    for entry in table:
-        row = []
-        for key, _ in _COLUMNS:
-            value = entry.get(key)
-            if key == "alpha":
-                row.append(_num(value))
-            else:
-                row.append(_cell(value) or _NONE)
-        cells.append(row)
-    return headers, cells
-
-
-def format_table(table: Sequence[Mapping[str, Any]]) -> str:
-    """comparison_table's entries as aligned plain text (for a terminal); NaN shown as '—'."""
-    headers, cells = _comparison_cells(table)
-    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-            ).rstrip()
-        )
-    return "\n".join(lines)
-
-
-def _md_escape(text: str) -> str:
-    """Text safe inside a Markdown paragraph or table cell: one line, no markup."""
-    text = text.replace("\\", "\\\\")
-    for ch in "`*_[]<>|#~$":
-        text = text.replace(ch, "\\" + ch)
-    return " ↵ ".join(part for part in text.replace("\r", "").split("\n")).replace("\t", " ")
+def run_table(run_dir: pathlib.Path) -> str:
+    """The comparison table of a run directory as plain text (what `steerkit run` prints)."""
+    view = RunView(run_dir)
+    return format_table(comparison_table(view.rows, view.columns), view.columns)
 
 
 def _sample(text: str) -> str:
     text = text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS].rstrip() + "…"
-    return _md_escape(text) if text else "*(empty)*"
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [line(headers), "|" + "|".join("---" for _ in headers) + "|"] + [line(r) for r in rows]
+    return md_escape(text) if text else "*(empty)*"
 
 
 # --------------------------------------------------------------------------- figures
@@ -400,7 +143,7 @@ def _save(figure: Any, path: pathlib.Path) -> None:
 # --------------------------------------------------------------------------- sections
 
 
-def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: _Results) -> list[str]:
+def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: Results) -> list[str]:
     def get(*keys: str) -> Any:
         value: Any = run
         for key in keys:
@@ -409,13 +152,15 @@ def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: _Results) ->
 
     def show(value: Any) -> str:
         if isinstance(value, Mapping):
-            return ", ".join(f"{k}={show(v)}" for k, v in value.items()) or _NONE
-        return _md_escape(_cell(value)) if isinstance(value, str) else _cell(value)
+            return ", ".join(f"{k}={show(v)}" for k, v in value.items()) or NONE
+        return md_escape(cell(value)) if isinstance(value, str) else cell(value)
 
     name = run.get("name") or run_dir.name
     model = show(get("model"))
     if get("preset") not in (None, get("model")):
         model += f" (preset {show(get('preset'))})"
+    if get("weights"):
+        model += f"; weights {show(get('weights'))}"
     sae = get("sae")
     sae_text = (
         f"{show(get('sae', 'release'))} / {show(get('sae', 'id'))} "
@@ -430,18 +175,18 @@ def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: _Results) ->
         else show(get("probe"))
     )
     status = str(run.get("status") or "unknown")
-    lines = [f"# Steering report: {_md_escape(str(name))}", ""]
+    lines = [f"# Steering report: {md_escape(str(name))}", ""]
     if status != "complete":
         lines += [
-            f"> **This run is not complete** (status: {_md_escape(status)}): every table and "
+            f"> **This run is not complete** (status: {md_escape(status)}): every table and "
             f"figure below covers only the {len(results.rows)} result rows written so far.",
             "",
         ]
-    lines += _md_table(
+    lines += md_table(
         ["", ""],
         [
-            ["status", _md_escape(status)],
-            ["config hash", f"`{run.get('config_hash', _NONE)}`"],
+            ["status", md_escape(status)],
+            ["config hash", f"`{run.get('config_hash', NONE)}`"],
             ["created", show(run.get("created"))],
             ["steerkit", show(run.get("steerkit_version"))],
             ["model", model],
@@ -459,12 +204,12 @@ def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: _Results) ->
     timings = get("timings")
     if isinstance(timings, Mapping) and timings:
         lines += ["", "Stage timings (seconds):", ""]
-        lines += _md_table(
+        lines += md_table(
             ["stage", "seconds"],
-            [[_md_escape(str(k)), _cell(_float_or_nan(v))] for k, v in timings.items()],
+            [[md_escape(str(k)), cell(_float_or_nan(v))] for k, v in timings.items()],
         )
         total = sum(_float_or_nan(v) for v in timings.values())
-        lines.append(f"| **total** | {_cell(total)} |")
+        lines.append(f"| **total** | {cell(total)} |")
     notes = []
     if results.skipped:
         listed = ", ".join(str(n) for n in results.skipped)
@@ -492,33 +237,43 @@ def _float_or_nan(value: Any) -> float:
     )
 
 
-def _comparison_section(rows: Sequence[Row]) -> list[str]:
+def _comparison_section(view: RunView) -> list[str]:
     lines = ["## Method comparison", ""]
+    rows = view.rows
     if not rows:
         return [*lines, "No result rows yet: nothing to compare."]
-    table = comparison_table(rows)
+    table = comparison_table(rows, view.columns)
     lines += [
         "One row per method and setting at α = 1 (or the α closest to 1 the unit has). Means are "
-        "over inputs where the value is defined; `flipped` is the fraction of inputs not in the "
-        "target class before steering that are after; `failed` counts inputs whose status is "
-        f"neither optimal nor ok; {_NONE} marks a value that does not apply or is missing.",
+        "over inputs where the value is defined; `failed` counts inputs whose status is neither "
+        f"optimal nor ok; {NONE} marks a value that does not apply or is missing.",
         "",
     ]
-    headers, cells = _comparison_cells(table)
-    lines += _md_table(headers, cells)
-
+    described = [c for c in view.columns if c.table and c.description]
+    if described:
+        lines += [f"- **{md_escape(c.header)}**: {md_escape(c.description)}" for c in described]
+        lines.append("")
+    lines += format_markdown(table, view.columns)
+    effects = view.role("effect")
+    if not effects:
+        return lines
+    effect = effects[0]
     alphas = sorted({r["alpha"] for r in rows})
-    lines += ["", "### Probe shift at each α", "", "Mean P(target) after − before.", ""]
+    lines += ["", f"### {md_escape(effect.header)} at each α", ""]
+    if effect.description:
+        lines += [f"Mean {md_escape(effect.description)}.", ""]
     cells = []
-    for unit, unit_rows in _by_unit(rows).items():
-        by_alpha = {
-            a: _mean(r["probe_shift"] for r in unit_rows if r["alpha"] == a) for a in alphas
-        }
+    for unit, unit_rows in by_unit(rows).items():
         present = {r["alpha"] for r in unit_rows}
+        by_alpha = {
+            a: mean(r.get(effect.name, math.nan) for r in unit_rows if r["alpha"] == a)
+            for a in alphas
+        }
         cells.append(
-            [_label(unit)] + [_cell(by_alpha[a]) if a in present else _NONE for a in alphas]
+            [label(unit)]
+            + [cell(by_alpha[a], effect.format) if a in present else NONE for a in alphas]
         )
-    return lines + _md_table(["method"] + [f"α={_num(a)}" for a in alphas], cells)
+    return lines + md_table(["method"] + [f"α={num(a)}" for a in alphas], cells)
 
 
 def _dominated(points: Sequence[tuple[float, float]]) -> list[bool]:
@@ -539,107 +294,126 @@ def _dominated(points: Sequence[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def _pareto_section(table: Sequence[Mapping[str, Any]], out: pathlib.Path) -> list[str]:
+def _names(items: Sequence[str]) -> str:
+    """'qp', 'qp or socp', 'qp, socp or shared'."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _pareto_section(
+    view: RunView, table: Sequence[Mapping[str, Any]], out: pathlib.Path
+) -> list[str]:
     lines = ["## Pareto frontiers", ""]
+    optimal = view.optimal()
+    effects, costs = view.role("effect"), view.role("cost")
     curves: dict[tuple[str, str | None], list[Mapping[str, Any]]] = defaultdict(list)
     baselines = []
     for entry in table:
-        if entry["method"] in OPTIMAL_METHODS:
+        if entry["method"] in optimal:
             curves[(entry["method"], entry["solver"])].append(entry)
         else:
             baselines.append(entry)
     if not curves:
+        what = _names(optimal) if optimal else "optimal-method"
         return [
             *lines,
-            "No qp, socp or shared results in this run: no frontier to draw "
+            f"No {what} results in this run: no frontier to draw "
             "(add the optimal methods to the config's methods).",
         ]
+    if not effects or not costs:
+        return [
+            *lines,
+            "No metric of this run describes an effect and a cost column: no frontier to draw "
+            "(the first-party `probe_shift`, `sparsity` and `norm` metrics do).",
+        ]
+    effect = effects[0]
     lines += [
-        "Each optimal method across its grid (λ for qp, ε for socp) at α = 1: the sparsity and "
-        "the size of the vector against the probe shift it buys. Baselines are single reference "
-        "points.",
+        f"Each optimal method across its grid at α = 1: what it costs "
+        f"({', '.join(c.header for c in costs)}) against what it buys ({effect.header}). "
+        "Baselines are single reference points.",
         "",
     ]
+    ordered = sorted(curves.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
     made = []
-    for axis, column, xlabel, filename in (
-        ("L0", "l0", "mean L0 (features in δ)", "pareto_l0.png"),
-        ("norm", "norm", "mean ‖Dᵀδ‖₂ (‖α·v‖₂)", "pareto_norm.png"),
-    ):
-        figure = _figure()
-        ax = figure.add_subplot()
-        drawn = False
-        for (method, solver), entries in sorted(
-            curves.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
-        ):
-            points = [
-                (e[column], e["probe_shift"], e["setting"])
-                for e in entries
-                if not (math.isnan(e[column]) or math.isnan(e["probe_shift"]))
-            ]
-            if not points:
-                continue
-            drawn = True
-            xs, ys, _names = zip(*points)
-            ax.plot(xs, ys, marker="o", label=f"{method} ({solver})" if solver else method)
-            for x, y, name in points:
-                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        for entry in baselines:
-            x, y = entry[column], entry["probe_shift"]
-            if math.isnan(x) or math.isnan(y):
-                continue
-            ax.scatter([x], [y], marker="x", color="black", zorder=3)
-            ax.annotate(
-                _label((entry["method"], entry["solver"], entry["param"], entry["value"])),
-                (x, y),
-                textcoords="offset points",
-                xytext=(4, -10),
-                fontsize=7,
-            )
-        if not drawn:
+    for cost in costs:
+        filename = f"pareto_{cost.name}.png"
+        if _frontier_figure(ordered, baselines, cost, effect, out / filename):
+            made.append((cost, filename))
+        else:
             lines.append(
-                f"- No optimal unit has both a mean {axis} and a mean probe shift: "
-                f"no {axis} frontier."
+                f"- No optimal unit has both a mean {cost.header} and a mean {effect.header}: "
+                f"no {cost.header} frontier."
             )
-            continue
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("mean probe shift (P after − P before)")
-        ax.set_title(f"{axis} vs probe shift at α = 1")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        figure.tight_layout()
-        _save(figure, out / filename)
-        made.append((axis, filename))
-    for axis, filename in made:
-        lines += [f"![{axis} vs probe shift]({filename})", ""]
-
+    for cost, filename in made:
+        lines += [f"![{cost.header} vs {effect.header}]({filename})", ""]
     rows = []
-    for (method, solver), entries in sorted(
-        curves.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
-    ):
-        l0_dom = _dominated([(e["l0"], e["probe_shift"]) for e in entries])
-        norm_dom = _dominated([(e["norm"], e["probe_shift"]) for e in entries])
-        for e, a, b in zip(entries, l0_dom, norm_dom):
+    for (method, solver), entries in ordered:
+        flags = [_dominated([(e[c.name], e[effect.name]) for e in entries]) for c in costs]
+        for k, e in enumerate(entries):
             rows.append(
-                [
-                    method,
-                    solver or _NONE,
-                    e["setting"] or _NONE,
-                    _cell(e["l0"]),
-                    _cell(e["norm"]),
-                    _cell(e["probe_shift"]),
-                    "yes" if not a else "",
-                    "yes" if not b else "",
-                ]
+                [method, solver or NONE, e["setting"] or NONE]
+                + [cell(e[c.name], c.format) for c in costs]
+                + [cell(e[effect.name], effect.format)]
+                + ["yes" if not f[k] else "" for f in flags]
             )
     lines += [
         "Points on each curve's frontier are those no other setting of the same method and "
         "solver beats on both axes.",
         "",
     ]
-    return lines + _md_table(
-        ["method", "solver", "setting", "L0", "norm", "Δ probe", "L0 frontier", "norm frontier"],
-        rows,
-    )
+    headers = ["method", "solver", "setting", *(c.header for c in costs), effect.header]
+    headers += [f"{c.header} frontier" for c in costs]
+    return lines + md_table(headers, rows)
+
+
+def _frontier_figure(
+    curves: Sequence[tuple[tuple[str, str | None], list[Mapping[str, Any]]]],
+    baselines: Sequence[Mapping[str, Any]],
+    cost: Column,
+    effect: Column,
+    path: pathlib.Path,
+) -> bool:
+    """One frontier plot (cost against effect, a curve per optimal method, baselines as
+    crosses); False, and no file, when no optimal unit has both values."""
+    figure = _figure()
+    ax = figure.add_subplot()
+    drawn = False
+    for (method, solver), entries in curves:
+        points = [
+            (e[cost.name], e[effect.name], e["setting"])
+            for e in entries
+            if not (math.isnan(e[cost.name]) or math.isnan(e[effect.name]))
+        ]
+        if not points:
+            continue
+        drawn = True
+        xs, ys, _ = zip(*points)
+        ax.plot(xs, ys, marker="o", label=f"{method} ({solver})" if solver else method)
+        for x, y, name in points:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if not drawn:
+        return False
+    for entry in baselines:
+        x, y = entry[cost.name], entry[effect.name]
+        if math.isnan(x) or math.isnan(y):
+            continue
+        ax.scatter([x], [y], marker="x", color="black", zorder=3)
+        ax.annotate(
+            label((entry["method"], entry["solver"], entry["param"], entry["value"])),
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=7,
+        )
+    ax.set_xlabel(f"mean {cost.header}" + (f" ({cost.description})" if cost.description else ""))
+    ax.set_ylabel(f"mean {effect.header}")
+    ax.set_title(f"{cost.header} vs {effect.header} at α = 1")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+    return True
 
 
 def _jaccard(a: Sequence[int], b: Sequence[int]) -> float:
@@ -653,96 +427,124 @@ def _supports(unit_rows: Sequence[Row]) -> dict[int, tuple[int, ...]]:
     return {r["input_id"]: r["support"] for r in unit_rows if r["support"] is not None}
 
 
-def _sparsity_section(at_one: Mapping[UnitKey, list[Row]], out: pathlib.Path) -> list[str]:
+def _per_input_optimal(view: RunView, at_one: Mapping[UnitKey, list[Row]]) -> list[str]:
+    """The optimal methods that are not (only) shared: those with a support per input."""
+    shared = {
+        unit[0]
+        for unit, unit_rows in at_one.items()
+        if unit_rows and all(r["shared"] for r in unit_rows)
+    }
+    return [m for m in view.optimal() if m not in shared]
+
+
+def _sparsity_section(
+    view: RunView, at_one: Mapping[UnitKey, list[Row]], out: pathlib.Path
+) -> list[str]:
     lines = ["## Sparsity patterns", ""]
+    methods = _per_input_optimal(view, at_one)
+    if not methods:
+        return [*lines, "No optimal per-input method in this run: no sparsity pattern."]
     first: dict[str, UnitKey] = {}
-    for method in ("qp", "socp"):
+    for method in methods:
         units = [u for u in at_one if u[0] == method and _supports(at_one[u])]
         if not units:
             lines.append(f"- No {method} rows with a δ support: no {method} sparsity pattern.")
             continue
         unit = first[method] = units[0]
-        supports = _supports(at_one[unit])
-        inputs = sorted(r["input_id"] for r in at_one[unit])
-        features = sorted(set().union(*supports.values()))
-        sizes = [len(s) for s in supports.values()]
+        lines += _support_pattern(method, unit, at_one[unit], out)
+    return lines + _overlap(methods[:2], first, at_one, out)
+
+
+def _support_pattern(
+    method: str, unit: UnitKey, unit_rows: Sequence[Row], out: pathlib.Path
+) -> list[str]:
+    supports = _supports(unit_rows)
+    inputs = sorted(r["input_id"] for r in unit_rows)
+    features = sorted(set().union(*supports.values()))
+    sizes = [len(s) for s in supports.values()]
+    lines = [
+        f"### {method}: {label(unit)}",
+        "",
+        f"{len(supports)} of {len(inputs)} inputs have a support; {len(features)} distinct "
+        f"features; support size mean {statistics.fmean(sizes):.3g}, "
+        f"median {statistics.median(sizes):g}, max {max(sizes)}.",
+        "",
+    ]
+    if features:
+        grid = np.full((len(inputs), len(features)), np.nan)
+        column = {f: j for j, f in enumerate(features)}
+        for i, input_id in enumerate(inputs):
+            if input_id in supports:
+                grid[i] = 0.0
+                grid[i, [column[f] for f in supports[input_id]]] = 1.0
+        title = f"{label(unit)}: δ support at α = 1"
+        _heatmap(grid, inputs, features, title, out / f"support_{method}.png")
         lines += [
-            f"### {method}: {_label(unit)}",
+            f"![{method} support heatmap](support_{method}.png)",
             "",
-            f"{len(supports)} of {len(inputs)} inputs have a support; {len(features)} distinct "
-            f"features; support size mean {statistics.fmean(sizes):.3g}, "
-            f"median {statistics.median(sizes):g}, max {max(sizes)}.",
+            "Rows are inputs, columns the features any input uses (sorted by id); dark = in "
+            "the support, grey = no solution.",
             "",
         ]
-        if features:
-            grid = np.full((len(inputs), len(features)), np.nan)
-            column = {f: j for j, f in enumerate(features)}
-            for i, input_id in enumerate(inputs):
-                if input_id in supports:
-                    grid[i] = 0.0
-                    grid[i, [column[f] for f in supports[input_id]]] = 1.0
-            _heatmap(
-                grid,
-                inputs,
-                features,
-                f"{_label(unit)}: δ support at α = 1",
-                out / f"support_{method}.png",
-            )
-            lines += [
-                f"![{method} support heatmap](support_{method}.png)",
-                "",
-                "Rows are inputs, columns the features any input uses (sorted by id); dark = in "
-                "the support, grey = no solution.",
-                "",
-            ]
-        counts = Counter(f for s in supports.values() for f in s)
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
-        if top:
-            listed = ", ".join(f"{f} ({c}/{len(supports)})" for f, c in top)
-            lines += [f"Most often chosen features (id (inputs)): {listed}.", ""]
-        else:
-            lines += ["Every support is empty.", ""]
+    counts = Counter(f for s in supports.values() for f in s)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
+    if top:
+        listed = ", ".join(f"{f} ({c}/{len(supports)})" for f, c in top)
+        return [*lines, f"Most often chosen features (id (inputs)): {listed}.", ""]
+    return [*lines, "Every support is empty.", ""]
 
-    lines += ["### Overlap between SOCP and QP supports", ""]
-    if "qp" not in first or "socp" not in first:
-        return [*lines, "Needs both qp and socp supports in this run: no overlap to compute."]
-    qp, socp = _supports(at_one[first["qp"]]), _supports(at_one[first["socp"]])
-    common = sorted(set(qp) & set(socp))
+
+def _overlap(
+    pair: Sequence[str],
+    first: Mapping[str, UnitKey],
+    at_one: Mapping[UnitKey, list[Row]],
+    out: pathlib.Path,
+) -> list[str]:
+    if len(pair) < 2:
+        return [
+            "### Overlap between supports",
+            "",
+            "Needs two optimal per-input methods in this run: no overlap to compute.",
+        ]
+    a, b = pair
+    lines = [f"### Overlap between {b.upper()} and {a.upper()} supports", ""]
+    if a not in first or b not in first:
+        return [*lines, f"Needs both {a} and {b} supports in this run: no overlap to compute."]
+    sa, sb = _supports(at_one[first[a]]), _supports(at_one[first[b]])
+    common = sorted(set(sa) & set(sb))
     if not common:
-        return [*lines, "qp and socp have no input with a support in common: no overlap."]
-    values = [_jaccard(qp[i], socp[i]) for i in common]
+        return [*lines, f"{a} and {b} have no input with a support in common: no overlap."]
+    values = [_jaccard(sa[i], sb[i]) for i in common]
     lines += [
         f"Jaccard index (features in both / features in either) per input, "
-        f"{_label(first['qp'])} vs "
-        f"{_label(first['socp'])}, over {len(values)} inputs: mean {statistics.fmean(values):.3f}, "
-        f"median {statistics.median(values):.3f}, min {min(values):.3f}, "
-        f"max {max(values):.3f}.",
+        f"{label(first[a])} vs {label(first[b])}, over {len(values)} inputs: mean "
+        f"{statistics.fmean(values):.3f}, median {statistics.median(values):.3f}, min "
+        f"{min(values):.3f}, max {max(values):.3f}.",
         "",
     ]
     figure = _figure(5.6, 3.8)
     ax = figure.add_subplot()
     ax.hist(values, bins=np.linspace(0.0, 1.0, 11), edgecolor="black")
-    ax.set_xlabel("Jaccard(S_qp, S_socp)")
+    ax.set_xlabel(f"Jaccard(S_{a}, S_{b})")
     ax.set_ylabel("inputs")
-    ax.set_title(f"{_label(first['qp'])} vs {_label(first['socp'])}")
+    ax.set_title(f"{label(first[a])} vs {label(first[b])}")
     figure.tight_layout()
     _save(figure, out / "jaccard.png")
     lines += ["![Jaccard histogram](jaccard.png)", ""]
-
-    qp_units = [u for u in at_one if u[0] == "qp" and _supports(at_one[u])]
-    socp_units = [u for u in at_one if u[0] == "socp" and _supports(at_one[u])]
-    if len(qp_units) * len(socp_units) > 1:
+    units_a = [u for u in at_one if u[0] == a and _supports(at_one[u])]
+    units_b = [u for u in at_one if u[0] == b and _supports(at_one[u])]
+    if len(units_a) * len(units_b) > 1:
         cells = []
-        for q in qp_units:
-            sq = _supports(at_one[q])
-            row = [_label(q)]
-            for s in socp_units:
-                ss = _supports(at_one[s])
-                shared_inputs = sorted(set(sq) & set(ss))
-                row.append(_cell(_mean(_jaccard(sq[i], ss[i]) for i in shared_inputs)))
+        for ua in units_a:
+            s1 = _supports(at_one[ua])
+            row = [label(ua)]
+            for ub in units_b:
+                s2 = _supports(at_one[ub])
+                shared_inputs = sorted(set(s1) & set(s2))
+                row.append(cell(mean(_jaccard(s1[i], s2[i]) for i in shared_inputs)))
             cells.append(row)
         lines += ["Mean Jaccard over inputs for every pair of settings:", ""]
-        lines += _md_table(["qp \\ socp"] + [_label(s) for s in socp_units], cells)
+        lines += md_table([f"{a} \\ {b}"] + [label(u) for u in units_b], cells)
     return lines
 
 
@@ -779,14 +581,21 @@ def _heatmap(
     _save(figure, path)
 
 
-def _solve_time_section(at_one: Mapping[UnitKey, list[Row]], out: pathlib.Path) -> list[str]:
+def _solve_time_section(
+    view: RunView, at_one: Mapping[UnitKey, list[Row]], out: pathlib.Path
+) -> list[str]:
     lines = ["## Solve time by solver", ""]
+    times = view.role("time")
+    if not times:
+        return [*lines, "No row has a solve time (no metric of this run measures one)."]
+    column = times[0].name
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for unit, unit_rows in at_one.items():
-        seconds = [r["solve_seconds"] for r in unit_rows if not math.isnan(r["solve_seconds"])]
+        seconds = [r.get(column, math.nan) for r in unit_rows]
+        seconds = [s for s in seconds if not math.isnan(s)]
         if unit_rows and all(r["shared"] for r in unit_rows):
             seconds = seconds[:1]  # one solve for the whole unit, repeated on every row
-        groups[(unit[0], unit[1] or _NONE)].extend(seconds)
+        groups[(unit[0], unit[1] or NONE)].extend(seconds)
     groups = {k: groups[k] for k in sorted(groups) if groups[k]}
     if not groups:
         return [*lines, "No row has a solve time (no optimal method ran, or none finished)."]
@@ -810,13 +619,13 @@ def _solve_time_section(at_one: Mapping[UnitKey, list[Row]], out: pathlib.Path) 
     _save(figure, out / "solve_time.png")
     lines += ["![solve time box plot](solve_time.png)", ""]
     cells = [
-        [m, s, str(len(v)), _cell(statistics.median(v)), _cell(statistics.fmean(v)), _cell(max(v))]
+        [m, s, str(len(v)), cell(statistics.median(v)), cell(statistics.fmean(v)), cell(max(v))]
         for (m, s), v in groups.items()
     ]
-    return lines + _md_table(["method", "solver", "solves", "median s", "mean s", "max s"], cells)
+    return lines + md_table(["method", "solver", "solves", "median s", "mean s", "max s"], cells)
 
 
-def _generation_section(generations: list[Row] | None) -> list[str]:
+def _generation_section(generations: Sequence[Row] | None) -> list[str]:
     lines = ["## Steered generation samples", ""]
     if generations is None:
         return [
@@ -826,7 +635,7 @@ def _generation_section(generations: list[Row] | None) -> list[str]:
         ]
     if not generations:
         return [*lines, "generations.jsonl holds no generations for this run."]
-    units = _by_unit(generations)
+    units = by_unit(generations)
     lines += [
         f"Per method, its first setting and first {PROMPTS_PER_METHOD} prompts: the unsteered "
         f"continuation and the steered one at each α (cut at {SAMPLE_CHARS} characters; ↵ marks "
@@ -838,7 +647,7 @@ def _generation_section(generations: list[Row] | None) -> list[str]:
         if unit[0] in done:
             continue
         done.add(unit[0])
-        lines += [f"### {_md_escape(_label(unit))}", ""]
+        lines += [f"### {md_escape(label(unit))}", ""]
         by_input: dict[int, list[Row]] = defaultdict(list)
         for row in unit_rows:
             by_input[row["input_id"]].append(row)
@@ -847,8 +656,8 @@ def _generation_section(generations: list[Row] | None) -> list[str]:
             base = next((r["base"] for r in samples if r["base"]), "")
             lines += [f"**Input {input_id}.** Prompt: {_sample(samples[0]['prompt'])}", ""]
             cells = [["unsteered", _sample(base)]]
-            cells += [[f"α={_num(r['alpha'])}", _sample(r["steered"])] for r in samples]
-            lines += [*_md_table(["", "continuation"], cells), ""]
+            cells += [[f"α={num(r['alpha'])}", _sample(r["steered"])] for r in samples]
+            lines += [*md_table(["", "continuation"], cells), ""]
     return lines
 
 
@@ -861,25 +670,20 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     Reads run.json and results.jsonl (both required; a SteerkitError names a missing one) and
     generations.jsonl (optional). A section without data says so. Same files in, same bytes out.
     """
-    run_dir = pathlib.Path(run_dir)
-    run = _read_run(run_dir)
-    config_hash = run.get("config_hash")
-    results = _read_results(run_dir, config_hash)
-    generations = _read_generations(run_dir, config_hash)
-    out = run_dir / "report"
+    view = RunView(pathlib.Path(run_dir))
+    out = view.run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for name in FIGURES:  # only the files this function writes, so none is stale
-        (out / name).unlink(missing_ok=True)
-
-    rows = list(results.rows)
-    at_one = _at_alpha_one(rows)
-    table = comparison_table(rows)
+    for stale in out.glob("*.png"):  # the folder is the report's own: no figure stays stale
+        stale.unlink()
+    at_one = at_alpha_one(view.rows)
+    table = comparison_table(view.rows, view.columns)
+    generations = None if view.generations is None else view.generations.rows
     sections = [
-        _header(run, run_dir, results),
-        _comparison_section(rows),
-        _pareto_section(table, out),
-        _sparsity_section(at_one, out),
-        _solve_time_section(at_one, out),
+        _header(view.run, view.run_dir, view.results),
+        _comparison_section(view),
+        _pareto_section(view, table, out),
+        _sparsity_section(view, at_one, out),
+        _solve_time_section(view, at_one, out),
         _generation_section(generations),
     ]
     text = "\n\n".join("\n".join(s).strip("\n") for s in sections) + "\n"

@@ -1,24 +1,26 @@
-"""The runner: config → dataset → source → probe → methods × settings × α → metrics → results.
+"""The runner: a config becomes a run directory of result rows, vectors, generations and a report.
 
-Everything is found through the plugin registries by name; nothing here imports a plugin. A unit
-is one (method, setting, α): its rows (one per steered input) are appended to the run's
-results.jsonl in one write, so a run that is interrupted resumes where it stopped (`run` skips
-every unit already in the table) and never rewrites or duplicates a row. The same config resumes
-in the same run directory (`<name>-<config hash[:10]>` under the output folder); a changed config
-gets a new one.
+Read top to bottom, this file is one run. `run` loads the config and resolves every plugin name
+through the registries. `_Runner.prepare` turns the dataset, the source and the probe into one
+frozen `Prepared` value: what every unit shares. The config's `Unit`s — one [[methods]] entry at
+one grid setting — then run in order (`_Units.run`): each computes its method once
+(`_Units.compute`, a `MethodResult`), saves its vectors, and is evaluated at each α still missing
+(`_Units.evaluate`): generations when a metric needs them, then every metric, into one result row
+per input, appended to results.jsonl in one write per α. Nothing here imports a plugin or knows
+one by name: methods, metrics and sources describe themselves.
+
+A run resumes: `run` skips every (unit, α) already in the table and never rewrites or duplicates
+a row. The same config resumes in the same run directory (`<name>-<config hash[:10]>` under the
+output folder); a changed config gets a new one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import json
+import functools
 import logging
-import math
-import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +31,22 @@ import steerkit
 from steerkit import (
     Activations,
     ActivationSource,
+    Concept,
     Dataset,
     EvalContext,
     InfeasibleError,
     MethodContext,
     MethodResult,
-    RowVectors,
+    Metric,
+    Needs,
+    Probe,
+    SourceInfo,
+    Splits,
+    SteeringMethod,
     SteeringVector,
-    steered_generate,
+    SteerkitError,
+    layer_of,
 )
-from steerkit.errors import SteerkitError
 from steerkit_runner.config import (
     PER_INPUT_MODE,
     Config,
@@ -50,23 +58,30 @@ from steerkit_runner.config import (
     resolve_config,
 )
 from steerkit_runner.memo import UnsteeredMemo
-from steerkit_runner.results import GENERATION_KEY, JsonlTable, ResultsTable, SkippedLine, to_json
-from steerkit_runner.vectors import save_vector, save_vectors
+from steerkit_runner.results import (
+    GENERATION_KEY,
+    GENERATIONS,
+    OK_STATUSES,
+    RESULTS,
+    RUNNER_COLUMNS,
+    JsonlTable,
+    ResultsTable,
+    SkippedLine,
+)
+from steerkit_runner.rundir import RUN_JSON, RunFiles, RunLock, Stopwatch
+from steerkit_runner.vectors import check_saved, save_vector, save_vectors, vector_paths
 
-__all__ = ["RunResult", "run", "run_dir_for", "sweep", "sweep_config"]
+__all__ = ["Prepared", "RunResult", "Unit", "run", "run_dir_for", "sweep", "sweep_config"]
 
 logger = logging.getLogger(__name__)
-
-RESULTS = "results.jsonl"
-GENERATIONS = "generations.jsonl"
-RUN_JSON = "run.json"
 
 
 @attrs.frozen
 class RunResult:
     """What a run did. rows: rows in the table now; new_rows: written by this call; units_run /
     units_skipped: (method, setting, α) units computed now / already in the table; failed_units:
-    "method setting α: message" of units recorded as failed; timings: seconds per stage."""
+    "method setting α: message" of units recorded as failed; timings: seconds per stage;
+    notes: what the run repaired on the way (e.g. vectors rewritten)."""
 
     run_dir: Path
     config_hash: str
@@ -78,6 +93,7 @@ class RunResult:
     failed_units: tuple[str, ...] = ()
     timings: Mapping[str, float] = attrs.field(factory=dict)
     skipped_lines: tuple[SkippedLine, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def results_path(self) -> Path:
@@ -117,17 +133,17 @@ def run(
 ) -> RunResult:
     """Run a config (a Config, a TOML path or a shipped config's name) end to end and write the
     report. `source` / `dataset` replace the ones [source] / [dataset] would build (tests, or
-    a model already in memory); `host` replaces the process-wide plugin host."""
+    a model already in memory); `host` replaces the process-wide plugin host, for every plugin
+    the run uses (methods solve through it too)."""
     if not isinstance(config, Config):
         config = load_config(config)
     runner = _Runner(
         config,
-        resume=resume,
+        run_dir=run_dir_for(config, output_dir, resume=resume),
         progress=progress,
-        output_dir=output_dir,
         source=source,
         dataset=dataset,
-        host=host,
+        host=host if host is not None else steerkit.get_host(),
     )
     return runner.execute(report=report)
 
@@ -149,20 +165,17 @@ def sweep_config(config: Config, *, mode: str | None = None) -> Config:
     for param, grid, kind in (("lam", spec.lam, "qp"), ("eps", spec.eps, "socp")):
         if not grid:
             continue
-        if mode == PER_INPUT_MODE:
-            entry = MethodEntry(
-                name=kind, label=kind, solver=spec.solver, grid_param=param, grid=grid
-            )
-        else:
-            entry = MethodEntry(
-                name="shared",
-                label="shared",
+        name, params = (kind, {}) if mode == PER_INPUT_MODE else ("shared", {"kind": kind})
+        methods.append(
+            MethodEntry(
+                name=name,
+                label=name,
                 solver=spec.solver,
-                params={"kind": kind},
+                params=params,
                 grid_param=param,
                 grid=grid,
             )
-        methods.append(entry)
+        )
     metric_params = {k: v for k, v in config.evaluation.params.items() if k in spec.metrics}
     return attrs.evolve(
         config,
@@ -178,164 +191,130 @@ def sweep(
     config: Config | str | Path,
     *,
     mode: str | None = None,
-    resume: bool = True,
-    progress: bool = True,
-    output_dir: str | Path | None = None,
-    report: bool = True,
-    source: ActivationSource | None = None,
-    dataset: Dataset | None = None,
-    host: steerkit.PluginHost | None = None,
+    **options: Any,
 ) -> RunResult:
     """The Pareto sweep over [sweep]'s λ and ε grids (mode: "per_input" or "shared", default
-    [sweep].mode): the same results table, vectors and report as `run`."""
+    [sweep].mode): the same results table, vectors and report as `run` (same `options`)."""
     if not isinstance(config, Config):
         config = load_config(config)
-    return run(
-        sweep_config(config, mode=mode),
-        resume=resume,
-        progress=progress,
-        output_dir=output_dir,
-        report=report,
-        source=source,
-        dataset=dataset,
-        host=host,
-    )
+    return run(sweep_config(config, mode=mode), **options)
 
 
-# -- the run ----------------------------------------------------------------------------------
+# -- the values between the stages --------------------------------------------------------------
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+@attrs.frozen(eq=False)
+class Prepared:
+    """What every unit of a run shares, computed once.
+
+    dataset and splits: the task; source and info: the model and what it says it is (info.layer
+    is the layer steered); train: the training split's activations; inputs: the activations of
+    the inputs steered, with their texts and labels; probe and concept: the trained probe and the
+    half-spaces W h ≥ t it asks for; decoder: the SAE decoder, or None for a source without an
+    SAE; accuracy: the probe's (train, test) accuracy.
+    """
+
+    dataset: Dataset
+    splits: Splits
+    source: ActivationSource
+    info: SourceInfo
+    train: Activations
+    inputs: Activations
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    probe: Probe
+    concept: Concept
+    decoder: Any
+    accuracy: tuple[float, float]
+
+    @property
+    def n(self) -> int:
+        return len(self.texts)
 
 
-def _layer_of(hook_point: str) -> int | None:
-    match = re.match(r"^blocks\.(\d+)\.", hook_point)
-    return int(match.group(1)) if match else None
+@attrs.frozen
+class Unit:
+    """One [[methods]] entry at one grid setting (param = value; both None without a grid): its
+    method is computed once and evaluated at each α."""
+
+    entry: MethodEntry
+    method: type[SteeringMethod]
+    param: str | None
+    value: float | None
+
+    @property
+    def setting(self) -> str:
+        """'qp lam=0.1', or the label alone without a grid."""
+        return self.entry.label + (f" {self.param}={float(self.value)!r}" if self.param else "")
+
+    def key(self, config_hash: str, alpha: float, input_id: int) -> tuple[Any, ...]:
+        """The results key (RESULT_KEY) of one row of this unit."""
+        value = None if self.value is None else float(self.value)
+        entry = self.entry
+        return (config_hash, entry.label, entry.solver, self.param, value, float(alpha), input_id)
+
+    def vector_name(self, with_solver: bool) -> str:
+        """The file stem of its saved vectors: label[_solver][_paramVALUE], filename-safe."""
+        name = self.entry.label
+        if with_solver and self.entry.solver:
+            name += f"_{self.entry.solver}"
+        if self.param is not None:
+            name += f"_{self.param}{float(self.value)!r}"  # type: ignore[arg-type]
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
-def _format_value(value: float) -> str:
-    return repr(float(value))
+def units_of(config: Config, methods: Sequence[type[SteeringMethod]]) -> list[Unit]:
+    """Every unit of the config, in config order."""
+    return [
+        Unit(entry=entry, method=cls, param=param, value=value)
+        for entry, cls in zip(config.methods, methods)
+        for param, value in entry.settings()
+    ]
 
 
-def _describe_failure(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-class _RunLock:
-    """An exclusive lock on the run directory (released when the process dies)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / ".lock"
-        self._handle: Any = None
-
-    def __enter__(self) -> _RunLock:
-        self._handle = open(self.path, "a+")
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            return self
-        try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            self._handle.close()
-            raise SteerkitError(
-                f"another steerkit process is writing {self.path.parent}; wait for it to finish"
-            ) from e
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.close()
+# -- the run --------------------------------------------------------------------------------
 
 
 class _Runner:
+    """One run of a config in one run directory; every attribute is set here, in __init__."""
+
     def __init__(
         self,
         config: Config,
         *,
-        resume: bool,
+        run_dir: Path,
         progress: bool,
-        output_dir: str | Path | None,
         source: ActivationSource | None,
         dataset: Dataset | None,
-        host: steerkit.PluginHost | None,
+        host: steerkit.PluginHost,
     ) -> None:
         self.config = config
-        self.hash = config.hash
+        self.run_dir = run_dir
         self.progress = progress
-        self.run_dir = run_dir_for(config, output_dir, resume=resume)
         self.source_override = source
         self.dataset_override = dataset
-        self.host = host if host is not None else steerkit.get_host()
-        self.timings: dict[str, float] = {}
-        self.base_generations: dict[int, str] = {}
-        self.generation_error: str | None = None
-
-    # -- bookkeeping -------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
-
-    def write_run_json(self, **updates: Any) -> None:
-        path = self.run_dir / RUN_JSON
-        data: dict[str, Any] = {}
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                data = {}
-        if data.get("config_hash") not in (None, self.hash):
-            raise SteerkitError(
-                f"{path} belongs to another config (hash {data.get('config_hash')}); "
-                "choose another output folder"
-            )
-        data.setdefault("created", _now())
-        data.update(updates)
-        data["config_hash"] = self.hash
-        data["updated"] = _now()
-        data["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(
-            json.dumps(to_json(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        self.host = host
+        skip = [k for k, v in (("source", source), ("dataset", dataset)) if v is not None]
+        self.classes = resolve_config(config, host, skip=skip)
+        self.metrics: list[tuple[str, Metric]] = [
+            (name, cls(**config.evaluation.params.get(name, {})))
+            for name, cls in zip(config.evaluation.metrics, self.classes["metrics"])
+        ]
+        self.needs = functools.reduce(
+            Needs.__or__, (Needs.of(m.requires()) for _, m in self.metrics), Needs()
         )
-        os.replace(tmp, path)
-
-    def write_config_copy(self) -> None:
-        toml_path = self.run_dir / "config.toml"
-        if not toml_path.exists():
-            text = self.config.text if self.config.text is not None else _to_toml(self.config)
-            toml_path.write_text(text, encoding="utf-8")
-        json_path = self.run_dir / "config.json"
-        if not json_path.exists():
-            json_path.write_text(
-                json.dumps(self.config.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                encoding="utf-8",
-            )
-
-    # -- stages --------------------------------------------------------------------------------
+        self.clock = Stopwatch()
+        self.files = RunFiles(run_dir, config, self.clock)
 
     def execute(self, *, report: bool) -> RunResult:
         config = self.config
-        skip = tuple(
-            k
-            for k, v in (("source", self.source_override), ("dataset", self.dataset_override))
-            if v is not None
-        )
-        classes = resolve_config(config, self.host, skip=skip)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _RunLock(self.run_dir):
-            self.write_config_copy()
-            self.results = ResultsTable(self.run_dir / RESULTS)
-            self.generations = JsonlTable(self.run_dir / GENERATIONS, key=GENERATION_KEY)
-            resumed_rows = len(self.results)
-            self.write_run_json(
+        with RunLock(self.run_dir):
+            self.files.copy_config()
+            results = ResultsTable(self.run_dir / RESULTS)
+            generations = JsonlTable(self.run_dir / GENERATIONS, key=GENERATION_KEY)
+            resumed_rows = len(results)
+            self.files.update(
                 name=config.run.name,
                 steerkit_version=steerkit.__version__,
                 dataset=config.dataset.name,
@@ -343,514 +322,513 @@ class _Runner:
                 margin=config.probe.margin,
                 status="running",
             )
-            self.prepare(classes)
-            new_rows, units_run, units_skipped, failed = self.compute_units(classes)
-            self.write_run_json(status="complete", failed_units=failed)
-            report_path = None
-            if report:
-                from steerkit_runner.report import write_report
-
-                with self.stage("report"):
-                    report_path = write_report(self.run_dir)
-                self.write_run_json(report=str(report_path))
+            try:
+                prepared = self.prepare()
+                units = _Units(self, prepared, results, generations)
+                counts = units.run(units_of(config, self.classes["methods"]))
+                self.files.update(status="complete", failed_units=counts.failed)
+                report_path = self.report() if report else None
+            except Exception as e:  # a failed run says so; a killed one stays "running"
+                self.files.update(status="failed", error=f"{type(e).__name__}: {e}")
+                raise
         if resumed_rows:
             logger.info("resumed %s: %d rows were already there", self.run_dir, resumed_rows)
         return RunResult(
             run_dir=self.run_dir,
-            config_hash=self.hash,
+            config_hash=config.hash,
             report=report_path,
-            rows=len(self.results),
-            new_rows=new_rows,
-            units_run=units_run,
-            units_skipped=units_skipped,
-            failed_units=tuple(failed),
-            timings=dict(self.timings),
-            skipped_lines=tuple(self.results.skipped),
+            rows=len(results),
+            new_rows=counts.new_rows,
+            units_run=counts.run,
+            units_skipped=counts.skipped,
+            failed_units=tuple(counts.failed),
+            timings=dict(self.clock.timings),
+            skipped_lines=tuple(results.skipped),
+            notes=tuple(counts.notes),
         )
 
-    def prepare(self, classes: Mapping[str, Any]) -> None:
-        config = self.config
-        with self.stage("dataset"):
-            dataset = self.dataset_override or classes["dataset"](**config.dataset.params)
+    def report(self) -> Path:
+        from steerkit_runner import report as report_module
+
+        with self.clock.stage("report"):
+            path = report_module.write_report(self.run_dir)
+        self.files.update(report=str(path))
+        return path
+
+    # -- stage 1-3: dataset, source, probe ------------------------------------------------------
+
+    def prepare(self) -> Prepared:
+        """The dataset's splits, the activations, the inputs to steer, the probe and its concept,
+        the decoder — and what the source is, recorded in run.json."""
+        config, stage = self.config, self.clock.stage
+        with stage("dataset"):
+            dataset = self.dataset_override or self.classes["dataset"](**config.dataset.params)
             splits = dataset.load(seed=config.run.seed, n_per_class=config.dataset.n_per_class)
-        with self.stage("source"):
-            source = self.source_override or classes["source"](**config.source.params)
-        with self.stage("activations"):
+        with stage("source"):
+            source = self.source_override or self.classes["source"](**config.source.params)
+        with stage("activations"):
             train = source.activations(list(splits.train.texts))
             test = source.activations(list(splits.test.texts))
-        split, split_acts = (
-            (splits.test, test) if config.steering.split == "test" else (splits.train, train)
+        steered = splits.test if config.steering.split == "test" else splits.train
+        chosen = self.chosen_inputs(steered.labels)
+        with stage("probe"):
+            probe = self.classes["probe"](**config.probe.params)
+            probe = probe.fit(train.hidden, splits.train.labels, seed=config.run.seed)
+            accuracy = (
+                _score(probe, train.hidden, splits.train.labels),
+                _score(probe, test.hidden, splits.test.labels),
+            )
+            concept = probe.concept(
+                target_class=config.probe.target_class, margin=config.probe.margin
+            )
+        with stage("decoder"):
+            decoder = _decoder(source)
+        info = source.describe()
+        if info.layer is None:
+            info = attrs.evolve(info, layer=layer_of(info.hook_point))
+        prepared = Prepared(
+            dataset=dataset,
+            splits=splits,
+            source=source,
+            info=info,
+            train=train,
+            inputs=(test if steered is splits.test else train).take(chosen),
+            texts=tuple(steered.texts[i] for i in chosen),
+            labels=tuple(int(steered.labels[i]) for i in chosen),
+            probe=probe,
+            concept=concept,
+            decoder=decoder,
+            accuracy=accuracy,
         )
-        target = config.probe.target_class
-        chosen = [
-            i
-            for i, label in enumerate(split.labels)
-            if config.steering.inputs == "all" or int(label) != target
-        ][: config.steering.max_inputs]
+        self.files.update(**self.provenance(prepared))
+        return prepared
+
+    def chosen_inputs(self, labels: Sequence[int]) -> list[int]:
+        """The indices of the split's texts to steer ([steering] inputs and max_inputs)."""
+        steering, target = self.config.steering, self.config.probe.target_class
+        chosen = [i for i, y in enumerate(labels) if steering.inputs == "all" or int(y) != target]
+        chosen = chosen[: steering.max_inputs]
         if not chosen:
             raise SteerkitError(
-                f"no inputs to steer: the {config.steering.split} split has no texts whose label "
+                f"no inputs to steer: the {steering.split} split has no texts whose label "
                 f"is not the target class {target} (set [steering] inputs = 'all')"
             )
-        features = split_acts.features
-        self.inputs = Activations(
-            hidden=split_acts.hidden[chosen],
-            hook_point=split_acts.hook_point,
-            features=None if features is None else features[chosen],
-        )
-        self.texts = [split.texts[i] for i in chosen]
-        self.labels = [int(split.labels[i]) for i in chosen]
-        with self.stage("probe"):
-            probe = classes["probe"](**config.probe.params).fit(
-                train.hidden, splits.train.labels, seed=config.run.seed
-            )
-            accuracy_train = _score(probe, train.hidden, splits.train.labels)
-            accuracy_test = _score(probe, test.hidden, splits.test.labels)
-            concept = probe.concept(target_class=target, margin=config.probe.margin)
-        with self.stage("decoder"):
-            try:
-                decoder = source.decoder()
-            except (NotImplementedError, SteerkitError) as e:
-                logger.info("the source has no SAE decoder (%s): SAE methods will fail", e)
-                decoder = None
-        self.dataset, self.splits, self.source = dataset, splits, source
-        self.metric_source = UnsteeredMemo(source)  # unsteered logits are asked for every unit
-        self.train, self.probe, self.concept, self.decoder = train, probe, concept, decoder
-        describe = getattr(source, "describe", None)
-        info: dict[str, Any] = dict(describe()) if callable(describe) else {}
-        hook_point = source.hook_point
-        layer = getattr(source, "layer", None)
-        self.layer = layer if isinstance(layer, int) else _layer_of(hook_point)
-        self.sae = {
-            "release": info.get("sae_release"),
-            "id": info.get("sae_id"),
-            "d_sae": None if decoder is None else int(np.shape(decoder)[0]),
-        }
-        self.vector_metadata = {
-            "model": info.get("model"),
-            "preset": info.get("preset"),
-            "hook_point": hook_point,
-            "layer": self.layer,
-            "sae": self.sae,
-            "source": {"name": getattr(source, "name", None), "params": config.source.params},
-            "dataset": config.dataset.name,
-            "target_class": target,
-            "config_hash": self.hash,
-            "run": config.run.name,
-        }
-        self.write_run_json(
-            model=info.get("model"),
-            preset=info.get("preset"),
-            layer=self.layer,
-            hook_point=hook_point,
-            sae=self.sae,
-            probe={
+        return chosen
+
+    def provenance(self, prepared: Prepared) -> dict[str, Any]:
+        """What run.json records about the prepared run (the report reads it)."""
+        config, info = self.config, prepared.info
+        d_sae = None if prepared.decoder is None else int(np.shape(prepared.decoder)[0])
+        columns = [c for _, metric in self.metrics for c in metric.columns()]
+        return {
+            "source": info.to_dict(),
+            "model": info.model,
+            "preset": info.preset,
+            "weights": info.weights,
+            "layer": info.layer,
+            "hook_point": info.hook_point,
+            "sae": {"release": info.sae_release, "id": info.sae_id, "d_sae": d_sae},
+            "probe": {
                 "name": config.probe.name,
-                "accuracy_train": accuracy_train,
-                "accuracy_test": accuracy_test,
+                "accuracy_train": prepared.accuracy[0],
+                "accuracy_test": prepared.accuracy[1],
             },
-            n_inputs=len(self.texts),
-            split=config.steering.split,
-            n_train=len(splits.train),
-            n_test=len(splits.test),
-        )
+            "n_inputs": prepared.n,
+            "split": config.steering.split,
+            "n_train": len(prepared.splits.train),
+            "n_test": len(prepared.splits.test),
+            "columns": [c.to_dict() for c in (*columns, *RUNNER_COLUMNS)],
+            "methods": {
+                entry.label: {"name": entry.name, "family": cls.family, "solver": entry.solver}
+                for entry, cls in zip(config.methods, self.classes["methods"])
+            },
+        }
 
-    # -- units ---------------------------------------------------------------------------------
 
-    def compute_units(self, classes: Mapping[str, Any]) -> tuple[int, int, int, list[str]]:
+def _score(probe: Probe, hidden: Any, labels: Any) -> float:
+    try:
+        return float(probe.score(hidden, labels))
+    except NotImplementedError:
+        return float("nan")
+
+
+def _decoder(source: ActivationSource) -> Any:
+    try:
+        return source.decoder()
+    except (NotImplementedError, SteerkitError) as e:
+        logger.info("the source has no SAE decoder (%s): SAE methods will fail", e)
+        return None
+
+
+def _describe_failure(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# -- stages 4-8, one unit at a time --------------------------------------------------------------
+
+
+@attrs.define
+class _Counts:
+    new_rows: int = 0
+    run: int = 0
+    skipped: int = 0
+    failed: list[str] = attrs.field(factory=list)
+    notes: list[str] = attrs.field(factory=list)
+
+
+class _Units:
+    """The units of one prepared run: compute, save, evaluate, write rows."""
+
+    def __init__(
+        self, runner: _Runner, prepared: Prepared, results: ResultsTable, generations: JsonlTable
+    ) -> None:
+        self.config = runner.config
+        self.hash = runner.config.hash
+        self.run_dir = runner.run_dir
+        self.host = runner.host
+        self.progress = runner.progress
+        self.metrics = runner.metrics
+        self.needs = runner.needs
+        self.stage = runner.clock.stage
+        self.prepared = prepared
+        self.results = results
+        self.generations = generations
+        # the model for metrics: unsteered answers are asked again by every unit
+        self.metric_source = UnsteeredMemo(prepared.source)
+        self.generator = _Generator(prepared, self.config, self.stage)
+        labels: dict[str, set[str | None]] = {}
+        for entry in self.config.methods:
+            labels.setdefault(entry.label, set()).add(entry.solver)
+        self.solver_in_name = {label for label, solvers in labels.items() if len(solvers) > 1}
+
+    def run(self, units: Sequence[Unit]) -> _Counts:
+        """Every unit's missing α, in order, with a progress bar; resumed units are skipped
+        (and their vectors checked)."""
         from tqdm.auto import tqdm
 
-        config = self.config
-        alphas = config.steering.alphas
-        n = len(self.texts)
+        alphas = self.config.steering.alphas
         done = self.results.done_keys()
-        self.metrics = [
-            (name, cls(**config.evaluation.params.get(name, {})))
-            for name, cls in zip(config.evaluation.metrics, classes["metrics"])
-        ]
-        solvers_per_label: dict[str, set[str | None]] = {}
-        for entry in config.methods:
-            solvers_per_label.setdefault(entry.label, set()).add(entry.solver)
-        units = [
-            (entry, cls, param, value)
-            for entry, cls in zip(config.methods, classes["methods"])
-            for param, value in entry.settings()
-        ]
-        new_rows = units_run = units_skipped = 0
-        failed: list[str] = []
-        bar = tqdm(
-            total=len(units) * len(alphas),
-            desc="steering",
-            unit="unit",
-            disable=not self.progress,
-        )
-        with bar:
-            for entry, cls, param, value in units:
-                key = (self.hash, entry.label, entry.solver, param, _key_float(value))
+        counts = _Counts()
+        with tqdm(
+            total=len(units) * len(alphas), desc="steering", unit="unit", disable=not self.progress
+        ) as bar:
+            for unit in units:
                 todo = [
                     a
                     for a in alphas
-                    if any((*key, float(a), float(i)) not in done for i in range(n))
+                    if any(unit.key(self.hash, a, i) not in done for i in range(self.prepared.n))
                 ]
-                units_skipped += len(alphas) - len(todo)
+                counts.skipped += len(alphas) - len(todo)
                 bar.update(len(alphas) - len(todo))
                 if not todo:
+                    counts.notes.extend(self.check_vectors(unit))
                     continue
-                setting = entry.label + (f" {param}={_format_value(value)}" if param else "")
-                bar.set_postfix_str(setting, refresh=False)
-                ambiguous = len(solvers_per_label[entry.label]) > 1
-                written, unit_failures = self.unit(entry, cls, param, value, todo, ambiguous, bar)
-                new_rows += written
-                units_run += len(todo)
-                failed.extend(f"{setting} α={a}: {m}" for a, m in unit_failures)
-        return new_rows, units_run, units_skipped, failed
+                bar.set_postfix_str(unit.setting, refresh=False)
+                written, failures = self.run_unit(unit, todo, bar)
+                counts.new_rows += written
+                counts.run += len(todo)
+                counts.failed.extend(f"{unit.setting} α={a}: {m}" for a, m in failures)
+        return counts
 
-    def base_row(
-        self, entry: MethodEntry, param: str | None, value: Any, alpha: float, i: int
-    ) -> dict[str, Any]:
-        return {
-            "config_hash": self.hash,
-            "method": entry.label,
-            "solver": entry.solver,
-            "param": param,
-            "value": None if value is None else float(value),
-            "alpha": float(alpha),
-            "input_id": i,
-            "text": self.texts[i],
-            "label": self.labels[i],
-        }
-
-    def unit(
-        self,
-        entry: MethodEntry,
-        cls: type,
-        param: str | None,
-        value: Any,
-        alphas: Sequence[float],
-        ambiguous: bool,
-        bar: Any,
+    def run_unit(
+        self, unit: Unit, alphas: Sequence[float], bar: Any
     ) -> tuple[int, list[tuple[float, str]]]:
-        """Compute one (method, setting) and evaluate it at each α still missing."""
-        config = self.config
-        n = len(self.texts)
-        params = entry.params_for(value)
-        if config.steering.on_failure == "record" and "on_failure" not in params:
-            accepted = accepted_params(cls)
-            if accepted is not None and "on_failure" in accepted:
-                params["on_failure"] = "keep"  # one infeasible input must not fail the unit
-        start = time.perf_counter()
+        """Compute one unit's method, save its vectors, and evaluate it at each α in `alphas`."""
         try:
-            with self.stage("methods"):
-                method = cls(**params)
-                start = time.perf_counter()
-                result = method.compute(
-                    MethodContext(
-                        inputs=self.inputs,
-                        concept=self.concept,
-                        decoder=self.decoder,
-                        solver=entry.solver,
-                        source=self.source,
-                        splits=self.splits,
-                        train=self.train,
-                        dataset=self.dataset,
-                        target_class=config.probe.target_class,
-                        seed=config.run.seed,
-                    )
-                )
-                seconds = time.perf_counter() - start
-                result = self.check_result(entry, result)
+            result, seconds = self.compute(unit)
         except Exception as e:
-            if config.steering.on_failure == "raise":
+            if self.config.steering.on_failure == "raise":
                 raise
-            message = _describe_failure(e)
-            status = "infeasible" if isinstance(e, InfeasibleError) else "error"
-            setting = entry.label + (f" {param}={_format_value(value)}" if param else "")
-            logger.warning("%s failed: %s", setting, message)
-            logger.debug("traceback", exc_info=True)
-            written = 0
-            for alpha in alphas:
-                rows = [
-                    {
-                        **self.base_row(entry, param, value, alpha, i),
-                        "shared": False,
-                        "status": status,
-                        "message": message,
-                        "support": None,
-                        "method_seconds": float("nan"),
-                    }
-                    for i in range(n)
-                ]
-                written += self.results.append(rows)
-                bar.update(1)
-            return written, [(a, message) for a in alphas]
-
-        self.save(entry, param, value, result, alphas, ambiguous)
+            return self.record_failure(unit, alphas, e, bar)
+        self.save(unit, result)
         written = 0
         failures: list[tuple[float, str]] = []
         for alpha in alphas:
-            rows, generations, problems = self.evaluate(
-                entry, param, value, result, alpha, seconds / n
-            )
+            rows, generations, problems = self.evaluate(unit, result, alpha, seconds)
             self.generations.append(generations)
             written += self.results.append(rows)
             failures.extend((alpha, p) for p in problems)
             bar.update(1)
         return written, failures
 
-    def check_result(self, entry: MethodEntry, result: Any) -> MethodResult:
-        """The method's result, checked; vectors get the run's positions and layer."""
-        n = len(self.texts)
+    # -- stage 4-5: the method (and its solves) ---------------------------------------------
+
+    def compute(self, unit: Unit) -> tuple[MethodResult, float]:
+        """The unit's MethodResult, checked, with each vector at the run's positions and layer;
+        and the method's seconds per input."""
+        params = unit.entry.params_for(unit.value)
+        if self.config.steering.on_failure == "record" and "on_failure" not in params:
+            accepted = accepted_params(unit.method)
+            if accepted is not None and "on_failure" in accepted:
+                params["on_failure"] = "keep"  # one infeasible input must not fail the unit
+        prepared = self.prepared
+        with self.stage("methods"):
+            method = unit.method(**params)
+            start = time.perf_counter()
+            result = method.compute(
+                MethodContext(
+                    inputs=prepared.inputs,
+                    concept=prepared.concept,
+                    decoder=prepared.decoder,
+                    solver=unit.entry.solver,
+                    source=prepared.source,
+                    splits=prepared.splits,
+                    train=prepared.train,
+                    dataset=prepared.dataset,
+                    target_class=self.config.probe.target_class,
+                    seed=self.config.run.seed,
+                    host=self.host,
+                )
+            )
+            seconds = (time.perf_counter() - start) / prepared.n
+        return self.checked(unit, result), seconds
+
+    def checked(self, unit: Unit, result: Any) -> MethodResult:
         if not isinstance(result, MethodResult):
             raise SteerkitError(
-                f"method {entry.name!r} returned {type(result).__name__}, not a MethodResult"
+                f"method {unit.entry.name!r} returned {type(result).__name__}, not a MethodResult"
             )
-        expected = 1 if result.shared else n
-        if len(result.vectors) != expected:
-            raise SteerkitError(
-                f"method {entry.name!r} returned {len(result.vectors)} vectors for "
-                f"{'a shared result' if result.shared else f'{n} inputs'} (expected {expected})"
-            )
-        positions = self.config.steering.positions
+        result.per_input(self.prepared.n)  # the number of vectors fits the inputs
+        hook_point, layer = self.prepared.inputs.hook_point, self.prepared.info.layer
         vectors = []
         for vector in result.vectors:
             if vector is not None:
-                if vector.hook_point != self.inputs.hook_point:
+                if vector.hook_point != hook_point:
                     raise SteerkitError(
-                        f"method {entry.name!r} returned a vector for {vector.hook_point}, but the "
-                        f"run steers {self.inputs.hook_point}"
+                        f"method {unit.entry.name!r} returned a vector for {vector.hook_point}, "
+                        f"but the run steers {hook_point}"
                     )
                 vector = attrs.evolve(
                     vector,
-                    positions=positions,
-                    layer=vector.layer if vector.layer is not None else self.layer,
+                    positions=self.config.steering.positions,
+                    layer=vector.layer if vector.layer is not None else layer,
                 )
             vectors.append(vector)
         return attrs.evolve(result, vectors=tuple(vectors))
 
-    def input_vector(self, result: MethodResult, i: int) -> SteeringVector | None:
-        return result.vectors[0] if result.shared else result.vectors[i]
+    def record_failure(
+        self, unit: Unit, alphas: Sequence[float], error: Exception, bar: Any
+    ) -> tuple[int, list[tuple[float, str]]]:
+        """A unit whose method failed: one row per input and α with the status and message."""
+        message = _describe_failure(error)
+        status = "infeasible" if isinstance(error, InfeasibleError) else "error"
+        logger.warning("%s failed: %s", unit.setting, message)
+        logger.debug("traceback", exc_info=True)
+        written = 0
+        for alpha in alphas:
+            rows = [
+                {
+                    **self.row(unit, alpha, i),
+                    "shared": False,
+                    "status": status,
+                    "message": message,
+                    "support": None,
+                    "method_seconds": float("nan"),
+                }
+                for i in range(self.prepared.n)
+            ]
+            written += self.results.append(rows)
+            bar.update(1)
+        return written, [(a, message) for a in alphas]
 
-    def input_status(self, result: MethodResult, i: int) -> tuple[str, str | None]:
-        solutions = result.solutions
-        if result.shared:
-            solution = solutions[0] if solutions else None
-        else:
-            solution = solutions[i] if len(solutions) == len(self.texts) else None
-        vector = self.input_vector(result, i)
-        if solution is None:
-            if vector is None:
-                return "error", "the method returned no vector for this input"
-            return "ok", None
-        status = str(solution.status.value)
-        if vector is None and status == "optimal":
-            status = "error"
-        return status, solution.message or None
+    # -- stage 6: vectors on disk -----------------------------------------------------------
 
-    # -- saving and evaluating -----------------------------------------------------------------
-
-    def save(
-        self,
-        entry: MethodEntry,
-        param: str | None,
-        value: Any,
-        result: MethodResult,
-        alphas: Sequence[float],
-        ambiguous: bool,
-    ) -> None:
+    def vector_files(self, unit: Unit) -> tuple[Path, Path]:
+        """The stems of the unit's saved vectors: one vector (the first input's, or the shared
+        one) and the per-input stack."""
+        name = unit.vector_name(unit.entry.label in self.solver_in_name)
         folder = self.run_dir / "vectors"
-        name = entry.label
-        if ambiguous and entry.solver:
-            name += f"_{entry.solver}"
-        if param is not None:
-            name += f"_{param}{_format_value(value)}"
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-        metadata = {
-            **self.vector_metadata,
+        return folder / name, folder / f"{name}_inputs"
+
+    def save(self, unit: Unit, result: MethodResult) -> None:
+        """Save the unit's vectors; a file already there is kept when it verifies, and written
+        again when it does not (torn by a crash, or its sidecar missing)."""
+        ids = [i for i, v in enumerate(result.vectors) if v is not None]
+        if not ids:
+            return
+        single, stack = self.vector_files(unit)
+        metadata = self.vector_metadata(unit, result)
+        with self.stage("save"):
+            if self.needs_writing(single):
+                first = result.vectors[ids[0]]
+                assert first is not None
+                meta = {**metadata, "input_id": ids[0]}
+                save_vector(first, single, metadata=meta, overwrite=True)
+            if not result.shared and self.needs_writing(stack):
+                kept = [v for v in result.vectors if v is not None]
+                save_vectors(kept, stack, input_ids=ids, metadata=metadata, overwrite=True)
+
+    def needs_writing(self, stem: Path) -> bool:
+        if not any(p.exists() for p in vector_paths(stem)):
+            return True
+        problem = check_saved(stem)
+        if problem is not None:
+            logger.warning("%s is damaged (%s): writing it again", stem, problem)
+        return problem is not None
+
+    def check_vectors(self, unit: Unit) -> list[str]:
+        """A unit already in the table whose vectors are missing or damaged (a deleted vectors/
+        folder, a crash while saving) gets them back: its method is computed again."""
+        single, stack = self.vector_files(unit)
+        ok = [r for r in self.results.rows if self.owns(unit, r) and r["status"] in OK_STATUSES]
+        if not ok:
+            return []  # the unit never had a vector
+        shared = all(r.get("shared") for r in ok)
+        stems = [single] if shared else [single, stack]
+        damaged = [s for s in stems if self.needs_writing(s)]
+        if not damaged:
+            return []
+        result, _ = self.compute(unit)
+        self.save(unit, result)
+        names = ", ".join(s.name for s in damaged)
+        return [f"{unit.setting}: vectors {names} were missing or damaged and were saved again"]
+
+    def owns(self, unit: Unit, row: Mapping[str, Any]) -> bool:
+        value = row.get("value")
+        return unit.key(self.hash, 0.0, 0)[:5] == (
+            row.get("config_hash"),
+            row.get("method"),
+            row.get("solver"),
+            row.get("param"),
+            None if value is None else float(value),
+        )
+
+    def vector_metadata(self, unit: Unit, result: MethodResult) -> dict[str, Any]:
+        """The sidecar's provenance: the source (to rebuild it), the method and its setting."""
+        prepared, entry = self.prepared, unit.entry
+        info = prepared.info
+        metadata: dict[str, Any] = {
+            "model": info.model,
+            "preset": info.preset,
+            "weights": info.weights,
+            "hook_point": info.hook_point,
+            "layer": info.layer,
+            "sae": {"release": info.sae_release, "id": info.sae_id, "d_sae": info.d_sae},
+            "source": info.to_dict(),
+            "dataset": self.config.dataset.name,
+            "target_class": self.config.probe.target_class,
+            "config_hash": self.hash,
+            "run": self.config.run.name,
             "method": entry.name,
             "label": entry.label,
             "solver": entry.solver,
-            "param": param,
-            "value": None if value is None else float(value),
-            "params": entry.params_for(value),
+            "param": unit.param,
+            "value": None if unit.value is None else float(unit.value),
+            "params": entry.params_for(unit.value),
             "alphas": list(self.config.steering.alphas),
             "shared": result.shared,
         }
-        if param is not None:
-            metadata[param] = float(value)
-        ids = [i for i in range(len(result.vectors)) if result.vectors[i] is not None]
-        if not ids:
-            return
-        with self.stage("save"):
-            first = result.vectors[ids[0]]
-            assert first is not None
-            single = folder / name
-            if not (folder / f"{name}.safetensors").exists():
-                save_vector(first, single, metadata={**metadata, "input_id": ids[0]})
-            if not result.shared and not (folder / f"{name}_inputs.safetensors").exists():
-                save_vectors(
-                    [v for v in result.vectors if v is not None],
-                    folder / f"{name}_inputs",
-                    input_ids=ids,
-                    metadata=metadata,
-                )
+        if unit.param is not None:
+            metadata[unit.param] = float(unit.value)  # type: ignore[arg-type]
+        return metadata
 
-    def _generate(self, ids: Sequence[int], vector: RowVectors) -> list[str]:
-        return list(
-            steered_generate(
-                self.source,
-                [self.texts[i] for i in ids],
-                vector,
-                max_new_tokens=self.config.steering.max_new_tokens,
-                seed=self.config.run.seed,
-            )
-        )
-
-    def generate(
-        self, prompt_ids: Sequence[int], result: MethodResult
-    ) -> tuple[dict[int, str], str | None]:
-        """Steered continuations of the inputs `prompt_ids`, each with its own vector (one batch
-        for a source with `per_row_vectors`, else one per distinct vector). Base continuations
-        are generated once per run, in one batch. Returns them and, if generation failed (and
-        failures are recorded), why."""
-        out: dict[int, str] = {}
-        if self.generation_error is not None or not prompt_ids:
-            return out, None
-        try:
-            with self.stage("generation"):
-                missing = [i for i in prompt_ids if i not in self.base_generations]
-                if missing:
-                    self.base_generations.update(zip(missing, self._generate(missing, None)))
-                if result.shared:
-                    out.update(zip(prompt_ids, self._generate(prompt_ids, result.vectors[0])))
-                else:
-                    vectors = [result.vectors[i] for i in prompt_ids]
-                    out.update(zip(prompt_ids, self._generate(prompt_ids, vectors)))
-        except NotImplementedError as e:  # the source cannot generate: say so once
-            self.generation_error = str(e)
-            logger.warning("no generations: %s", e)
-            return {}, None
-        except Exception as e:
-            if self.config.steering.on_failure == "raise":
-                raise
-            logger.warning("generation failed: %s", e)
-            return {}, f"generation: {_describe_failure(e)}"
-        return out, None
+    # -- stages 7-8: generation and metrics, into rows --------------------------------------
 
     def evaluate(
-        self,
-        entry: MethodEntry,
-        param: str | None,
-        value: Any,
-        result: MethodResult,
-        alpha: float,
-        method_seconds: float,
+        self, unit: Unit, result: MethodResult, alpha: float, method_seconds: float
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-        """The rows and generation rows of one α; problems: metric failures recorded."""
-        config = self.config
-        n = len(self.texts)
-        scaled = attrs.evolve(
-            result, vectors=tuple(None if v is None else v.scaled(alpha) for v in result.vectors)
-        )
-        ok = [i for i in range(n) if self.input_vector(scaled, i) is not None]
+        """The rows and generation rows of one α; problems: failures recorded in the rows."""
+        n = self.prepared.n
+        scaled = result.scaled(alpha)
+        vectors = scaled.per_input(n)
+        ok = [i for i in range(n) if vectors[i] is not None]
         columns: dict[str, np.ndarray[Any, Any]] = {}
         problems: list[str] = []
         generation_rows: list[dict[str, Any]] = []
         if ok:
-            if len(ok) == n:
-                inputs, sub = self.inputs, scaled
-            else:
-                features = self.inputs.features
-                inputs = Activations(
-                    hidden=self.inputs.hidden[ok],
-                    hook_point=self.inputs.hook_point,
-                    features=None if features is None else features[ok],
-                )
-                solutions = (
-                    tuple(scaled.solutions[i] for i in ok)
-                    if len(scaled.solutions) == n
-                    else scaled.solutions
-                )
-                sub = attrs.evolve(
-                    scaled, vectors=tuple(scaled.vectors[i] for i in ok), solutions=solutions
-                )
-            prompt_ids = [i for i in ok if i < config.steering.n_generate]
-            steered, problem = self.generate(prompt_ids, scaled)
-            if problem is not None:
-                problems.append(problem)
-            prompt_ids = [i for i in prompt_ids if i in steered]
-            text_fields: dict[str, Any] = {
-                "texts": tuple(self.texts[i] for i in ok),
-                "prompts": tuple(self.texts[i] for i in prompt_ids),
-                "generations": tuple(steered[i] for i in prompt_ids),
-                "base_generations": tuple(self.base_generations[i] for i in prompt_ids),
-            }
-            context = EvalContext(
-                inputs=inputs,
-                result=sub,
-                probe=self.probe,
-                source=self.metric_source,
-                target_class=config.probe.target_class,
-                dataset=self.dataset,
-                train=self.splits.train,
-                seed=config.run.seed,
-                **text_fields,
-            )
-            for name, metric in self.metrics:
-                try:
-                    with self.stage(f"metric.{name}"):
-                        values = metric.compute(context)
-                    for column, data in _metric_columns(name, values, len(ok)).items():
-                        full = np.full(n, np.nan)
-                        full[ok] = data
-                        columns[column] = full
-                except Exception as e:
-                    if config.steering.on_failure == "raise":
-                        raise
-                    problems.append(f"metric {name!r}: {_describe_failure(e)}")
-                    logger.warning("metric %r failed on %s: %s", name, entry.label, e)
-            for i in prompt_ids:
-                generation_rows.append(
-                    {
-                        **{
-                            k: v
-                            for k, v in self.base_row(entry, param, value, alpha, i).items()
-                            if k not in ("text", "label")
-                        },
-                        "prompt": self.texts[i],
-                        "steered": steered[i],
-                        "base": self.base_generations[i],
-                    }
-                )
+            steered, problem = self.generator.continuations(ok, vectors, self.needs.generations)
+            problems += [problem] if problem else []
+            context = self.context(scaled, ok, steered)
+            columns, failures = self.measure(unit, context, ok)
+            problems += failures
+            generation_rows = [
+                {
+                    **self.row(unit, alpha, i),
+                    "prompt": self.prepared.texts[i],
+                    "steered": text,
+                    "base": self.generator.base[i],
+                }
+                for i, text in steered.items()
+            ]
+            for row in generation_rows:
+                del row["text"], row["label"]
         rows = []
         for i in range(n):
-            status, message = self.input_status(scaled, i)
-            if problems:
-                message = "; ".join([m for m in (message, *problems) if m])
-            vector = self.input_vector(scaled, i)
-            support = None if vector is None else vector.provenance.get("support")
+            status, message = _status(scaled, i, vectors[i])
+            support = None if vectors[i] is None else vectors[i].provenance.get("support")
             row = {
-                **self.base_row(entry, param, value, alpha, i),
+                **self.row(unit, alpha, i),
                 "shared": bool(result.shared),
                 "status": status,
-                "message": message,
+                "message": "; ".join([m for m in (message, *problems) if m]) or None,
                 "support": None if support is None else [int(s) for s in support],
                 "method_seconds": method_seconds,
             }
-            for column, data in columns.items():
-                row[column] = float(data[i])
+            row.update({column: float(data[i]) for column, data in columns.items()})
             rows.append(row)
         return rows, generation_rows, problems
 
+    def context(
+        self, scaled: MethodResult, ok: Sequence[int], steered: Mapping[int, str]
+    ) -> EvalContext:
+        """What the metrics see for the inputs `ok` (those with a vector), fed as they need."""
+        prepared, needs = self.prepared, self.needs
+        prompt_ids = list(steered)
+        return EvalContext(
+            inputs=prepared.inputs.take(ok),
+            result=scaled.take(ok),
+            probe=prepared.probe,
+            source=self.metric_source if needs.model else None,
+            target_class=self.config.probe.target_class,
+            texts=tuple(prepared.texts[i] for i in ok),
+            dataset=prepared.dataset if needs.text_classifier else None,
+            train=prepared.splits.train if needs.text_classifier else None,
+            prompts=tuple(prepared.texts[i] for i in prompt_ids),
+            generations=tuple(steered[i] for i in prompt_ids),
+            base_generations=tuple(self.generator.base[i] for i in prompt_ids),
+            seed=self.config.run.seed,
+        )
 
-def _key_float(value: Any) -> Any:
-    return None if value is None else float(value)
+    def measure(
+        self, unit: Unit, context: EvalContext, ok: Sequence[int]
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], list[str]]:
+        """Every metric's columns as (n,) arrays (NaN for inputs without a vector), and the
+        failures recorded (or raised, with on_failure = "raise")."""
+        columns: dict[str, np.ndarray[Any, Any]] = {}
+        problems: list[str] = []
+        for name, metric in self.metrics:
+            try:
+                with self.stage(f"metric.{name}"):
+                    values = metric.compute(context)
+                for column, data in _metric_columns(name, values, len(ok)).items():
+                    full = np.full(self.prepared.n, np.nan)
+                    full[list(ok)] = data
+                    columns[column] = full
+            except Exception as e:
+                if self.config.steering.on_failure == "raise":
+                    raise
+                problems.append(f"metric {name!r}: {_describe_failure(e)}")
+                logger.warning("metric %r failed on %s: %s", name, unit.setting, e)
+        return columns, problems
+
+    def row(self, unit: Unit, alpha: float, i: int) -> dict[str, Any]:
+        """The key columns of a row, with the input's text and label."""
+        key = dict(zip(GENERATION_KEY, unit.key(self.hash, alpha, i)))
+        return {**key, "text": self.prepared.texts[i], "label": self.prepared.labels[i]}
 
 
-def _score(probe: Any, hidden: Any, labels: Any) -> float:
-    try:
-        return float(probe.score(hidden, labels))
-    except NotImplementedError:
-        return float("nan")
+def _status(result: MethodResult, i: int, vector: SteeringVector | None) -> tuple[str, str | None]:
+    """Input i's status and message: its solution's, or "ok" for a method without solutions."""
+    solution = result.solution_for(i)
+    if solution is None:
+        if vector is None:
+            return "error", "the method returned no vector for this input"
+        return "ok", None
+    status = str(solution.status.value)
+    if vector is None and status == "optimal":
+        status = "error"
+    return status, solution.message or None
 
 
 def _metric_columns(name: str, values: Any, n: int) -> dict[str, np.ndarray[Any, Any]]:
@@ -872,67 +850,50 @@ def _metric_columns(name: str, values: Any, n: int) -> dict[str, np.ndarray[Any,
     return out
 
 
-# -- writing a config back as TOML (for configs built in code) --------------------------------
+class _Generator:
+    """Continuations of the first n_generate inputs, each steered by its own vector in one
+    batched call; the unsteered ones are generated once per run (`base`). A source that cannot
+    generate is told once (`unavailable`) and never asked again."""
 
+    def __init__(self, prepared: Prepared, config: Config, stage: Any) -> None:
+        self.source = prepared.source
+        self.texts = prepared.texts
+        self.steering = config.steering
+        self.seed = config.run.seed
+        self.stage = stage
+        self.base: dict[int, str] = {}
+        self.unavailable: str | None = None
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"cannot write {value} to TOML")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return (
-            "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    def _generate(self, ids: Sequence[int], vectors: Any) -> list[str]:
+        return self.source.generate(
+            [self.texts[i] for i in ids],
+            max_new_tokens=self.steering.max_new_tokens,
+            vector=vectors,
+            seed=self.seed,
         )
-    raise ValueError(f"cannot write {type(value).__name__} to TOML")
 
-
-def _toml_table(header: str, items: Mapping[str, Any]) -> str:
-    lines = [header]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in items.items() if v is not None]
-    return "\n".join(lines) + "\n"
-
-
-def _to_toml(config: Config) -> str:
-    """A TOML text that parses back to the same config."""
-    parts = [
-        "# written by steerkit-runner from a config built in code\n",
-        _toml_table("[run]", attrs.asdict(config.run)),
-        _toml_table(
-            "[dataset]",
-            {
-                "name": config.dataset.name,
-                "n_per_class": config.dataset.n_per_class,
-                **config.dataset.params,
-            },
-        ),
-        _toml_table("[source]", {"name": config.source.name, **config.source.params}),
-        _toml_table(
-            "[probe]",
-            {
-                "name": config.probe.name,
-                "target_class": config.probe.target_class,
-                "margin": config.probe.margin,
-                **config.probe.params,
-            },
-        ),
-        _toml_table("[steering]", attrs.asdict(config.steering)),
-    ]
-    for entry in config.methods:
-        items: dict[str, Any] = {"name": entry.name, "label": entry.label, "solver": entry.solver}
-        items.update(entry.params)
-        if entry.grid_param is not None:
-            items[entry.grid_param] = list(entry.grid)
-        parts.append(_toml_table("[[methods]]", items))
-    parts.append(_toml_table("[evaluation]", {"metrics": list(config.evaluation.metrics)}))
-    for metric, params in config.evaluation.params.items():
-        parts.append(_toml_table(f"[evaluation.params.{json.dumps(metric)}]", params))
-    if config.sweep is not None:
-        parts.append(_toml_table("[sweep]", attrs.asdict(config.sweep)))
-    return "\n".join(parts)
+    def continuations(
+        self, ok: Sequence[int], vectors: Sequence[SteeringVector | None], needed: bool
+    ) -> tuple[dict[int, str], str | None]:
+        """{input id: steered continuation} for the inputs of `ok` below n_generate (none when
+        no metric needs generations), and why generation failed, if it did (and failures are
+        recorded)."""
+        ids = [i for i in ok if i < self.steering.n_generate]
+        if not needed or self.unavailable is not None or not ids:
+            return {}, None
+        try:
+            with self.stage("generation"):
+                missing = [i for i in ids if i not in self.base]
+                if missing:
+                    self.base.update(zip(missing, self._generate(missing, None)))
+                steered = self._generate(ids, [vectors[i] for i in ids])
+        except NotImplementedError as e:  # the source cannot generate: say so once
+            self.unavailable = str(e)
+            logger.warning("no generations: %s", e)
+            return {}, None
+        except Exception as e:
+            if self.steering.on_failure == "raise":
+                raise
+            logger.warning("generation failed: %s", e)
+            return {}, f"generation: {_describe_failure(e)}"
+        return dict(zip(ids, steered)), None

@@ -1,17 +1,23 @@
 """Steering vectors on disk: `NAME.safetensors` (the numbers) and `NAME.json` (what they are).
 
 The tensor is stored in the dtype the vector has (SteeringVector holds float64; a float32 stack
-stays float32), so a reload is bit-identical. A file holds one vector (key "vector", shape
-(d_model,)) or a stack of per-input vectors (key "vectors", shape (n, d_model), with the input
-ids in the sidecar). The sidecar records the model, preset, hook point, layer, SAE release and
-id, method, solver, λ / ε, the scale α, positions, the δ support with its feature ids and values,
-the steerkit version and the config hash, and the full provenance of each vector.
+stays float32), so a reload is bit-identical. Both files are written atomically (a temporary file,
+fsync, rename, then the folder fsynced), the tensor first; the sidecar records the tensor's
+SHA-256, so a pair cut in two by a crash — a tensor without its sidecar, or a sidecar with another
+tensor — is detected when read (`check_saved`) and never taken for a vector. A file holds one
+vector (key "vector", shape (d_model,)) or a stack of per-input vectors (key "vectors", shape
+(n, d_model), with the input ids in the sidecar). The sidecar records the model, preset, hook
+point, layer, SAE release and id, method, solver, λ / ε, the scale α, positions, the δ support
+with its feature ids and values, the steerkit version and the config hash, and the full
+provenance of each vector.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from steerkit_runner.results import to_json
 __all__ = [
     "FORMAT",
     "VectorFileError",
+    "check_saved",
     "load_vector",
     "load_vectors",
     "read_sidecar",
@@ -72,13 +79,39 @@ def _describe(vector: SteeringVector) -> dict[str, Any]:
     return out
 
 
+def _atomic_write(path: Path, data: bytes) -> None:
+    """`data` to `path` through a temporary file in the same folder: fsync, then rename. A crash
+    leaves the old file or the new one, never a torn one (and perhaps a stray *.tmp)."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not POSIX
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write(
     tensors: dict[str, np.ndarray[Any, Any]],
     sidecar: dict[str, Any],
     path: str | Path,
     overwrite: bool,
 ) -> tuple[Path, Path]:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     tensor_path, json_path = vector_paths(path)
     if not overwrite and (tensor_path.exists() or json_path.exists()):
@@ -87,11 +120,10 @@ def _write(
             "(pass overwrite=True, or choose another name)"
         )
     tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tensor_path), metadata={"format": FORMAT})
-    json_path.write_text(
-        json.dumps(to_json(sidecar), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps(to_json(sidecar), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    _atomic_write(tensor_path, save(tensors, metadata={"format": FORMAT}))
+    _atomic_write(json_path, text.encode("utf-8"))
+    _fsync_folder(tensor_path.parent)
     return tensor_path, json_path
 
 
@@ -185,10 +217,20 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         raise VectorFileError(f"{json_path} is not valid JSON: {e}") from e
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
         raise VectorFileError(f"{json_path} is not a steerkit steering-vector sidecar")
+    for key, kind in (("hook_point", str), ("shape", list)):
+        if not isinstance(sidecar.get(key), kind) or not sidecar[key]:
+            raise VectorFileError(
+                f"{json_path} has no valid {key!r} (a steerkit sidecar records the hook point the "
+                "vector is added at and the tensor's shape): it was edited or damaged; write the "
+                "vector again (`steerkit run` rewrites a damaged vector when it resumes)"
+            )
+    if sidecar.get("stacked") and not sidecar.get("input_ids"):
+        raise VectorFileError(f"{json_path}: a stack of per-input vectors without 'input_ids'")
     return sidecar
 
 
 def _load_array(path: str | Path) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     tensor_path, json_path = vector_paths(path)
@@ -196,7 +238,13 @@ def _load_array(path: str | Path) -> tuple[np.ndarray[Any, Any], dict[str, Any]]
     if not tensor_path.exists():
         raise VectorFileError(f"{tensor_path} is missing (its sidecar {json_path.name} is there)")
     key = "vectors" if sidecar.get("stacked") else "vector"
-    tensors = load_file(str(tensor_path))
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VectorFileError(
+            f"{tensor_path} is not a readable safetensors file ({e}): it was cut short or "
+            f"damaged; delete it and {json_path.name} and run again to write them anew"
+        ) from e
     if key not in tensors:
         raise VectorFileError(
             f"{tensor_path} holds {sorted(tensors)}, but its sidecar expects {key!r}"
@@ -213,6 +261,17 @@ def _load_array(path: str | Path) -> tuple[np.ndarray[Any, Any], dict[str, Any]]
             f"{tensor_path}: its contents do not match the checksum in {json_path.name}"
         )
     return array, sidecar
+
+
+def check_saved(path: str | Path) -> str | None:
+    """Why the saved vector at `path` (NAME, NAME.safetensors or NAME.json) cannot be used —
+    a file missing, a sidecar that is not one, a tensor torn or of another shape or checksum —
+    or None when it reads back whole."""
+    try:
+        _load_array(path)
+    except VectorFileError as e:
+        return str(e)
+    return None
 
 
 def _vector(

@@ -55,10 +55,12 @@ def test_run_prints_the_run_directory_the_table_and_the_report(
     run_dir = Path(lines[0].removeprefix("run directory: "))
     assert (run_dir / "results.jsonl").is_file()
     header = next(line for line in lines if line.startswith("method"))
-    assert header.split()[:5] == ["method", "solver", "setting", "α", "ok/n"]
-    assert "P(target)" in header and "shift" in header
+    # the one comparison table (the report's): one line per unit, at α = 1
+    assert header.split()[:6] == ["method", "solver", "setting", "α", "n", "failed"]
+    assert "p_after" in header and "probe_shift" in header  # the toy metric's undescribed columns
     table = [line for line in lines if line.startswith(("toy_direction", "toy_shared", "qp"))]
-    assert len(table) == 8 and any("boost=2" in line and "6/6" in line for line in table)
+    assert len(table) == 4
+    assert any("boost=2" in line and line.split()[3:6] == ["1", "6", "0"] for line in table)
     assert lines[-1] == f"report: {run_dir / 'report' / 'report.md'}"
 
     assert main(["run", str(path), "--no-progress"]) == 0  # again: everything resumed
@@ -144,7 +146,7 @@ def test_steer_without_a_preset_says_what_to_pass(
     result = runner_module.run(write_config(), source=tiny_source, report=False, progress=False)
     vector_file = result.run_dir / "vectors" / "toy_shared.safetensors"
     assert main(["steer", str(vector_file), "--prompt", "a dog"]) == 1
-    assert "pass --source-preset" in capsys.readouterr().err
+    assert "pass --source-param KEY=VALUE" in capsys.readouterr().err
 
 
 def test_report_needs_a_run_directory(

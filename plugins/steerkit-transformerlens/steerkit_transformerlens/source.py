@@ -16,10 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steerkit import Activations, ActivationSource, RowVectors, SteeringVector
+from steerkit import (
+    Activations,
+    ActivationSource,
+    Intervention,
+    RowVectors,
+    SourceInfo,
+    SteeringVector,
+)
 from steerkit._arrays import FloatArray, readonly, to_numpy
 from steerkit.errors import SteerkitError, ValidationError
-from steerkit.source import row_vectors
 from steerkit_transformerlens.activation_cache import (
     ActivationDiskCache,
     module_fingerprint,
@@ -68,7 +74,6 @@ class TransformerLensSource(ActivationSource):
     """
 
     name = "transformerlens"
-    per_row_vectors = True
 
     def __init__(
         self,
@@ -193,15 +198,41 @@ class TransformerLensSource(ActivationSource):
     def d_sae(self) -> int:
         return int(self._require_sae().cfg.d_sae)
 
-    def describe(self) -> dict[str, Any]:
-        """What this source is, for provenance: preset, model, hook point, SAE."""
-        out: dict[str, Any] = {"source": self.name, "hook_point": self.hook_point}
+    def describe(self) -> SourceInfo:
+        """What this source is: preset, model, the weights that run, hook point, SAE; a preset
+        source records the parameters that rebuild it (a model passed in code cannot be)."""
+        layer = self.layer
         if self.preset is not None:
-            out.update(preset=self.preset.name, model=self.preset.model)
-            out.update(sae_release=self.preset.sae_release, sae_id=self._sae_id)
-        elif self._model is not None:
-            out["model"] = self._model.cfg.model_name
-        return out
+            hook = self.hook_point.split(".hook_", 1)[1]
+            params: dict[str, Any] = {"preset": self.preset.name, "layer": layer, "hook": hook}
+            if self._sae_id != self.preset.sae_id_for(layer if layer is not None else 0):
+                params["sae_id"] = self._sae_id
+            if self._dtype not in (None, "float32"):
+                params["dtype"] = self._dtype
+            d_sae = self._sae.cfg.d_sae if self._sae is not None else None
+            return SourceInfo(
+                name=self.name,
+                hook_point=self.hook_point,
+                layer=layer,
+                d_model=self.preset.d_model,
+                model=self.preset.model,
+                preset=self.preset.name,
+                weights=self.preset.weights,
+                sae_release=self.preset.sae_release
+                or ("trained by steerkit" if self.preset.offline else None),
+                sae_id=self._sae_id,
+                d_sae=None if d_sae is None else int(d_sae),
+                params=params,
+            )
+        sae = self._sae
+        return SourceInfo(
+            name=self.name,
+            hook_point=self.hook_point,
+            layer=layer,
+            d_model=int(self.model.cfg.d_model),
+            model=self.model.cfg.model_name,
+            d_sae=None if sae is None else int(sae.cfg.d_sae),
+        )
 
     def __repr__(self) -> str:
         what = (
@@ -454,45 +485,39 @@ class TransformerLensSource(ActivationSource):
             self._decoder = readonly(sae.W_dec.detach().float().cpu().numpy().copy())
         return self._decoder
 
-    # -- steering ------------------------------------------------------------------------------
+    # -- steered passes --------------------------------------------------------------------
 
     def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
-        """Inside the block the model runs with `vector.scale · vector.vector` added at
-        `vector.hook_point`, at `vector.positions`; the hook is removed on exit, also on error."""
+        """For your own TransformerLens calls (`model(...)`, `model.generate`, `run_with_cache`):
+        inside the block the model runs with `vector.scale · vector.vector` added at
+        `vector.hook_point`, at `vector.positions` — the same hook `logits` and `generate` add
+        (steerkit's own passes take `vector=` instead); removed on exit, also on error."""
         if not isinstance(vector, SteeringVector):
             raise ValidationError(
                 _OWNER, "vector", "a steerkit.SteeringVector", type(vector).__name__
             )
-        return self._steer(vector)
+        return self._steering(Intervention((vector,)))
 
     @contextmanager
-    def _steer(self, vector: SteeringVector | Sequence[SteeringVector | None]) -> Iterator[None]:
+    def _steering(self, steering: Intervention) -> Iterator[None]:
+        """The hook adding each text's row of `steering` (none when no row is steered); the
+        loops set `self._window.rows` to the texts of each batch; always removed on exit."""
         try:
-            with steering_hooks(self.model, vector, self._window):
+            with steering_hooks(self.model, steering, self._window):
                 yield None
         finally:
             self._window.rows = None
 
-    def _steering(self, vector: RowVectors, n: int) -> AbstractContextManager[None]:
-        """The hook for `vector`: none, one vector for every text, or one per text (validated;
-        the loops set `self._window.rows` to the texts of each batch)."""
-        if vector is None:
-            return _null()
-        if isinstance(vector, SteeringVector):
-            return self.steer(vector)
-        return self._steer(row_vectors(vector, n))
-
-    def logits(self, texts: Sequence[str], vector: RowVectors = None) -> FloatArray:
-        """Next-token logits (n, d_vocab) float32 at each text's last real token, steered by
-        `vector` if given — one vector, or one per text (None: unsteered), added in the same
-        batched pass (a plain forward pass: `generated` positions are not steered). Only the
-        last real positions are unembedded."""
+    def _logits(self, texts: list[str], steering: Intervention) -> FloatArray:
+        """Next-token logits (n, d_vocab) float32 at each text's last real token, each text
+        steered by its row in the same batched pass (a plain forward pass: `generated` positions
+        are not steered). Only the last real positions are unembedded."""
         import torch
 
         rows = self._token_rows(texts, "texts")
         model = self.model
         out = np.empty((len(rows), int(model.cfg.d_vocab_out)), dtype=np.float32)
-        with self._steering(vector, len(rows)), torch.inference_mode():
+        with self._steering(steering), torch.inference_mode():
             for idx in self._batches(rows, "logits"):
                 self._window.rows = idx
                 batch = pad_batch(
@@ -511,17 +536,16 @@ class TransformerLensSource(ActivationSource):
                 out[idx] = last.to(device="cpu", dtype=torch.float32).numpy()
         return readonly(out)
 
-    def continuation_logprobs(
+    def _continuation_logprobs(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
         continuations: Sequence[str],
-        vector: RowVectors = None,
+        steering: Intervention,
     ) -> list[FloatArray]:
         """For each (prompt, continuation): (m,) float64 natural-log probabilities of the
         continuation's m tokens, each given the prompt and the continuation's earlier tokens;
-        one padded forward pass per batch. Steered by `vector` as `logits` is (one vector, or
-        one per pair; a plain forward pass: every position counts as prompt, so a `generated`
-        vector adds nothing).
+        one padded forward pass per batch. Each pair steered by its row, as in `logits` (a plain
+        forward pass: every position counts as prompt, so a `generated` vector adds nothing).
 
         Tokens: the prompt is tokenised as everywhere else (with BOS when the model prepends one);
         the continuation's tokens are those of prompt + continuation that follow the prompt's, so
@@ -566,7 +590,7 @@ class TransformerLensSource(ActivationSource):
         todo = [i for i, row in enumerate(rows) if len(row) > len(prompt_rows[i])]
         if not todo:
             return out
-        with self._steering(vector, len(rows)), torch.inference_mode():
+        with self._steering(steering), torch.inference_mode():
             for chunk in self._batches([rows[i] for i in todo], "continuation log-probs"):
                 idx = [todo[j] for j in chunk]
                 self._window.rows = idx
@@ -618,33 +642,21 @@ class TransformerLensSource(ActivationSource):
 
     # -- generation ----------------------------------------------------------------------------
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
+        steering: Intervention,
         *,
-        max_new_tokens: int = 32,
-        vector: RowVectors = None,
-        seed: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        stop_at_eos: bool = True,
-        use_kv_cache: bool = True,
+        max_new_tokens: int,
+        seed: int,
+        **options: Any,
     ) -> list[str]:
-        """The continuation (new text only) of each prompt; greedy unless `do_sample`. `vector`:
-        one for every prompt, or one per prompt (None: unsteered), in the same batched pass."""
+        """The continuation (new text only) of each prompt; greedy unless `do_sample`. Options:
+        do_sample, temperature, top_k, stop_at_eos, use_kv_cache (see `generate_tokens`)."""
         tokenizer = self.model.tokenizer
         assert tokenizer is not None
         ids = self.generate_tokens(
-            prompts,
-            max_new_tokens=max_new_tokens,
-            vector=vector,
-            seed=seed,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            stop_at_eos=stop_at_eos,
-            use_kv_cache=use_kv_cache,
+            prompts, max_new_tokens=max_new_tokens, vector=steering, seed=seed, **options
         )
         return [str(tokenizer.decode(row, skip_special_tokens=True)) for row in ids]
 
@@ -661,11 +673,14 @@ class TransformerLensSource(ActivationSource):
         stop_at_eos: bool = True,
         use_kv_cache: bool = True,
     ) -> list[list[int]]:
-        """The new token ids of each prompt (EOS and what follows it removed)."""
+        """The new token ids of each prompt (EOS and what follows it removed), each prompt
+        steered by its row of `vector` (one vector, None, or one per prompt), in one batched
+        pass; greedy unless `do_sample`."""
         rows = self._token_rows(prompts, "prompts")
+        steering = Intervention.of(vector, len(rows))
         SamplingOptions(do_sample=do_sample, temperature=temperature, top_k=top_k)  # validate
         out: list[list[int]] = [[] for _ in rows]
-        with self._steering(vector, len(rows)):
+        with self._steering(steering):
             for n_batch, idx in enumerate(self._batches(rows, "generate", by_length=False)):
                 self._window.rows = idx
                 new = generate_tokens(
@@ -705,11 +720,6 @@ def unembed_without_copy(model: HookedTransformer) -> None:
         return self.hook_out(F.linear(self.hook_in(residual), self.W_U.T, self.b_U))
 
     unembed.forward = types.MethodType(forward, unembed)
-
-
-@contextmanager
-def _null() -> Iterator[None]:
-    yield None
 
 
 def _load_from_hub(

@@ -13,9 +13,10 @@ says which of those positions hold prompt tokens and where the current forward p
 token is predicted at the last prompt position, which `prompt` and `all` steer and `generated`
 does not. The three sets partition the sequence: all = prompt ∪ generated.
 
-Per-row vectors (one per text, None for an unsteered text) are added in the same batched forward
-pass: the window also says which texts the current batch holds (`rows`), and row b of the batch
-gets its own text's vector. They must share a hook point and positions.
+Per-row vectors (an `Intervention`: one per text, None for an unsteered text) are added in the
+same batched forward pass: the window also says which texts the current batch holds (`rows`), and
+row b of the batch gets its own text's vector (the Intervention checked that they share a hook
+point, positions and width).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from steerkit.errors import ValidationError
-from steerkit.vector import Positions, SteeringVector
+from steerkit import Intervention, Positions, SteeringVector, ValidationError
 
 if TYPE_CHECKING:
     import torch
@@ -163,44 +163,36 @@ def _check_vector(model: HookedTransformer, vector: SteeringVector) -> None:
 @contextmanager
 def steering_hooks(
     model: HookedTransformer,
-    vector: SteeringVector | Sequence[SteeringVector | None],
+    steering: Intervention | SteeringVector,
     window: PositionWindow | None = None,
 ) -> Iterator[PositionWindow]:
-    """Inside the block, `model` runs with `vector` added at its hook point; the hook is removed
-    on exit, also when the block raises (TransformerLens removes hooks at its context level).
+    """Inside the block, `model` runs with `steering` added at its hook point; the hook is
+    removed on exit, also when the block raises (TransformerLens removes hooks at its context
+    level).
 
-    `vector` may also be one vector per text (None: that text unsteered), sharing one hook point
-    and positions; `window.rows` then says which texts each batch holds. All None: no hook."""
+    `steering`: one vector for every text, or an `Intervention` with one row per text (None:
+    that text unsteered); `window.rows` then says which texts each batch holds. No steered row:
+    no hook."""
     window = window if window is not None else PositionWindow()
-    if isinstance(vector, SteeringVector):
-        _check_vector(model, vector)
-        hook: SteeringHook = SteeringHook(vector, window)
-    else:
-        present = [(i, v) for i, v in enumerate(vector) if v is not None]
-        if not present:
+    if isinstance(steering, SteeringVector):
+        hook: SteeringHook = SteeringHook(steering, window)
+    elif isinstance(steering, Intervention):
+        first = steering.first
+        if first is None:
             yield window
             return
-        first = present[0][1]
-        for i, v in present:
-            if not isinstance(v, SteeringVector):
-                raise ValidationError(
-                    "steering_hooks", f"vector[{i}]", "a SteeringVector or None", type(v).__name__
-                )
-            if (v.hook_point, v.positions, v.d_model) != (
-                first.hook_point,
-                first.positions,
-                first.d_model,
-            ):
-                raise ValidationError(
-                    "SteeringVector",
-                    f"vector[{i}]",
-                    f"the hook point, positions and width of the first vector "
-                    f"({first.hook_point}, {first.positions.value}, {first.d_model}): per-row "
-                    "vectors are added in one pass; steer different hooks in separate calls",
-                    f"{v.hook_point}, {v.positions.value}, {v.d_model}",
-                )
-        _check_vector(model, first)
-        hook = RowSteeringHook(vector, window)
+        if all(row is first for row in steering.rows):
+            hook = SteeringHook(first, window)
+        else:
+            hook = RowSteeringHook(steering.rows, window)
+    else:
+        raise ValidationError(
+            "steering_hooks",
+            "steering",
+            "a steerkit.SteeringVector or a steerkit.Intervention",
+            type(steering).__name__,
+        )
+    _check_vector(model, hook.vector)
     with model.hooks(fwd_hooks=[(hook.vector.hook_point, hook)]):
         yield window
 

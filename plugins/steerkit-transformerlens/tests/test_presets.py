@@ -18,7 +18,7 @@ from steerkit_transformerlens.presets import PRESETS, get_preset, hook_name, lay
 from steerkit_transformerlens.source import TransformerLensSource
 from steerkit_transformerlens.testing import tiny_model, tiny_sae
 
-from steerkit import SteerkitError, UnknownPluginError, ValidationError
+from steerkit import SourceInfo, SteerkitError, UnknownPluginError, ValidationError
 
 pytestmark = pytest.mark.needs_torch
 
@@ -119,17 +119,24 @@ def test_construction_loads_nothing() -> None:
     source = TransformerLensSource("gemma-2-2b", layer=20)
     assert source.hook_point == "blocks.20.hook_resid_post" and source.layer == 20
     assert source._model is None  # loaded on first use
-    assert source.describe() == {
-        "source": "transformerlens",
-        "hook_point": "blocks.20.hook_resid_post",
-        "preset": "gemma-2-2b",
-        "model": "google/gemma-2-2b",
-        "sae_release": "gemma-scope-2b-pt-res-canonical",
-        "sae_id": "layer_20/width_16k/canonical",
-    }
+    assert source.describe() == SourceInfo(
+        name="transformerlens",
+        hook_point="blocks.20.hook_resid_post",
+        layer=20,
+        d_model=2304,
+        model="google/gemma-2-2b",
+        preset="gemma-2-2b",
+        sae_release="gemma-scope-2b-pt-res-canonical",
+        sae_id="layer_20/width_16k/canonical",
+        params={"preset": "gemma-2-2b", "layer": 20, "hook": "resid_post"},
+    )
+    assert source._model is None  # describing it loaded nothing either
     assert TransformerLensSource("gpt2-small").hook_point == "blocks.6.hook_resid_pre"
     custom = TransformerLensSource("gemma-2-2b", layer=12, sae_id="layer_12/width_65k/canonical")
-    assert custom.describe()["sae_id"] == "layer_12/width_65k/canonical"
+    assert custom.describe().sae_id == "layer_12/width_65k/canonical"
+    # the parameters it records rebuild the same source
+    again = TransformerLensSource(**custom.describe().params)  # type: ignore[arg-type]
+    assert again.describe() == custom.describe()
 
 
 def test_a_hub_preset_loads_the_sae_then_the_model_with_its_options(

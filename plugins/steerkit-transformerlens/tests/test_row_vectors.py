@@ -15,7 +15,7 @@ from steerkit_transformerlens.generation import final_positions
 from steerkit_transformerlens.source import TransformerLensSource
 from steerkit_transformerlens.testing import tiny_model
 
-from steerkit import SteeringVector, ValidationError, steered_generate, steered_logits
+from steerkit import SteeringVector, ValidationError
 
 pytestmark = pytest.mark.needs_torch
 
@@ -117,24 +117,24 @@ def test_bad_per_row_vectors_are_refused(
     assert sum(len(hp.fwd_hooks) for hp in source.model.hook_dict.values()) == 0
 
 
-def test_the_core_helpers_use_one_batched_call(
+def test_per_row_vectors_take_one_batched_call(
     source: TransformerLensSource, steerkit_rng: np.random.Generator
 ) -> None:
     vs = vectors(steerkit_rng)
     calls: list[Any] = []
-    real = source.logits
+    real = source._logits
 
-    def counting(texts: Any, vector: Any = None) -> Any:
-        calls.append(vector)
-        return real(texts, vector)
+    def counting(texts: Any, steering: Any) -> Any:
+        calls.append(steering)
+        return real(texts, steering)
 
-    source.logits = counting  # type: ignore[method-assign]
-    out = steered_logits(source, TEXTS, vs)
-    assert len(calls) == 1
+    source._logits = counting  # type: ignore[method-assign]
+    out = source.logits(TEXTS, vs)
+    assert len(calls) == 1 and list(calls[0].rows) == vs  # one pass, every row its own vector
     np.testing.assert_allclose(
-        out, np.stack([real([t], v)[0] for t, v in zip(TEXTS, vs)]), atol=2e-5
+        out, np.stack([source.logits([t], v)[0] for t, v in zip(TEXTS, vs)]), atol=2e-5
     )
-    texts = steered_generate(source, TEXTS, vs, max_new_tokens=3)
+    texts = source.generate(TEXTS, vector=vs, max_new_tokens=3)
     assert texts == [source.generate([t], max_new_tokens=3, vector=v)[0] for t, v in zip(TEXTS, vs)]
 
 
