@@ -9,6 +9,7 @@ changing its parameters fails here until docs/plugins.md says the same.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from .fixtures import REPO, steerkit_env
 
 DOCS = REPO / "docs"
 EXAMPLE = DOCS / "examples" / "steerkit-tinyqp"
+METRIC_EXAMPLE = DOCS / "examples" / "steerkit-textstats"
 MARKDOWN = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 RUN_MARKER = "# test: run"
 
@@ -178,24 +180,39 @@ def test_runnable_example(code: str, tmp_path: Path) -> None:
         text=True,
         timeout=120,
         cwd=tmp_path,
-        env=steerkit_env(EXAMPLE),
+        env=examples_env(),
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+def examples_env() -> dict[str, str]:
+    """The environment with both documented example plugins importable."""
+    env = steerkit_env(EXAMPLE)
+    env["PYTHONPATH"] = os.pathsep.join([str(METRIC_EXAMPLE), env["PYTHONPATH"]])
+    return env
 
 
 # -- the example plugin ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "name", ["steerkit_tinyqp.py", "pyproject.toml", "test_steerkit_tinyqp.py"]
+    ("folder", "name"),
+    [
+        (EXAMPLE, "steerkit_tinyqp.py"),
+        (EXAMPLE, "pyproject.toml"),
+        (EXAMPLE, "test_steerkit_tinyqp.py"),
+        (METRIC_EXAMPLE, "steerkit_textstats.py"),
+        (METRIC_EXAMPLE, "pyproject.toml"),
+        (METRIC_EXAMPLE, "test_steerkit_textstats.py"),
+    ],
 )
-def test_example_plugin_is_in_the_docs_verbatim(name: str) -> None:
+def test_example_plugin_is_in_the_docs_verbatim(folder: Path, name: str) -> None:
     fence = "toml" if name.endswith(".toml") else "python"
-    assert f"```{fence}\n{text(EXAMPLE / name)}```" in text(DOCS / "plugins.md")
+    assert f"```{fence}\n{text(folder / name)}```" in text(DOCS / "plugins.md")
 
 
-def test_example_plugin_passes_its_own_tests(tmp_path: Path) -> None:
-    """The documented plugin's test module (conformance suite and fixtures) passes."""
+def run_example_tests(folder: Path, tests: str, tmp_path: Path) -> str:
+    """pytest on an example plugin's test module in a fresh interpreter; its summary line."""
     result = subprocess.run(
         [
             sys.executable,
@@ -205,19 +222,31 @@ def test_example_plugin_passes_its_own_tests(tmp_path: Path) -> None:
             "-p",
             "no:cacheprovider",
             f"--rootdir={tmp_path}",
-            str(EXAMPLE / "test_steerkit_tinyqp.py"),
+            str(folder / tests),
         ],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env=steerkit_env(EXAMPLE),
+        env=steerkit_env(folder),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and "skipped" not in summary and "error" not in summary
+    return summary
+
+
+def test_example_plugin_passes_its_own_tests(tmp_path: Path) -> None:
+    """The documented plugin's test module (conformance suite and fixtures) passes."""
+    summary = run_example_tests(EXAMPLE, "test_steerkit_tinyqp.py", tmp_path)
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) >= 30, summary
-    assert "failed" not in summary and "skipped" not in summary and "error" not in summary
+
+
+def test_metric_example_passes_its_own_tests(tmp_path: Path) -> None:
+    """The documented metric plugin's test module passes, against hand counts."""
+    summary = run_example_tests(METRIC_EXAMPLE, "test_steerkit_textstats.py", tmp_path)
+    assert re.search(r"\b2 passed\b", summary), summary
 
 
 # -- the backends table ---------------------------------------------------------------------------

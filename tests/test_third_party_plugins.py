@@ -9,6 +9,7 @@ example plugin); see tests/fixtures/__init__.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import pytest
 
 from steerkit.plugins import ALLOW_ENV, BLOCK_ENV
 
-from .fixtures import installed_site, run_steerkit, steerkit_env, steerkit_json
+from .fixtures import REPO, installed_site, run_steerkit, steerkit_env, steerkit_json
 
 pytestmark = pytest.mark.venv
 
@@ -180,3 +181,69 @@ def test_block_list_skips_the_named_plugins(site: Path) -> None:
     names = {i["name"] for i in steerkit_json("solvers", env=env)}
     assert "tinyqp" in names
     assert not names & {"fixture-reference", "fixture-missing"}
+
+
+THIRD_PARTY_METRIC_RUN = """
+import functools, sys
+sys.path.insert(0, {tests!r})
+import conftest
+import steerkit
+from steerkit.cli import main
+from steerkit_runner import runner
+from steerkit_transformerlens.source import TransformerLensSource
+
+model, sae = conftest.tiny_model_and_sae()
+source = TransformerLensSource(model=model, sae=sae, hook_point=conftest.HOOK, cache=False,
+                               progress=False)
+runner.run = functools.partial(runner.run, source=source)
+# every installed plugin (entry points), and the runner tests' tiny dataset and toy methods
+host = steerkit.PluginHost(plugins=[("toy", conftest.ToyPlugin())])
+with steerkit.use_host(host):
+    sys.exit(main(["run", {config!r}, "--no-progress"]))
+"""
+
+
+@pytest.mark.needs_plugins
+@pytest.mark.needs_torch
+def test_a_third_party_metric_shows_in_the_printed_table_and_the_report(
+    site: Path, tmp_path: Path
+) -> None:
+    """The documented example metric (docs/examples/steerkit-textstats), pip-installed: a run
+    that names it computes its columns, and both the printed comparison and report.md show them
+    under the headers the metric declares — with no change to the runner."""
+    tests = REPO / "plugins" / "steerkit-runner" / "tests"
+    sys.path.insert(0, str(tests))
+    try:
+        import conftest  # the runner tests' tiny config
+    finally:
+        sys.path.remove(str(tests))
+    text = conftest.TINY_CONFIG.replace(
+        'metrics = ["toy_probe_shift", "toy_generation"]',
+        'metrics = ["toy_probe_shift", "textstats"]',
+    ).replace("seed = 0\n", f'seed = 0\noutput_dir = "{tmp_path / "runs"}"\n', 1)
+    assert '"textstats"' in text
+    config = tmp_path / "tiny.toml"
+    config.write_text(text, encoding="utf-8")
+    code = THIRD_PARTY_METRIC_RUN.format(tests=str(tests), config=str(config))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=steerkit_env(site, STEERKIT_CACHE_DIR=str(tmp_path / "cache")),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    assert re.search(r"\bwords +distinct\b", header)  # the headers the metric declares
+    qp = next(line for line in lines if line.startswith("qp"))
+    assert re.search(r" \d+\.\d%( |$)", qp)  # distinct words in the metric's own format, ".1%"
+
+    run_dir = Path(lines[0].removeprefix("run directory: "))
+    report = (run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    table_header = next(line for line in report.splitlines() if line.startswith("| method |"))
+    assert "| words | distinct |" in table_header
+    assert "**distinct**: share of the generation's words that are distinct" in report
+    rows = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
+    with_text = [r for r in rows if r["words"] is not None]
+    assert with_text and all(0 < r["distinct_words"] <= 1 for r in with_text if r["words"])
