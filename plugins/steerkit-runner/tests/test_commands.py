@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from steerkit_runner import runner as runner_module
 from steerkit_runner.commands import SteerCommand
@@ -171,3 +173,46 @@ def test_discovery_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _offline_vector(folder: Path, width: int) -> Path:
+    """A saved vector whose sidecar records the offline Gemma preset as its source."""
+    from steerkit_runner.vectors import save_vector
+
+    import steerkit
+
+    hook = "blocks.6.hook_resid_post"
+    info = steerkit.SourceInfo(
+        name="transformerlens",
+        hook_point=hook,
+        layer=6,
+        d_model=640,
+        params={"preset": "gemma-3-270m-offline", "layer": 6, "hook": "resid_post"},
+    )
+    vector = steerkit.SteeringVector(vector=np.ones(width), hook_point=hook)
+    save_vector(vector, folder / "v", metadata={"source": info.to_dict()})
+    return folder / "v.safetensors"
+
+
+def test_steer_checks_the_device_and_the_width_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from steerkit_transformerlens.source import TransformerLensSource
+
+    def no_loading(self: Any) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(TransformerLensSource, "_load", no_loading)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fits = _offline_vector(tmp_path, 640)
+    assert main(["steer", str(fits), "--prompt", "a", "--device", "cuda"]) == 1
+    assert "torch sees no CUDA device on this machine" in capsys.readouterr().err
+    narrow = _offline_vector(tmp_path / "narrow", 16)
+    assert main(["steer", str(narrow), "--prompt", "a"]) == 1
+    assert "the source's model has d_model 640" in capsys.readouterr().err
+    sidecar = json.loads(narrow.with_suffix(".json").read_text())
+    del sidecar["hook_point"]
+    narrow.with_suffix(".json").write_text(json.dumps(sidecar))
+    assert main(["steer", str(narrow), "--prompt", "a"]) == 1
+    assert "has no valid 'hook_point'" in capsys.readouterr().err

@@ -437,3 +437,50 @@ def test_the_host_a_run_is_given_is_the_one_its_methods_solve_through(
     qp = [r for r in result.read_rows() if r["method"] == "qp"]
     assert qp and {r["status"] for r in qp} == {"optimal"} and not result.failed_units
     assert SpySolver.calls == 1  # one batch for the unit's inputs, through the given host
+
+
+def test_a_resumed_run_writes_lost_or_torn_vectors_again(
+    toy_host: steerkit.PluginHost, tiny_source: Any, write_config: Callable[..., Path]
+) -> None:
+    import shutil
+
+    path = write_config()
+    first = tiny_run(path, tiny_source)
+    folder = first.run_dir / "vectors"
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    rows = (first.run_dir / "results.jsonl").read_bytes()
+
+    # a crash between the tensor and its sidecar, and a tensor torn by a non-atomic writer
+    (folder / "qp_lam1.0.json").unlink()
+    stack = folder / "toy_direction_boost2.0_inputs.safetensors"
+    stack.write_bytes(stack.read_bytes()[:100])
+    again = tiny_run(path, tiny_source)
+    assert again.units_run == 0 and again.new_rows == 0  # nothing evaluated again
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved  # the same vectors back
+    assert len(again.notes) == 2 and all("saved again" in n for n in again.notes)
+    assert (first.run_dir / "results.jsonl").read_bytes() == rows
+
+    shutil.rmtree(folder)  # a deleted vectors/ folder
+    third = tiny_run(path, tiny_source)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+    assert len(third.notes) == 4  # every unit with a vector: toy_direction × 2, toy_shared, qp
+    assert not tiny_run(path, tiny_source).notes  # and then all is well
+
+
+def test_a_run_that_fails_says_so_in_run_json(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from steerkit_probes.logistic import LogisticProbe
+
+    def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the probe fell over")
+
+    monkeypatch.setattr(LogisticProbe, "fit", broken)
+    path = write_config()
+    with pytest.raises(RuntimeError, match="the probe fell over"):
+        tiny_run(path, tiny_source)
+    info = json.loads((runner_module.run_dir_for(load_config(path)) / "run.json").read_text())
+    assert info["status"] == "failed" and "RuntimeError: the probe fell over" in info["error"]

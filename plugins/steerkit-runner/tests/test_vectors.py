@@ -141,3 +141,85 @@ def test_a_reloaded_vector_steers_identically(
     assert not np.allclose(original, tiny_source.logits(texts))  # the vector does steer
     generated = tiny_source.generate(texts, max_new_tokens=4, vector=vector)
     assert tiny_source.generate(texts, max_new_tokens=4, vector=loaded) == generated
+
+
+class Crash(BaseException):
+    """Stands for the process dying mid-write: not an Exception, so nothing handles it."""
+
+
+def test_a_crash_while_writing_leaves_the_old_file_or_none_never_a_torn_one(
+    tmp_path: Path, steerkit_rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from steerkit_runner import vectors as module
+
+    first = SteeringVector(vector=steerkit_rng.normal(size=16), hook_point=HOOK)
+    second = SteeringVector(vector=steerkit_rng.normal(size=16), hook_point=HOOK)
+    save_vector(first, tmp_path / "v")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    # the process dies after half the new tensor's bytes reached the disk
+    real_fdopen = os.fdopen
+
+    class HalfWritten:
+        def __init__(self, fd: int, mode: str) -> None:
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, data: bytes) -> int:
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            raise Crash
+
+    monkeypatch.setattr(module.os, "fdopen", HalfWritten)
+    with pytest.raises(Crash):
+        save_vector(second, tmp_path / "v", overwrite=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old pair, no debris
+    assert np.array_equal(load_vector(tmp_path / "v").vector, first.vector)
+
+    # the process dies between the tensor and its sidecar: the pair no longer agrees, and says so
+    calls = {"n": 0}
+    real_atomic = module._atomic_write
+
+    def dies_before_the_sidecar(path: Path, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash
+        real_atomic(path, data)
+
+    monkeypatch.setattr(module, "_atomic_write", dies_before_the_sidecar)
+    with pytest.raises(Crash):
+        save_vector(second, tmp_path / "v", overwrite=True)
+    monkeypatch.undo()
+    problem = module.check_saved(tmp_path / "v")
+    assert problem is not None and "checksum" in problem
+    with pytest.raises(VectorFileError, match="checksum"):
+        load_vector(tmp_path / "v")
+
+    # a torn tensor (as written by a non-atomic writer) is named, not a raw library error
+    (tmp_path / "w.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a')
+    save_vector(first, tmp_path / "x")
+    (tmp_path / "x.safetensors").write_bytes((tmp_path / "x.safetensors").read_bytes()[:40])
+    with pytest.raises(VectorFileError, match=r"x\.safetensors is not a readable safetensors"):
+        load_vector(tmp_path / "x")
+    assert "cut short or damaged" in (module.check_saved(tmp_path / "x") or "")
+
+
+def test_a_sidecar_without_its_hook_point_is_named(
+    tmp_path: Path, steerkit_rng: np.random.Generator
+) -> None:
+    save_vector(
+        SteeringVector(vector=steerkit_rng.normal(size=16), hook_point=HOOK), tmp_path / "v"
+    )
+    sidecar = json.loads((tmp_path / "v.json").read_text())
+    del sidecar["hook_point"]
+    (tmp_path / "v.json").write_text(json.dumps(sidecar))
+    with pytest.raises(VectorFileError, match=r"v\.json has no valid 'hook_point'"):
+        load_vector(tmp_path / "v")
