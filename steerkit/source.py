@@ -89,7 +89,8 @@ class SourceInfo:
     """What a source is: for provenance (run.json, saved vectors, the report) and to rebuild it.
 
     name: the source plugin's registered name; hook_point and layer (its block index, None
-    outside the blocks); d_model: the residual width, when known without loading the model;
+    outside the blocks); n_layers: the model's number of blocks; d_model: the residual width
+    (both when known without loading the model);
     model: the model's name; preset: the preset it was built from, if any;
     weights: what weights actually ran, where they differ from the named model's published ones
     (e.g. de-quantised from a 4-bit GGUF) — so that nobody compares numbers as if they were the
@@ -101,6 +102,7 @@ class SourceInfo:
     name: str
     hook_point: str
     layer: int | None = None
+    n_layers: int | None = None
     d_model: int | None = None
     model: str | None = attrs.field(default=None, converter=_optional_str)
     preset: str | None = attrs.field(default=None, converter=_optional_str)
@@ -115,7 +117,7 @@ class SourceInfo:
             value = getattr(self, field)
             if not isinstance(value, str) or not value:
                 raise ValidationError("SourceInfo", field, "a non-empty string", repr(value))
-        for field in ("layer", "d_model", "d_sae"):
+        for field in ("layer", "n_layers", "d_model", "d_sae"):
             value = getattr(self, field)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValidationError("SourceInfo", field, "an integer or None", repr(value))
@@ -186,6 +188,11 @@ class ActivationSource(abc.ABC):
     def encode(self, hidden: Any) -> FloatArray:
         """SAE feature activations (n, d_sae) of residual activations (n, d_model)."""
         raise NotImplementedError(f"source {self.name!r} has no SAE encoder")
+
+    def at_hook(self, hook_point: str) -> ActivationSource:
+        """The same model read at another hook point, without an SAE (e.g. a judge reading text
+        back at the last layer); the model is shared, not loaded again."""
+        raise NotImplementedError(f"source {self.name!r} cannot read another hook point")
 
     # -- the steered passes: what callers use ---------------------------------------------------
 

@@ -214,6 +214,7 @@ class TransformerLensSource(ActivationSource):
                 name=self.name,
                 hook_point=self.hook_point,
                 layer=layer,
+                n_layers=self.preset.n_layers,
                 d_model=self.preset.d_model,
                 model=self.preset.model,
                 preset=self.preset.name,
@@ -229,9 +230,22 @@ class TransformerLensSource(ActivationSource):
             name=self.name,
             hook_point=self.hook_point,
             layer=layer,
+            n_layers=int(self.model.cfg.n_layers),
             d_model=int(self.model.cfg.d_model),
             model=self.model.cfg.model_name,
             d_sae=None if sae is None else int(sae.cfg.d_sae),
+        )
+
+    def at_hook(self, hook_point: str) -> TransformerLensSource:
+        """The same model (loaded once, shared) read at `hook_point`, without an SAE; with this
+        source's batching, padding and cache settings."""
+        return TransformerLensSource(
+            model=self.model,
+            hook_point=hook_point,
+            batch_size=self.batch_size,
+            padding_side=self.padding_side,
+            cache=self.cache,
+            progress=self.progress,
         )
 
     def __repr__(self) -> str:

@@ -123,6 +123,7 @@ def test_construction_loads_nothing() -> None:
         name="transformerlens",
         hook_point="blocks.20.hook_resid_post",
         layer=20,
+        n_layers=26,
         d_model=2304,
         model="google/gemma-2-2b",
         preset="gemma-2-2b",

@@ -233,3 +233,18 @@ def test_bad_texts_are_refused(model: Any) -> None:
         source.activations(["the cat", 3])  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="at most 32 tokens"):
         source.activations(["the cat " * 20])
+
+
+def test_at_hook_reads_the_same_model_elsewhere(model: Any, sae: Any) -> None:
+    source = TransformerLensSource(model=model, sae=sae, hook_point=HOOK, cache=False)
+    other = source.at_hook("blocks.1.hook_resid_post")
+    assert other.model is source.model and other.sae is None  # shared, not loaded again
+    assert other.hook_point == "blocks.1.hook_resid_post" and other.describe().layer == 1
+    np.testing.assert_allclose(
+        other.activations(TEXTS).hidden,
+        oracle_hidden(model, TEXTS, "blocks.1.hook_resid_post"),
+        atol=1e-5,
+        rtol=0,
+    )
+    with pytest.raises(ValidationError, match="a hook of this"):
+        source.at_hook("blocks.9.hook_resid_post")
