@@ -143,73 +143,58 @@ def _save(figure: Any, path: pathlib.Path) -> None:
 # --------------------------------------------------------------------------- sections
 
 
-def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: Results) -> list[str]:
-    def get(*keys: str) -> Any:
-        value: Any = run
-        for key in keys:
-            value = value.get(key) if isinstance(value, Mapping) else None
-        return value
+def _get(run: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = run
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
-    def show(value: Any) -> str:
-        if isinstance(value, Mapping):
-            return ", ".join(f"{k}={show(v)}" for k, v in value.items()) or NONE
-        return md_escape(cell(value)) if isinstance(value, str) else cell(value)
 
-    name = run.get("name") or run_dir.name
-    model = show(get("model"))
-    if get("preset") not in (None, get("model")):
-        model += f" (preset {show(get('preset'))})"
-    if get("weights"):
-        model += f"; weights {show(get('weights'))}"
-    sae = get("sae")
+def _show(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_show(v)}" for k, v in value.items()) or NONE
+    return md_escape(cell(value)) if isinstance(value, str) else cell(value)
+
+
+def _facts(run: Mapping[str, Any]) -> list[list[str]]:
+    """What ran, as (label, value) rows: model and weights, hook, SAE, task, probe."""
+    model = _show(_get(run, "model"))
+    if _get(run, "preset") not in (None, _get(run, "model")):
+        model += f" (preset {_show(_get(run, 'preset'))})"
+    if _get(run, "weights"):
+        model += f"; weights {_show(_get(run, 'weights'))}"
+    sae = _get(run, "sae")
     sae_text = (
-        f"{show(get('sae', 'release'))} / {show(get('sae', 'id'))} "
-        f"(d_sae {show(get('sae', 'd_sae'))})"
+        f"{_show(_get(run, 'sae', 'release'))} / {_show(_get(run, 'sae', 'id'))} "
+        f"(d_sae {_show(_get(run, 'sae', 'd_sae'))})"
         if isinstance(sae, Mapping)
-        else show(sae)
+        else _show(sae)
     )
     probe = (
-        f"{show(get('probe', 'name'))} (train accuracy {show(get('probe', 'accuracy_train'))}, "
-        f"test accuracy {show(get('probe', 'accuracy_test'))})"
-        if isinstance(get("probe"), Mapping)
-        else show(get("probe"))
+        f"{_show(_get(run, 'probe', 'name'))} (train accuracy "
+        f"{_show(_get(run, 'probe', 'accuracy_train'))}, test accuracy "
+        f"{_show(_get(run, 'probe', 'accuracy_test'))})"
+        if isinstance(_get(run, "probe"), Mapping)
+        else _show(_get(run, "probe"))
     )
-    status = str(run.get("status") or "unknown")
-    lines = [f"# Steering report: {md_escape(str(name))}", ""]
-    if status != "complete":
-        lines += [
-            f"> **This run is not complete** (status: {md_escape(status)}): every table and "
-            f"figure below covers only the {len(results.rows)} result rows written so far.",
-            "",
-        ]
-    lines += md_table(
-        ["", ""],
-        [
-            ["status", md_escape(status)],
-            ["config hash", f"`{run.get('config_hash', NONE)}`"],
-            ["created", show(run.get("created"))],
-            ["steerkit", show(run.get("steerkit_version"))],
-            ["model", model],
-            ["hook point", show(get("hook_point"))],
-            ["layer", show(get("layer"))],
-            ["SAE", sae_text],
-            ["dataset", show(get("dataset"))],
-            ["probe", probe],
-            ["target class", show(get("target_class"))],
-            ["margin", show(get("margin"))],
-            ["inputs steered", show(get("n_inputs"))],
-            ["result rows", str(len(results.rows))],
-        ],
-    )
-    timings = get("timings")
-    if isinstance(timings, Mapping) and timings:
-        lines += ["", "Stage timings (seconds):", ""]
-        lines += md_table(
-            ["stage", "seconds"],
-            [[md_escape(str(k)), cell(_float_or_nan(v))] for k, v in timings.items()],
-        )
-        total = sum(_float_or_nan(v) for v in timings.values())
-        lines.append(f"| **total** | {cell(total)} |")
+    return [
+        ["config hash", f"`{run.get('config_hash', NONE)}`"],
+        ["created", _show(run.get("created"))],
+        ["steerkit", _show(run.get("steerkit_version"))],
+        ["model", model],
+        ["hook point", _show(_get(run, "hook_point"))],
+        ["layer", _show(_get(run, "layer"))],
+        ["SAE", sae_text],
+        ["dataset", _show(_get(run, "dataset"))],
+        ["probe", probe],
+        ["target class", _show(_get(run, "target_class"))],
+        ["margin", _show(_get(run, "margin"))],
+        ["inputs steered", _show(_get(run, "n_inputs"))],
+    ]
+
+
+def _notes(results: Results) -> list[str]:
+    """What the reader of results.jsonl left out, and why."""
     notes = []
     if results.skipped:
         listed = ", ".join(str(n) for n in results.skipped)
@@ -224,9 +209,32 @@ def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: Results) -> 
             f"{results.duplicates} result rows repeat an earlier (unit, α, input) and are "
             f"left out (the first is kept)."
         )
-    if notes:
-        lines += [""] + [f"- Note: {n}" for n in notes]
-    return lines
+    return [f"- Note: {n}" for n in notes]
+
+
+def _header(run: Mapping[str, Any], run_dir: pathlib.Path, results: Results) -> list[str]:
+    name = run.get("name") or run_dir.name
+    status = str(run.get("status") or "unknown")
+    lines = [f"# Steering report: {md_escape(str(name))}", ""]
+    if status != "complete":
+        lines += [
+            f"> **This run is not complete** (status: {md_escape(status)}): every table and "
+            f"figure below covers only the {len(results.rows)} result rows written so far.",
+            "",
+        ]
+    facts = [["status", md_escape(status)], *_facts(run)]
+    lines += md_table(["", ""], [*facts, ["result rows", str(len(results.rows))]])
+    timings = _get(run, "timings")
+    if isinstance(timings, Mapping) and timings:
+        lines += ["", "Stage timings (seconds):", ""]
+        lines += md_table(
+            ["stage", "seconds"],
+            [[md_escape(str(k)), cell(_float_or_nan(v))] for k, v in timings.items()],
+        )
+        total = sum(_float_or_nan(v) for v in timings.values())
+        lines.append(f"| **total** | {cell(total)} |")
+    notes = _notes(results)
+    return lines + (["", *notes] if notes else [])
 
 
 def _float_or_nan(value: Any) -> float:
@@ -347,8 +355,22 @@ def _pareto_section(
             )
     for cost, filename in made:
         lines += [f"![{cost.header} vs {effect.header}]({filename})", ""]
+    lines += [
+        "Points on each curve's frontier are those no other setting of the same method and "
+        "solver beats on both axes.",
+        "",
+    ]
+    return lines + _frontier_table(ordered, costs, effect)
+
+
+def _frontier_table(
+    curves: Sequence[tuple[tuple[str, str | None], list[Mapping[str, Any]]]],
+    costs: Sequence[Column],
+    effect: Column,
+) -> list[str]:
+    """Each optimal unit's costs and effect, and whether it is on its curve's frontiers."""
     rows = []
-    for (method, solver), entries in ordered:
+    for (method, solver), entries in curves:
         flags = [_dominated([(e[c.name], e[effect.name]) for e in entries]) for c in costs]
         for k, e in enumerate(entries):
             rows.append(
@@ -357,14 +379,9 @@ def _pareto_section(
                 + [cell(e[effect.name], effect.format)]
                 + ["yes" if not f[k] else "" for f in flags]
             )
-    lines += [
-        "Points on each curve's frontier are those no other setting of the same method and "
-        "solver beats on both axes.",
-        "",
-    ]
     headers = ["method", "solver", "setting", *(c.header for c in costs), effect.header]
     headers += [f"{c.header} frontier" for c in costs]
-    return lines + md_table(headers, rows)
+    return md_table(headers, rows)
 
 
 def _frontier_figure(
