@@ -143,6 +143,11 @@ class SteeringSection:
     n_generate steered texts; max_new_tokens: per generation; on_failure: "record" (a failing
     unit gets rows with its status and message and the run goes on) or "raise"; positions: where
     the vectors are added (all, prompt, generated).
+
+    dev: how many of the steered inputs (the first, in split order) form the dev split on which
+    each unit's α is chosen from `alphas`, by the mean aggregate score ([evaluation] concept and
+    fluency); the other inputs are the test split, evaluated at the chosen α only, and every
+    input of both splits is generated. 0 (the default): no selection — every input at every α.
     """
 
     split: str = "test"
@@ -153,6 +158,7 @@ class SteeringSection:
     max_new_tokens: int = 20
     on_failure: str = "record"
     positions: str = "all"
+    dev: int = 0
 
 
 @attrs.frozen
@@ -184,10 +190,23 @@ class MethodEntry:
 @attrs.frozen
 class EvaluationSection:
     """[evaluation]: the metrics to compute, with optional constructor params per metric
-    ([evaluation.params.<metric>])."""
+    ([evaluation.params.<metric>]).
+
+    concept and fluency: the names of two metric columns holding scores in [0, 1] — how far a
+    generation is towards the target concept (a judge independent of the steering probe) and how
+    fluent it is. With both set, every row gets `concept`, `fluency` and their harmonic mean
+    `aggregate` (0 when either is 0), the score [steering] dev chooses α by.
+    """
 
     metrics: tuple[str, ...] = ()
     params: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, converter=_frozen_mapping)
+    concept: str | None = None
+    fluency: str | None = None
+
+    @property
+    def scores(self) -> bool:
+        """True when rows get concept, fluency and aggregate."""
+        return self.concept is not None and self.fluency is not None
 
 
 @attrs.frozen
@@ -239,6 +258,10 @@ class Config:
         data["run"].pop("output_dir", None)
         data["run"].pop("description", None)
         data.pop("sweep", None)
+        # keys added later count only when set: a config written before them keeps its hash
+        for section, key in _LATER_KEYS:
+            if data[section].get(key) == _LATER_KEYS[(section, key)]:
+                data[section].pop(key, None)
         return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
     def line_of(self, path: KeyPath) -> int | None:
@@ -446,6 +469,13 @@ class _Context:
 
 
 _SECTIONS = ("run", "dataset", "source", "probe", "steering", "methods", "evaluation", "sweep")
+#: (section, key) → default of the keys added after the first release: left out of the hash at
+#: their default, so that the runs of older configs still resume
+_LATER_KEYS: dict[tuple[str, str], Any] = {
+    ("steering", "dev"): 0,
+    ("evaluation", "concept"): None,
+    ("evaluation", "fluency"): None,
+}
 
 
 def parse_config(text: str, *, path: str | Path | None = None) -> Config:
@@ -486,6 +516,12 @@ def parse_config(text: str, *, path: str | Path | None = None) -> Config:
         text=text,
     )
     top.finish(_SECTIONS)
+    if config.steering.dev and not config.evaluation.scores:
+        raise ctx.error(
+            ("steering", "dev"),
+            "a dev split chooses α by the aggregate score: set [evaluation] concept and fluency "
+            "(the metric columns it is made of), or dev = 0",
+        )
     return config
 
 
@@ -543,7 +579,14 @@ def _steering(r: _Reader) -> SteeringSection:
         max_new_tokens=r.integer("max_new_tokens", default=20, minimum=1),
         on_failure=r.choice("on_failure", _ON_FAILURE, "record"),
         positions=r.choice("positions", _POSITIONS, "all"),
+        dev=r.integer("dev", default=0, minimum=0),
     )
+    if section.max_inputs is not None and section.dev >= section.max_inputs:
+        raise r.error(
+            "dev",
+            f"expected fewer dev inputs than max_inputs ({section.max_inputs}): the rest are "
+            f"the test inputs, received {section.dev}",
+        )
     r.finish(
         (
             "split",
@@ -554,6 +597,7 @@ def _steering(r: _Reader) -> SteeringSection:
             "max_new_tokens",
             "on_failure",
             "positions",
+            "dev",
         )
     )
     return section
@@ -631,8 +675,17 @@ def _evaluation(r: _Reader) -> EvaluationSection:
                 )
             _check_param(values, ("evaluation", "params", metric), r.ctx)
             params[metric] = dict(values)
-    r.finish(("metrics", "params"))
-    return EvaluationSection(metrics=metrics, params=params)
+    concept = r.string("concept", default=None)
+    fluency = r.string("fluency", default=None)
+    if (concept is None) != (fluency is None):
+        missing = "fluency" if fluency is None else "concept"
+        raise r.error(
+            None,
+            f"expected both `concept` and `fluency` (the columns the aggregate score is the "
+            f"harmonic mean of), missing {missing!r}",
+        )
+    r.finish(("metrics", "params", "concept", "fluency"))
+    return EvaluationSection(metrics=metrics, params=params, concept=concept, fluency=fluency)
 
 
 def _sweep(r: _Reader) -> SweepSection:
@@ -857,7 +910,17 @@ def config_to_toml(config: Config) -> str:
         if entry.grid_param is not None:
             items[entry.grid_param] = list(entry.grid)
         parts.append(_toml_table("[[methods]]", items))
-    parts.append(_toml_table("[evaluation]", {"metrics": list(config.evaluation.metrics)}))
+    evaluation = config.evaluation
+    parts.append(
+        _toml_table(
+            "[evaluation]",
+            {
+                "metrics": list(evaluation.metrics),
+                "concept": evaluation.concept,
+                "fluency": evaluation.fluency,
+            },
+        )
+    )
     for metric, params in config.evaluation.params.items():
         parts.append(_toml_table(f"[evaluation.params.{json.dumps(metric)}]", params))
     if config.sweep is not None:

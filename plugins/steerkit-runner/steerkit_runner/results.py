@@ -35,6 +35,7 @@ __all__ = [
     "NON_NUMERIC",
     "RESULT_KEY",
     "RUNNER_COLUMNS",
+    "SCORE_COLUMNS",
     "JsonlTable",
     "Results",
     "ResultsError",
@@ -58,6 +59,7 @@ RESULT_KEY = ("config_hash", "method", "solver", "param", "value", "alpha", "inp
 GENERATION_KEY = RESULT_KEY
 #: The runner's columns that describe a row rather than measure it.
 DESCRIPTIVE = (
+    "split",
     "text",
     "label",
     "shared",
@@ -77,6 +79,32 @@ RUNNER_COLUMNS = (
         "method s",
         better="lower",
         description="seconds the method took, per input",
+    ),
+)
+#: The scores a run with [evaluation] concept and fluency writes on every row (per generation).
+SCORE_COLUMNS = (
+    Column(
+        "concept",
+        "concept",
+        better="higher",
+        format=".3f",
+        description="how far the generation is towards the target, by a judge independent of "
+        "the steering probe, in [0, 1]",
+    ),
+    Column(
+        "fluency",
+        "fluency",
+        better="higher",
+        format=".3f",
+        description="how fluent the generation is, in [0, 1]",
+    ),
+    Column(
+        "aggregate",
+        "aggregate",
+        better="higher",
+        format=".3f",
+        description="the harmonic mean of concept and fluency per generation (0 when either "
+        "is 0), as in AxBench",
     ),
 )
 #: Statuses of an input that has a vector.

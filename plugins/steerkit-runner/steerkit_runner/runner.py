@@ -64,6 +64,7 @@ from steerkit_runner.results import (
     OK_STATUSES,
     RESULTS,
     RUNNER_COLUMNS,
+    SCORE_COLUMNS,
     JsonlTable,
     ResultsTable,
     SkippedLine,
@@ -226,10 +227,25 @@ class Prepared:
     concept: Concept
     decoder: Any
     accuracy: tuple[float, float]
+    dev: int = 0
 
     @property
     def n(self) -> int:
         return len(self.texts)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(range(self.n))
+
+    @property
+    def dev_ids(self) -> tuple[int, ...]:
+        """The inputs that choose α (the first `dev`); none without a dev split."""
+        return tuple(range(self.dev))
+
+    @property
+    def test_ids(self) -> tuple[int, ...]:
+        """The inputs evaluated at the chosen α."""
+        return tuple(range(self.dev, self.n))
 
 
 @attrs.frozen
@@ -303,8 +319,22 @@ class _Runner:
         self.needs = functools.reduce(
             Needs.__or__, (Needs.of(m.requires()) for _, m in self.metrics), Needs()
         )
+        self.check_scores()
         self.clock = Stopwatch()
         self.files = RunFiles(run_dir, config, self.clock)
+
+    def check_scores(self) -> None:
+        """[evaluation] concept and fluency must name columns the metrics declare."""
+        evaluation = self.config.evaluation
+        declared = {c.name for _, metric in self.metrics for c in metric.columns()}
+        for key in ("concept", "fluency"):
+            column = getattr(evaluation, key)
+            if column is not None and column not in declared:
+                raise self.config.error(
+                    ("evaluation", key),
+                    f"{column!r} is not a column of the metrics {list(evaluation.metrics)}; "
+                    f"they write: {', '.join(sorted(declared)) or 'no described column'}",
+                )
 
     def execute(self, *, report: bool) -> RunResult:
         config = self.config
@@ -399,7 +429,13 @@ class _Runner:
             concept=concept,
             decoder=decoder,
             accuracy=accuracy,
+            dev=config.steering.dev,
         )
+        if prepared.dev and prepared.dev >= prepared.n:
+            raise SteerkitError(
+                f"[steering] dev = {prepared.dev}, but only {prepared.n} inputs are steered: "
+                "the test inputs would be none (lower dev, or steer more inputs)"
+            )
         self.files.update(**self.provenance(prepared))
         return prepared
 
@@ -420,6 +456,8 @@ class _Runner:
         config, info = self.config, prepared.info
         d_sae = None if prepared.decoder is None else int(np.shape(prepared.decoder)[0])
         columns = [c for _, metric in self.metrics for c in metric.columns()]
+        if config.evaluation.scores:
+            columns = [*SCORE_COLUMNS, *columns]
         return {
             "source": info.to_dict(),
             "model": info.model,
@@ -477,6 +515,12 @@ class _Counts:
     notes: list[str] = attrs.field(factory=list)
 
 
+#: one evaluation of a unit: the inputs `ids` at scale α
+Step = tuple[float, tuple[int, ...]]
+#: a unit's method, once computed: its result and seconds per input, or why it failed
+Outcome = tuple[MethodResult, float] | Exception
+
+
 class _Units:
     """The units of one prepared run: compute, save, evaluate, write rows."""
 
@@ -503,54 +547,86 @@ class _Units:
         self.solver_in_name = {label for label, solvers in labels.items() if len(solvers) > 1}
 
     def run(self, units: Sequence[Unit]) -> _Counts:
-        """Every unit's missing α, in order, with a progress bar; resumed units are skipped
-        (and their vectors checked)."""
+        """Every unit's missing evaluations, in order, with a progress bar; a unit already in
+        the table is skipped (and its vectors checked)."""
         from tqdm.auto import tqdm
 
-        alphas = self.config.steering.alphas
-        done = self.results.done_keys()
+        steps = len(self.config.steering.alphas) + (1 if self.prepared.dev else 0)
         counts = _Counts()
         with tqdm(
-            total=len(units) * len(alphas), desc="steering", unit="unit", disable=not self.progress
+            total=len(units) * steps, desc="steering", unit="unit", disable=not self.progress
         ) as bar:
             for unit in units:
-                todo = [
-                    a
-                    for a in alphas
-                    if any(unit.key(self.hash, a, i) not in done for i in range(self.prepared.n))
-                ]
-                counts.skipped += len(alphas) - len(todo)
-                bar.update(len(alphas) - len(todo))
-                if not todo:
-                    counts.notes.extend(self.check_vectors(unit))
-                    continue
-                bar.set_postfix_str(unit.setting, refresh=False)
-                written, failures = self.run_unit(unit, todo, bar)
-                counts.new_rows += written
-                counts.run += len(todo)
-                counts.failed.extend(f"{unit.setting} α={a}: {m}" for a, m in failures)
+                self.run_unit(unit, bar, counts)
         return counts
 
-    def run_unit(
-        self, unit: Unit, alphas: Sequence[float], bar: Any
-    ) -> tuple[int, list[tuple[float, str]]]:
-        """Compute one unit's method, save its vectors, and evaluate it at each α in `alphas`."""
-        try:
-            result, seconds = self.compute(unit)
-        except Exception as e:
-            if self.config.steering.on_failure == "raise":
-                raise
-            return self.record_failure(unit, alphas, e, bar)
-        self.save(unit, result)
-        written = 0
-        failures: list[tuple[float, str]] = []
-        for alpha in alphas:
-            rows, generations, problems = self.evaluate(unit, result, alpha, seconds)
+    def run_unit(self, unit: Unit, bar: Any, counts: _Counts) -> None:
+        """Every α of the grid on the dev inputs (on every input without a dev split), then
+        the test inputs at the α the dev inputs chose; the method is computed once, and only
+        when something is missing."""
+        prepared = self.prepared
+        first = prepared.dev_ids if prepared.dev else prepared.ids
+        grid = [(float(a), self.missing(unit, a, first)) for a in self.config.steering.alphas]
+        outcome = self.evaluate_steps(unit, grid, None, bar, counts)
+        if prepared.dev:
+            alpha = self.chosen_alpha(unit)
+            test = [(alpha, self.missing(unit, alpha, prepared.test_ids))]
+            outcome = self.evaluate_steps(unit, test, outcome, bar, counts)
+        if outcome is None:
+            counts.notes.extend(self.check_vectors(unit))
+
+    def missing(self, unit: Unit, alpha: float, ids: Sequence[int]) -> tuple[int, ...]:
+        """The inputs of `ids` with no row at α yet."""
+        return tuple(i for i in ids if not self.results.has(unit.key(self.hash, alpha, i)))
+
+    def evaluate_steps(
+        self, unit: Unit, steps: Sequence[Step], outcome: Outcome | None, bar: Any, counts: _Counts
+    ) -> Outcome | None:
+        """Evaluate the steps that have inputs missing, computing the method first if it has
+        not been; returns the method's outcome (None when nothing was missing)."""
+        todo = [(alpha, ids) for alpha, ids in steps if ids]
+        counts.skipped += len(steps) - len(todo)
+        bar.update(len(steps) - len(todo))
+        if not todo:
+            return outcome
+        bar.set_postfix_str(unit.setting, refresh=False)
+        if outcome is None:
+            try:
+                outcome = self.compute(unit)
+            except Exception as e:
+                if self.config.steering.on_failure == "raise":
+                    raise
+                outcome = e
+            else:
+                self.save(unit, outcome[0])
+        for alpha, ids in todo:
+            if isinstance(outcome, Exception):
+                rows, generations, problems = self.failed_rows(unit, alpha, ids, outcome), [], []
+                problems = [_describe_failure(outcome)]
+            else:
+                rows, generations, problems = self.evaluate(unit, *outcome, alpha, ids)
             self.generations.append(generations)
-            written += self.results.append(rows)
-            failures.extend((alpha, p) for p in problems)
+            counts.new_rows += self.results.append(rows)
+            counts.run += 1
+            counts.failed.extend(f"{unit.setting} α={alpha}: {m}" for m in problems)
             bar.update(1)
-        return written, failures
+        return outcome
+
+    def chosen_alpha(self, unit: Unit) -> float:
+        """The α of the grid with the highest mean aggregate over the dev inputs (ties: the
+        smaller α); the α closest to 1 when no α has one (e.g. the method failed)."""
+        dev = set(self.prepared.dev_ids)
+        by_alpha: dict[float, list[float]] = {}
+        for row in self.results.rows:
+            if self.owns(unit, row) and row["input_id"] in dev:
+                value = float(row.get("aggregate", float("nan")))
+                if np.isfinite(value):
+                    by_alpha.setdefault(float(row["alpha"]), []).append(value)
+        grid = [float(a) for a in self.config.steering.alphas]
+        scored = [a for a in grid if by_alpha.get(a)]
+        if not scored:
+            return min(grid, key=lambda a: (abs(a - 1.0), a))
+        return max(scored, key=lambda a: (float(np.mean(by_alpha[a])), -a))
 
     # -- stage 4-5: the method (and its solves) ---------------------------------------------
 
@@ -607,30 +683,25 @@ class _Units:
             vectors.append(vector)
         return attrs.evolve(result, vectors=tuple(vectors))
 
-    def record_failure(
-        self, unit: Unit, alphas: Sequence[float], error: Exception, bar: Any
-    ) -> tuple[int, list[tuple[float, str]]]:
-        """A unit whose method failed: one row per input and α with the status and message."""
+    def failed_rows(
+        self, unit: Unit, alpha: float, ids: Sequence[int], error: Exception
+    ) -> list[dict[str, Any]]:
+        """The rows of a unit whose method failed: the status and message, no vector."""
         message = _describe_failure(error)
         status = "infeasible" if isinstance(error, InfeasibleError) else "error"
         logger.warning("%s failed: %s", unit.setting, message)
         logger.debug("traceback", exc_info=True)
-        written = 0
-        for alpha in alphas:
-            rows = [
-                {
-                    **self.row(unit, alpha, i),
-                    "shared": False,
-                    "status": status,
-                    "message": message,
-                    "support": None,
-                    "method_seconds": float("nan"),
-                }
-                for i in range(self.prepared.n)
-            ]
-            written += self.results.append(rows)
-            bar.update(1)
-        return written, [(a, message) for a in alphas]
+        return [
+            {
+                **self.row(unit, alpha, i),
+                "shared": False,
+                "status": status,
+                "message": message,
+                "support": None,
+                "method_seconds": float("nan"),
+            }
+            for i in ids
+        ]
 
     # -- stage 6: vectors on disk -----------------------------------------------------------
 
@@ -726,13 +797,18 @@ class _Units:
     # -- stages 7-8: generation and metrics, into rows --------------------------------------
 
     def evaluate(
-        self, unit: Unit, result: MethodResult, alpha: float, method_seconds: float
+        self,
+        unit: Unit,
+        result: MethodResult,
+        method_seconds: float,
+        alpha: float,
+        ids: Sequence[int],
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-        """The rows and generation rows of one α; problems: failures recorded in the rows."""
-        n = self.prepared.n
+        """The rows (one per input of `ids`) and generation rows of one α; problems: failures
+        recorded in the rows."""
         scaled = result.scaled(alpha)
-        vectors = scaled.per_input(n)
-        ok = [i for i in range(n) if vectors[i] is not None]
+        vectors = scaled.per_input(self.prepared.n)
+        ok = [i for i in ids if vectors[i] is not None]
         columns: dict[str, np.ndarray[Any, Any]] = {}
         problems: list[str] = []
         generation_rows: list[dict[str, Any]] = []
@@ -741,7 +817,7 @@ class _Units:
             problems += [problem] if problem else []
             context = self.context(scaled, ok, steered)
             columns, failures = self.measure(unit, context, ok)
-            problems += failures
+            problems += failures + self.scores(columns)
             generation_rows = [
                 {
                     **self.row(unit, alpha, i),
@@ -754,7 +830,7 @@ class _Units:
             for row in generation_rows:
                 del row["text"], row["label"]
         rows = []
-        for i in range(n):
+        for i in ids:
             status, message = _status(scaled, i, vectors[i])
             support = None if vectors[i] is None else vectors[i].provenance.get("support")
             row = {
@@ -812,10 +888,45 @@ class _Units:
                 logger.warning("metric %r failed on %s: %s", name, unit.setting, e)
         return columns, problems
 
+    def scores(self, columns: dict[str, np.ndarray[Any, Any]]) -> list[str]:
+        """With [evaluation] concept and fluency: the columns `concept` and `fluency` (copies of
+        the columns named) and `aggregate`, their harmonic mean per generation (0 when either
+        is 0, NaN when either is missing). Returns the problems (a column missing or not a
+        [0, 1] score), in which case no score is written."""
+        evaluation = self.config.evaluation
+        if evaluation.concept is None or evaluation.fluency is None:
+            return []
+        pair = {"concept": evaluation.concept, "fluency": evaluation.fluency}
+        for name, column in pair.items():
+            data = columns.get(column)
+            if data is None:
+                return [f"[evaluation] {name} = {column!r}: no metric wrote that column"]
+            finite = data[np.isfinite(data)]
+            if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
+                return [
+                    f"[evaluation] {name} = {column!r} holds values outside [0, 1] "
+                    f"({finite.min():.3g} … {finite.max():.3g}): name a [0, 1] score"
+                ]
+        concept, fluency = columns[pair["concept"]], columns[pair["fluency"]]
+        columns["concept"], columns["fluency"] = concept.copy(), fluency.copy()
+        columns["aggregate"] = harmonic_mean(concept, fluency)
+        return []
+
     def row(self, unit: Unit, alpha: float, i: int) -> dict[str, Any]:
-        """The key columns of a row, with the input's text and label."""
+        """The key columns of a row, with the input's text, label and split."""
         key = dict(zip(GENERATION_KEY, unit.key(self.hash, alpha, i)))
-        return {**key, "text": self.prepared.texts[i], "label": self.prepared.labels[i]}
+        row = {**key, "text": self.prepared.texts[i], "label": self.prepared.labels[i]}
+        if self.prepared.dev:
+            row["split"] = "dev" if i < self.prepared.dev else "test"
+        return row
+
+
+def harmonic_mean(concept: np.ndarray[Any, Any], fluency: np.ndarray[Any, Any]) -> Any:
+    """2cf / (c + f) element by element; 0 where either is 0, NaN where either is NaN."""
+    total = concept + fluency
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total > 0, 2.0 * concept * fluency / np.where(total > 0, total, 1.0), 0.0)
+    return np.where(np.isnan(concept) | np.isnan(fluency), np.nan, out)
 
 
 def _status(result: MethodResult, i: int, vector: SteeringVector | None) -> tuple[str, str | None]:
@@ -875,10 +986,11 @@ class _Generator:
     def continuations(
         self, ok: Sequence[int], vectors: Sequence[SteeringVector | None], needed: bool
     ) -> tuple[dict[int, str], str | None]:
-        """{input id: steered continuation} for the inputs of `ok` below n_generate (none when
-        no metric needs generations), and why generation failed, if it did (and failures are
-        recorded)."""
-        ids = [i for i in ok if i < self.steering.n_generate]
+        """{input id: steered continuation} for the inputs of `ok` below n_generate — all of
+        them with a dev split — (none when no metric needs generations), and why generation
+        failed, if it did (and failures are recorded)."""
+        every = self.steering.dev > 0  # scores per generation: every input is generated
+        ids = [i for i in ok if every or i < self.steering.n_generate]
         if not needed or self.unavailable is not None or not ids:
             return {}, None
         try:

@@ -160,6 +160,24 @@ class ToyGenerationLength(Metric):
         return {"generated_words": words, "n_prompts": float(len(context.prompts))}
 
 
+class ToyScores(Metric):
+    """Scores that trade off as the added vector grows (s = ‖α·v‖): a concept score
+    1 − exp(−s/3) that rises and a fluency score exp(−s/10) that falls, both in [0, 1]."""
+
+    name = "toy_scores"
+
+    def columns(self) -> tuple[steerkit.Column, ...]:
+        return (
+            steerkit.Column("toy_concept", better="higher"),
+            steerkit.Column("toy_fluency", better="higher"),
+        )
+
+    def compute(self, context: EvalContext) -> dict[str, Any]:
+        vectors = context.result.per_input(len(context.inputs))
+        size = np.array([abs(v.scale) * float(np.linalg.norm(v.vector)) for v in vectors])
+        return {"toy_concept": 1.0 - np.exp(-size / 3.0), "toy_fluency": np.exp(-size / 10.0)}
+
+
 class ToyPlugin:
     @steerkit.hookimpl
     def register_datasets(self, register: Any) -> None:
@@ -175,6 +193,7 @@ class ToyPlugin:
     def register_metrics(self, register: Any) -> None:
         register(ToyProbeShift)
         register(ToyGenerationLength)
+        register(ToyScores)
 
 
 def toy_plugins() -> list[tuple[str, object]]:

@@ -18,6 +18,7 @@ from steerkit_runner.runner import RunResult, run, sweep
 from steerkit_runner.vectors import load_vector, load_vectors, read_sidecar
 
 import steerkit
+from steerkit import SteerkitError
 
 from . import conftest
 from .conftest import HOOK, TINY_CONFIG, TinySentiment, ToyProbeShift
@@ -346,6 +347,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 import conftest
 import steerkit
+from steerkit import SteerkitError
 from steerkit_runner.runner import run
 
 def slow(self, context, real=conftest.ToyProbeShift.compute):
@@ -484,3 +486,61 @@ def test_a_run_that_fails_says_so_in_run_json(
         tiny_run(path, tiny_source)
     info = json.loads((runner_module.run_dir_for(load_config(path)) / "run.json").read_text())
     assert info["status"] == "failed" and "RuntimeError: the probe fell over" in info["error"]
+
+
+PROTOCOL = TINY_CONFIG.replace(
+    "alphas = [0.5, 1.0]", "alphas = [0.5, 1.0, 2.0, 4.0]\ndev = 2"
+).replace(
+    'metrics = ["toy_probe_shift", "toy_generation"]',
+    'metrics = ["toy_probe_shift", "toy_generation", "toy_scores"]\n'
+    'concept = "toy_concept"\nfluency = "toy_fluency"',
+)
+
+
+def test_alpha_is_chosen_on_the_dev_inputs_and_reported_on_the_test_inputs(
+    toy_host: steerkit.PluginHost, tiny_source: Any, write_config: Callable[..., Path]
+) -> None:
+    result = tiny_run(write_config(PROTOCOL), tiny_source)
+    rows = result.read_rows()
+    grid = (0.5, 1.0, 2.0, 4.0)
+    assert {r["split"] for r in rows} == {"dev", "test"}
+    for method in ("toy_direction", "toy_shared", "qp"):
+        for value in {r["value"] for r in rows if r["method"] == method}:
+            mine = [r for r in rows if r["method"] == method and r["value"] == value]
+            dev = [r for r in mine if r["split"] == "dev"]
+            test = [r for r in mine if r["split"] == "test"]
+            assert {r["input_id"] for r in dev} == {0, 1}  # the first dev = 2 inputs
+            assert {r["input_id"] for r in test} == {2, 3, 4, 5}
+            assert sorted({r["alpha"] for r in dev}) == list(grid)  # every α on dev
+            for r in dev + test:  # the aggregate is the harmonic mean of the named columns
+                c, f = r["toy_concept"], r["toy_fluency"]
+                assert (r["concept"], r["fluency"]) == (c, f)
+                assert r["aggregate"] == pytest.approx(0.0 if c * f == 0 else 2 * c * f / (c + f))
+            means = {a: np.mean([r["aggregate"] for r in dev if r["alpha"] == a]) for a in grid}
+            best = max(grid, key=lambda a: (means[a], -a))
+            assert {r["alpha"] for r in test} == {best}, (method, value, means)
+    generated = {(g["method"], g["input_id"]) for g in map(json.loads, open_lines(result))}
+    assert {i for _, i in generated} == set(range(6))  # every input is generated
+
+    again = tiny_run(write_config(PROTOCOL, name="again.toml"), tiny_source)
+    assert again.run_dir == result.run_dir and again.units_run == 0 and again.new_rows == 0
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert [c["name"] for c in info["columns"][:3]] == ["concept", "fluency", "aggregate"]
+
+
+def open_lines(result: RunResult) -> list[str]:
+    return (result.run_dir / "generations.jsonl").read_text().splitlines()
+
+
+def test_a_dev_split_needs_scores_and_test_inputs(
+    toy_host: steerkit.PluginHost, tiny_source: Any, write_config: Callable[..., Path]
+) -> None:
+    text = TINY_CONFIG.replace("alphas = [0.5, 1.0]", "alphas = [0.5, 1.0]\ndev = 2")
+    with pytest.raises(ConfigError, match=r"steering\.dev: a dev split chooses α"):
+        load_config(write_config(text))
+    wrong = PROTOCOL.replace('concept = "toy_concept"', 'concept = "p_after"')
+    with pytest.raises(ConfigError, match=r"evaluation\.concept: 'p_after' is not a column"):
+        tiny_run(write_config(wrong, name="w.toml"), tiny_source)
+    every = PROTOCOL.replace("dev = 2", "dev = 6")
+    with pytest.raises(SteerkitError, match="the test inputs would be none"):
+        tiny_run(write_config(every, name="e.toml"), tiny_source)
