@@ -30,7 +30,7 @@ from steerkit import (
     SteeringVector,
     ValidationError,
 )
-from steerkit.checks import choice, optional_integer, positive_scalar
+from steerkit.checks import choice, optional_integer, positive_scalar, string
 from steerkit_optimal.prefilter import prefilter_pool
 
 __all__ = ["QPMethod", "SOCPMethod", "SharedMethod"]
@@ -41,6 +41,15 @@ PREFILTER_TOLERANCE = 1e-6
 BINDING_TOLERANCE = 1e-6
 
 _FAILURE_MODES = ("raise", "keep")
+
+
+def _options(method: str, value: Any) -> dict[str, Any]:
+    """The backend options: a mapping (a TOML table), or None for none."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ValidationError(
+            method, "solver_options", "a table of backend options (a mapping)", repr(value)
+        )
+    return dict(value or {})
 
 
 def _decoder(context: MethodContext, method: str) -> Any:
@@ -116,7 +125,7 @@ class _PerInputMethod(SteeringMethod):
         qp = self.kind is ProblemKind.QP
         self.lam = positive_scalar(self.name, "lam", lam) if qp else None
         self.eps = None if qp else positive_scalar(self.name, "eps", eps)
-        self.solver = solver
+        self.solver = None if solver is None else string(self.name, "solver", solver)
         self.prefilter = optional_integer(
             self.name,
             "prefilter",
@@ -125,7 +134,7 @@ class _PerInputMethod(SteeringMethod):
             expected="a number of features ≥ 1, or None (the full dictionary)",
         )
         self.on_failure = choice(self.name, "on_failure", on_failure, _FAILURE_MODES)
-        self.solver_options = dict(solver_options or {})
+        self.solver_options = _options(self.name, solver_options)
 
     def problems(self, context: MethodContext) -> list[SteeringProblem]:
         """One problem per input; they share the decoder and its constraint matrix."""
@@ -326,9 +335,9 @@ class SharedMethod(SteeringMethod):
             self.eps: float | None = None
         else:
             self.lam, self.eps = None, positive_scalar(self.name, "eps", eps)
-        self.solver = solver
+        self.solver = None if solver is None else string(self.name, "solver", solver)
         self.on_failure = choice(self.name, "on_failure", on_failure, _FAILURE_MODES)
-        self.solver_options = dict(solver_options or {})
+        self.solver_options = _options(self.name, solver_options)
 
     def compute(self, context: MethodContext) -> MethodResult:
         rhs: npt.NDArray[np.float64] = context.concept.rhs(context.inputs.hidden)  # (n, k)
