@@ -188,7 +188,9 @@ class PluginHost:
             else _names_from(os.environ.get(BLOCK_ENV)) or frozenset()
         )
         if override is None:
-            override = (os.environ.get(OVERRIDE_ENV) or "").split(",")
+            override = os.environ.get(OVERRIDE_ENV) or ""
+        if isinstance(override, str):  # the variable's form: comma-separated items
+            override = override.split(",")
         self._chosen, bad = _overrides_from(override)
         self.pm = pluggy.PluginManager("steerkit")
         self.pm.add_hookspecs(hookspecs)
