@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from steerkit.checks import integer
 from steerkit.errors import SteerkitError, ValidationError
 from steerkit_transformerlens.integrity import damage, manifest
 from steerkit_transformerlens.paths import cache_root
@@ -96,8 +97,7 @@ def hook_name(layer: int, hook: str) -> str:
     """The TransformerLens hook name, e.g. `blocks.6.hook_resid_post`."""
     if hook not in HOOKS:
         raise ValidationError("train_sae", "hook", f"one of {HOOKS}", repr(hook))
-    if not isinstance(layer, int) or layer < 0:
-        raise ValidationError("train_sae", "layer", "a non-negative integer", repr(layer))
+    layer = integer("train_sae", "layer", layer, minimum=0, expected="a non-negative integer")
     return f"blocks.{layer}.hook_{hook}"
 
 
