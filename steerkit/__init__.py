@@ -6,6 +6,7 @@ needs numpy, attrs and pluggy only. Models, probes, solvers and methods are plug
 
 from __future__ import annotations
 
+from steerkit import checks
 from steerkit.command import Command
 from steerkit.dataset import Dataset, LabelledTexts, Splits
 from steerkit.errors import (
@@ -85,6 +86,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "available_solvers",
+    "checks",
     "get_host",
     "hookimpl",
     "layer_of",

@@ -47,6 +47,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             ["kind", "name", "distribution", "version", "status", "error"],
         )
     )
+    conflicts = [r for r in rows if r.status == "conflict"]
+    if conflicts:
+        print(
+            f"\n{len(conflicts)} name conflict{'s' if len(conflicts) > 1 else ''}: the error "
+            "column says which registration is used; STEERKIT_OVERRIDE_PLUGINS=kind:name="
+            "distribution chooses another (docs/plugins.md, 'Name collisions')"
+        )
     return 0
 
 
@@ -118,7 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     solvers.add_argument("--json", action="store_true", help="print a JSON list of objects")
     solvers.set_defaults(func=_cmd_solvers)
 
-    for entry in get_host().registry("command").entries():
+    registry = get_host().registry("command")
+    for conflict in registry.conflicts():
+        if conflict.kept is None and conflict.builtin is None:  # refused: say why when used
+            _refused(commands, conflict.name, conflict.error)
+    for entry in registry.entries():
         if entry.name in commands.choices:
             logger.warning(
                 "command %r (%s) would shadow a built-in: left out", entry.name, entry.origin
@@ -142,6 +153,17 @@ def _parser() -> argparse.ArgumentParser:
         )
         added.set_defaults(func=command.run)
     return parser
+
+
+def _refused(commands: Any, name: str, error: Exception) -> None:
+    """A command that several plugins register: running it fails with the conflict's error."""
+
+    def refuse(args: argparse.Namespace) -> int:
+        raise error
+
+    refused = commands.add_parser(name, help=f"(refused: {error})", add_help=False)
+    refused.add_argument("arguments", nargs=argparse.REMAINDER)
+    refused.set_defaults(func=refuse)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,10 @@ import abc
 import argparse
 from typing import ClassVar
 
-__all__ = ["Command"]
+__all__ = ["BUILTIN_COMMANDS", "Command"]
+
+#: The commands of the core's CLI: no plugin can register these names.
+BUILTIN_COMMANDS = ("plugins", "solvers")
 
 
 class Command(abc.ABC):

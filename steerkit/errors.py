@@ -53,16 +53,38 @@ class UnknownPluginError(SteerkitError, KeyError):
 
 
 class DuplicatePluginError(SteerkitError):
-    """Two distributions registered the same name for the same kind of plugin."""
+    """Two or more distributions registered the same name for the same kind of plugin.
 
-    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+    `kept` is the one whose registration holds the name (None: nobody's does, the name is
+    refused until the user chooses), `reason` why it does.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        first: str,
+        second: str,
+        *others: str,
+        kept: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.kind = kind
         self.name = name
-        self.distributions = (first, second)
-        super().__init__(
-            f"{kind} {name!r} is registered by both {first} and {second}; "
-            f"uninstall one, or block one with STEERKIT_BLOCK_PLUGINS"
-        )
+        self.distributions = (first, second, *others)
+        self.kept = kept
+        if others:
+            who = f"{', '.join((first, second, *others[:-1]))} and {others[-1]}"
+        else:
+            who = f"both {first} and {second}"
+        if kept is None:
+            fix = (
+                "neither is used: uninstall one, block one with STEERKIT_BLOCK_PLUGINS, or "
+                f"choose one with STEERKIT_OVERRIDE_PLUGINS={kind}:{name}=<distribution>"
+            )
+        else:
+            fix = f"{kept} keeps it" + (f" ({reason})" if reason else "")
+        super().__init__(f"{kind} {name!r} is registered by {who}; {fix}")
 
 
 class PluginError(SteerkitError):

@@ -6,10 +6,22 @@ choose what loads, by entry-point name or distribution name (comma-separated):
 
 - ``STEERKIT_PLUGINS``: load only these (set but empty: load no entry-point plugins);
 - ``STEERKIT_BLOCK_PLUGINS``: never load these.
+
+Two plugins registering one name never break each other's other names, and load order never
+decides which is used: a first-party plugin (`FIRST_PARTY`) keeps its names, a name two
+third-party plugins share is refused at use, and a built-in command cannot be registered. The
+user opts in to another choice, name by name, with
+
+- ``STEERKIT_OVERRIDE_PLUGINS``: ``kind:name=plugin`` items (comma-separated), e.g.
+  ``solver:path=steerkit-fastpath``: that plugin's registration of that name is used.
+
+`steerkit plugins` lists every collision (status "conflict", or "replaced" where an override
+chose).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -23,12 +35,12 @@ import attrs
 import pluggy
 
 from steerkit import hookspecs
-from steerkit.command import Command
+from steerkit.command import BUILTIN_COMMANDS, Command
 from steerkit.dataset import Dataset
 from steerkit.method import SteeringMethod
 from steerkit.metric import Metric
 from steerkit.probe import Probe
-from steerkit.registry import Origin, Registry
+from steerkit.registry import Conflict, Origin, Rank, Registry
 from steerkit.solver import Solver
 from steerkit.source import ActivationSource
 
@@ -36,7 +48,9 @@ __all__ = [
     "ALLOW_ENV",
     "BLOCK_ENV",
     "ENTRY_POINT_GROUP",
+    "FIRST_PARTY",
     "KINDS",
+    "OVERRIDE_ENV",
     "PluginHost",
     "PluginRow",
     "get_host",
@@ -48,6 +62,25 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "steerkit"
 ALLOW_ENV = "STEERKIT_PLUGINS"
 BLOCK_ENV = "STEERKIT_BLOCK_PLUGINS"
+OVERRIDE_ENV = "STEERKIT_OVERRIDE_PLUGINS"
+
+#: The distributions shipped with steerkit (its plugins/ folder): their names are not replaced by
+#: another plugin's registration unless STEERKIT_OVERRIDE_PLUGINS says so.
+FIRST_PARTY = frozenset(
+    {
+        "steerkit",
+        "steerkit-baselines",
+        "steerkit-cvxpy",
+        "steerkit-datasets",
+        "steerkit-direct",
+        "steerkit-metrics",
+        "steerkit-optimal",
+        "steerkit-path",
+        "steerkit-probes",
+        "steerkit-runner",
+        "steerkit-transformerlens",
+    }
+)
 
 #: kind → (hook name, interface). The order is the data flow's.
 KINDS: Mapping[str, tuple[str, type]] = {
@@ -65,7 +98,9 @@ KINDS: Mapping[str, tuple[str, type]] = {
 class PluginRow:
     """One line of `steerkit plugins`: a registered thing, or a plugin that failed or was blocked.
 
-    status is "loaded", "failed" or "blocked"; error is None when loaded.
+    status is "loaded", "failed", "blocked", "conflict" (the name is registered by another plugin
+    too, and this registration is not used) or "replaced" (not used, because the user chose
+    another with STEERKIT_OVERRIDE_PLUGINS); error is None when loaded.
     """
 
     kind: str
@@ -90,6 +125,34 @@ def _names_from(value: str | None) -> frozenset[str] | None:
     return frozenset(_normalise(n) for n in value.split(",") if n.strip())
 
 
+def _overrides_from(items: Iterable[str]) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """{(kind, name): normalised plugin} from `kind:name=plugin` items; and the malformed items."""
+    chosen: dict[tuple[str, str], str] = {}
+    bad: list[str] = []
+    for item in items:
+        if not item.strip():
+            continue
+        match = re.fullmatch(r"\s*([a-z_]+):([^=\s]+)\s*=\s*(\S+)\s*", item)
+        if match is None or match.group(1) not in KINDS:
+            bad.append(item.strip())
+            continue
+        chosen[(match.group(1), match.group(2))] = _normalise(match.group(3))
+    return chosen, bad
+
+
+def _names_of(origin: Origin) -> set[str]:
+    """The names a user may call a plugin by: its entry point's and its distribution's."""
+    names = {_normalise(origin.plugin)}
+    if origin.distribution:
+        names.add(_normalise(origin.distribution))
+    return names
+
+
+def _matches(origin: Origin, plugin: str) -> bool:
+    """Whether `origin` is the plugin called `plugin` (normalised)."""
+    return plugin in _names_of(origin)
+
+
 def _describe(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -99,7 +162,8 @@ class PluginHost:
     """A pluggy manager plus one registry per kind. Load happens once, on first use.
 
     entry_points: discover installed plugins; plugins: extra (name, module-or-object) pairs
-    registered first, as tests and scripts do; allow / block: override the environment variables.
+    registered first, as tests and scripts do; allow / block / override: replace the
+    environment variables (override: `kind:name=plugin` items).
     """
 
     def __init__(
@@ -109,6 +173,7 @@ class PluginHost:
         plugins: Iterable[tuple[str, object]] = (),
         allow: Iterable[str] | None = None,
         block: Iterable[str] | None = None,
+        override: Iterable[str] | None = None,
     ) -> None:
         self._use_entry_points = entry_points
         self._inline = list(plugins)
@@ -122,15 +187,41 @@ class PluginHost:
             if block is not None
             else _names_from(os.environ.get(BLOCK_ENV)) or frozenset()
         )
+        if override is None:
+            override = os.environ.get(OVERRIDE_ENV) or ""
+        if isinstance(override, str):  # the variable's form: comma-separated items
+            override = override.split(",")
+        self._chosen, bad = _overrides_from(override)
         self.pm = pluggy.PluginManager("steerkit")
         self.pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry[Any]] = {
-            kind: Registry(kind, base) for kind, (_, base) in KINDS.items()
+            kind: Registry(kind, base, rank=functools.partial(self._rank, kind))
+            for kind, (_, base) in KINDS.items()
         }
+        builtin = Origin("steerkit", "steerkit")
+        for name in BUILTIN_COMMANDS:
+            self.registries["command"].reserve(name, builtin)
         self._origins: dict[str, Origin] = {}
         self._problems: list[PluginRow] = []
+        for item in bad:
+            self._record(
+                Origin(OVERRIDE_ENV),
+                "failed",
+                f"{OVERRIDE_ENV} item {item!r} is not kind:name=plugin with a kind among "
+                f"{', '.join(KINDS)} (ignored)",
+                kind="setting",
+            )
         self._loaded = False
         self._lock = threading.RLock()
+
+    def _rank(self, kind: str, name: str, origin: Origin) -> Rank:
+        """How strongly `origin`'s registration of `name` holds it (see steerkit.registry)."""
+        chosen = self._chosen.get((kind, name))
+        if chosen is not None and _matches(origin, chosen):
+            return Rank.CHOSEN
+        if origin.distribution is not None and _normalise(origin.distribution) in FIRST_PARTY:
+            return Rank.FIRST_PARTY
+        return Rank.PLAIN
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -146,6 +237,7 @@ class PluginHost:
                 self._load_entry_points()
             self._check_pending()
             self._collect()
+            self._report_conflicts()
         return self
 
     def _record(self, origin: Origin, status: str, error: str, kind: str = "plugin") -> None:
@@ -163,13 +255,15 @@ class PluginHost:
             )
         )
 
-    def _register(self, plugin: object, origin: Origin) -> None:
+    def _register(self, plugin: object, origin: Origin, key: str | None = None) -> None:
+        """Register with pluggy under `key` (default: the plugin's name; unique per host)."""
+        key = origin.plugin if key is None else key
         try:
-            self.pm.register(plugin, name=origin.plugin)
+            self.pm.register(plugin, name=key)
         except Exception as e:  # a hookimpl with bad arguments, a name registered twice
             self._record(origin, "failed", _describe(e))
             return
-        self._origins[origin.plugin] = origin
+        self._origins[key] = origin
 
     def _entry_points(self) -> Iterator[tuple[importlib.metadata.EntryPoint, Origin]]:
         seen: set[tuple[str, str, str | None]] = set()
@@ -184,9 +278,7 @@ class PluginHost:
 
     def _selected(self, origin: Origin) -> str | None:
         """None if the plugin may load; else why not."""
-        names = {_normalise(origin.plugin)}
-        if origin.distribution:
-            names.add(_normalise(origin.distribution))
+        names = _names_of(origin)
         if names & self._block:
             return f"blocked by {BLOCK_ENV}"
         if self._allow is not None and not names & self._allow:
@@ -195,14 +287,19 @@ class PluginHost:
 
     def _load_entry_points(self) -> None:
         for ep, origin in self._entry_points():
-            if origin.plugin in self._origins:
-                self._record(
-                    origin,
-                    "failed",
-                    f"the plugin name {origin.plugin!r} is already taken by "
-                    f"{self._origins[origin.plugin]}",
-                )
-                continue
+            # two distributions may name their entry points alike: both load, under a key
+            # qualified by the distribution (pluggy needs one name per plugin)
+            key = origin.plugin
+            if key in self._origins:
+                key = f"{origin.distribution}:{origin.plugin}"
+                if key in self._origins:
+                    self._record(
+                        origin,
+                        "failed",
+                        f"the plugin name {origin.plugin!r} is already taken by "
+                        f"{self._origins[origin.plugin]}",
+                    )
+                    continue
             reason = self._selected(origin)
             if reason is not None:
                 self._record(origin, "blocked", reason)
@@ -212,7 +309,7 @@ class PluginHost:
             except (Exception, SystemExit) as e:  # a plugin must never break steerkit
                 self._record(origin, "failed", f"import of {ep.value!r} failed: {_describe(e)}")
                 continue
-            self._register(plugin, origin)
+            self._register(plugin, origin, key)
 
     def _check_pending(self) -> None:
         """Hook implementations with no spec (a misspelt hook) fail their plugin."""
@@ -231,11 +328,46 @@ class PluginHost:
             registry = self.registries[kind]
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name))
-                arguments = {"register": registry.bind(origin)}
+                # a name collision is recorded by the registry, and the hook goes on
+                arguments = {"register": registry.bind(origin, raise_conflicts=False)}
                 try:
                     impl.function(*(arguments[a] for a in impl.argnames))
                 except Exception as e:
                     self._record(origin, "failed", f"{hook_name}: {_describe(e)}", kind=kind)
+
+    def _conflicts(self) -> list[Conflict]:
+        return [c for registry in self.registries.values() for c in registry.conflicts()]
+
+    def _report_conflicts(self) -> None:
+        """Log every collision, and every override that chose a registration nobody made."""
+        for conflict in self._conflicts():
+            log = logger.info if conflict.kept_rank is Rank.CHOSEN else logger.warning
+            log("steerkit plugin conflict: %s", conflict.error)
+        for (kind, name), plugin in self._chosen.items():
+            if not any(_matches(e.origin, plugin) for e in self.registries[kind].claims(name)):
+                self._record(
+                    Origin(OVERRIDE_ENV),
+                    "failed",
+                    f"{OVERRIDE_ENV} chooses {kind} {name!r} from {plugin!r}, which registers "
+                    f"no {kind} of that name",
+                    kind="setting",
+                )
+
+    def _conflict_rows(self) -> list[PluginRow]:
+        """One row per registration a collision leaves unused; one per refused name."""
+        rows = []
+        for c in self._conflicts():
+            # a refused name: one row (its error names everyone); else one per unused claim
+            unused = c.claims[-1:] if c.kept is None and c.builtin is None else c.losers
+            status = "replaced" if c.kept_rank is Rank.CHOSEN else "conflict"
+            for e in unused:
+                o = e.origin
+                rows.append(
+                    PluginRow(
+                        c.kind, c.name, o.distribution, o.version, o.plugin, status, str(c.error)
+                    )
+                )
+        return rows
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -250,20 +382,24 @@ class PluginHost:
         return self.registry("solver")
 
     def rows(self) -> list[PluginRow]:
-        """Every registered thing, then every failed or blocked plugin."""
+        """Every registered thing, then every name collision, then every failed or blocked
+        plugin."""
         self.load()
         rows = [
             PluginRow(kind, e.name, e.origin.distribution, e.origin.version, e.origin.plugin)
             for kind, registry in self.registries.items()
             for e in registry.entries()
         ]
-        return rows + list(self._problems)
+        return rows + self._conflict_rows() + list(self._problems)
 
     @property
     def failures(self) -> list[PluginRow]:
+        """The plugins that failed, and the name collisions that need the user's choice."""
         self.load()
-        return [r for r in self._problems if r.status == "failed"]
+        return [r for r in self._conflict_rows() + self._problems if r.status in _FAILED]
 
+
+_FAILED = ("failed", "conflict")
 
 _host: PluginHost | None = None
 _host_lock = threading.Lock()

@@ -346,3 +346,29 @@ def test_plugin_commands_run_with_their_arguments(
     # a plugin command never replaces a built-in one
     status, out, _ = run(capsys, "solvers", "--json")
     assert status == 0 and json.loads(out)[0]["name"] == "reference"
+
+
+class GreetAgain(Greet):
+    help = "say hello, again"
+
+
+class SecondCommandPlugin:
+    @hookimpl
+    def register_commands(self, register: Any) -> None:
+        register(GreetAgain)
+
+
+def test_a_command_two_plugins_register_is_refused_with_the_reason(
+    capsys: pytest.CaptureFixture[str], steerkit_host_factory: Callable[..., PluginHost]
+) -> None:
+    steerkit_host_factory(("commands", CommandPlugin()), ("again", SecondCommandPlugin()))
+    status, out, _ = run(capsys, "--help")
+    assert status == 0 and "greet" in out and "refused" in out
+    status, out, err = run(capsys, "greet", "world", "--times", "2")
+    assert (status, out) == (1, "")
+    assert "registered by both plugin 'commands' and plugin 'again'; neither is used" in err
+    # the built-in `solvers` that CommandPlugin also registers is a conflict in the listing
+    status, out, _ = run(capsys, "plugins", "--json")
+    rows = {(r["name"], r["plugin"]): r for r in json.loads(out)}
+    assert rows[("solvers", "commands")]["status"] == "conflict"
+    assert rows[("greet", "again")]["status"] == "conflict"

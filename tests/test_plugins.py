@@ -211,3 +211,17 @@ def test_import_steerkit_is_light_and_loads_no_plugin() -> None:
         "assert steerkit.plugins._host is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_override_given_to_the_host_chooses_between_two_plugins(installed: list) -> None:
+    """Two third parties register `toy-reference`: refused until one is chosen, by the
+    host's `override` (a list, or the variable's comma-separated form)."""
+    installed.append(FakeEntryPoint("one", SameNamePlugin(), "steerkit-one"))
+    installed.append(FakeEntryPoint("two", SameNamePlugin(), "steerkit-two"))
+    assert "toy-reference" not in PluginHost().solvers
+    for override in (["solver:toy-reference=steerkit-two"], "solver:toy-reference=two"):
+        host = PluginHost(override=override)
+        assert host.solvers.entry("toy-reference").origin.distribution == "steerkit-two"
+        (row,) = [r for r in host.rows() if r.status == "replaced"]
+        assert (row.distribution, row.name) == ("steerkit-one", "toy-reference")
+        assert host.failures == []

@@ -1,5 +1,6 @@
-"""What every baseline shares: parameter checks, the context it needs, the scale of its vector
-("margin", "unit" or "none"), and the one shared SteeringVector it returns."""
+"""What every baseline shares: the `normalize` parameter, the context it needs, the scale of its
+vector ("margin", "unit" or "none"), and the one shared SteeringVector it returns. Parameters
+are checked with the public `steerkit.checks`."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from steerkit import (
     SteeringMethod,
     SteeringVector,
     SteerkitError,
-    ValidationError,
 )
+from steerkit.checks import choice
 
 __all__ = ["NORMALIZE", "Baseline", "Scaling", "scale_direction"]
 
@@ -31,42 +32,6 @@ NORMALIZE = ("margin", "unit", "none")
 
 #: w·v at or below this fraction of ‖w‖‖v‖ counts as not moving the probe at all.
 _ORTHOGONAL = 1e-12
-
-
-# -- parameters -----------------------------------------------------------------------------------
-
-
-def check_normalize(owner: str, value: Any) -> str:
-    if not isinstance(value, str) or value not in NORMALIZE:
-        raise ValidationError(owner, "normalize", "one of 'margin', 'unit', 'none'", repr(value))
-    return value
-
-
-def check_int(owner: str, field: str, value: Any, *, minimum: int, optional: bool = False) -> Any:
-    """An int ≥ minimum (or None when optional); bools are not ints here."""
-    if optional and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        expected = f"an integer ≥ {minimum}" + (" or None" if optional else "")
-        raise ValidationError(owner, field, expected, repr(value))
-    return int(value)
-
-
-def check_str(owner: str, field: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(owner, field, "a string", repr(value))
-    return value
-
-
-# -- what a method needs from the context ------------------------------------------------------
-
-
-def float_matrix(value: Any) -> Vector:
-    """A float64 numpy copy of a numpy array or a torch tensor (torch is never imported)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().float().numpy()
-    matrix: Vector = np.asarray(value, dtype=np.float64)
-    return matrix
 
 
 def d_model(context: MethodContext) -> int:
@@ -195,7 +160,7 @@ class Baseline(SteeringMethod):
     """A heuristic baseline: one shared vector for every input, at the inputs' hook point."""
 
     def __init__(self, *, normalize: str = "margin") -> None:
-        self.normalize = check_normalize(self.name, normalize)
+        self.normalize = choice(self.name, "normalize", normalize, NORMALIZE)
 
     def params(self) -> dict[str, Any]:
         """The method's parameters, as recorded in the vector's provenance."""

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from steerkit import ActivationSource, Dataset, MethodContext, SteerkitError
+from steerkit.checks import string
 from steerkit_baselines._common import (
     DirectionBaseline,
     Vector,
     binary_sign,
-    check_str,
     d_model,
     target_indicator,
     training_data,
@@ -121,7 +121,7 @@ class CAARepE(DirectionBaseline):
 
     def __init__(self, *, separator: str = " ", normalize: str = "margin") -> None:
         super().__init__(normalize=normalize)
-        self.separator = check_str(self.name, "separator", separator)
+        self.separator = string(self.name, "separator", separator)
 
     def params(self) -> dict[str, Any]:
         return {"separator": self.separator, **super().params()}

@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 
 from steerkit import Activations, MethodContext, SteerkitError, ValidationError
+from steerkit.checks import float_array, integer, optional_integer
 from steerkit_baselines._common import (
     Baseline,
     Vector,
-    check_int,
     d_model,
-    float_matrix,
     scale_direction,
     target_indicator,
     training_data,
@@ -29,9 +28,9 @@ __all__ = ["SingleFeature", "TopKFeatures", "class_correlation"]
 def class_correlation(features: Any, labels: Any, target_class: int) -> Vector:
     """(d_sae,) Pearson correlation of each feature's activation (n, d_sae) with the indicator of
     `labels == target_class` (n,); a feature constant over the n examples gets 0."""
-    f = float_matrix(features)
+    f = float_array("class_correlation", "features", features, ndim=2)
     y = (np.asarray(labels) == target_class).astype(np.float64)
-    if f.ndim != 2 or f.shape[0] != y.shape[0]:
+    if f.shape[0] != y.shape[0]:
         raise ValidationError(
             "class_correlation", "features", f"an ({y.shape[0]}, d_sae) array", f"{f.shape}"
         )
@@ -62,8 +61,8 @@ def _decoder(owner: str, context: MethodContext) -> Vector:
             f"method {owner!r} steers along SAE decoder rows and needs the SAE decoder: pass "
             "MethodContext(decoder=source.decoder()), or a source with an SAE"
         )
-    d = float_matrix(decoder)
-    if d.ndim != 2 or d.shape[1] != d_model(context):
+    d = float_array(owner, "decoder", decoder, ndim=2)
+    if d.shape[1] != d_model(context):
         raise ValidationError(
             owner, "decoder", f"a (d_sae, {d_model(context)}) array", f"shape {d.shape}"
         )
@@ -73,7 +72,7 @@ def _decoder(owner: str, context: MethodContext) -> Vector:
 def _features(owner: str, context: MethodContext, train: Activations) -> Vector:
     """(n, d_sae) SAE features of the training split: `train.features`, or encoded by the source."""
     if train.features is not None:
-        return float_matrix(train.features)
+        return float_array(owner, "train.features", train.features, ndim=2)
     if context.source is None:
         raise SteerkitError(
             f"method {owner!r} ranks SAE features by their correlation with the target class and "
@@ -81,7 +80,7 @@ def _features(owner: str, context: MethodContext, train: Activations) -> Vector:
             "(source.activations(...) of a source with an SAE) or MethodContext(source=...)"
         )
     try:
-        return float_matrix(context.source.encode(train.hidden))
+        return float_array(owner, "features", context.source.encode(train.hidden), ndim=2)
     except (NotImplementedError, SteerkitError) as e:
         raise SteerkitError(
             f"method {owner!r} needs SAE features of the training split, and the source cannot "
@@ -134,9 +133,7 @@ class SingleFeature(_FeatureBaseline):
 
     def __init__(self, *, feature: int | None = None, normalize: str = "margin") -> None:
         super().__init__(normalize=normalize)
-        self.feature: int | None = check_int(
-            self.name, "feature", feature, minimum=0, optional=True
-        )
+        self.feature: int | None = optional_integer(self.name, "feature", feature, minimum=0)
 
     def params(self) -> dict[str, Any]:
         return {"feature": self.feature, **super().params()}
@@ -180,7 +177,7 @@ class TopKFeatures(_FeatureBaseline):
 
     def __init__(self, *, k: int = 10, normalize: str = "margin") -> None:
         super().__init__(normalize=normalize)
-        self.k: int = check_int(self.name, "k", k, minimum=1)
+        self.k: int = integer(self.name, "k", k, minimum=1)
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k, **super().params()}

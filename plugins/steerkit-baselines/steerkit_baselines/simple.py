@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from steerkit import MethodContext
-from steerkit_baselines._common import Baseline, DirectionBaseline, Vector, check_int, d_model
+from steerkit.checks import optional_integer
+from steerkit_baselines._common import Baseline, DirectionBaseline, Vector, d_model
 
 __all__ = ["NoSteering", "RandomDirection"]
 
@@ -37,7 +38,7 @@ class RandomDirection(DirectionBaseline):
 
     def __init__(self, *, seed: int | None = None, normalize: str = "margin") -> None:
         super().__init__(normalize=normalize)
-        self.seed: int | None = check_int(self.name, "seed", seed, minimum=0, optional=True)
+        self.seed: int | None = optional_integer(self.name, "seed", seed, minimum=0)
 
     def params(self) -> dict[str, Any]:
         return {"seed": self.seed, **super().params()}

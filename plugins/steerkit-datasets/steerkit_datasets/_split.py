@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from steerkit import LabelledTexts, Splits, SteerkitError, ValidationError
+from steerkit.checks import fraction, optional_integer
 
 __all__ = [
     "balanced_texts",
@@ -34,21 +35,14 @@ def normalise(text: str) -> str:
 
 def check_test_size(owner: str, value: Any) -> float:
     """A test fraction strictly between 0 and 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(owner, "test_size", "a number in (0, 1)", repr(value))
-    fraction = float(value)
-    if not (0.0 < fraction < 1.0):
-        raise ValidationError(owner, "test_size", "a number in (0, 1)", repr(value))
-    return fraction
+    return fraction(owner, "test_size", value)
 
 
 def check_n_per_class(owner: str, value: Any) -> int | None:
     """None (as many as the smallest class has) or a positive integer."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValidationError(owner, "n_per_class", "None or a positive integer", repr(value))
-    return int(value)
+    return optional_integer(
+        owner, "n_per_class", value, minimum=1, expected="None or a positive integer"
+    )
 
 
 def balanced_texts(

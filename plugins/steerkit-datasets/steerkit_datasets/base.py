@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from steerkit import Dataset, ValidationError
+from steerkit import Dataset
+from steerkit.checks import integer
 from steerkit_datasets._split import check_test_size
 from steerkit_datasets.prompts import TaskPrompts
 
@@ -39,6 +40,6 @@ class TaskDataset(Dataset):
         return self.prompts.neutral
 
     def _check_seed(self, seed: Any) -> int:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValidationError(type(self).__name__, "seed", "a non-negative integer", repr(seed))
-        return seed
+        return integer(
+            type(self).__name__, "seed", seed, minimum=0, expected="a non-negative integer"
+        )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from steerkit import Splits, SteerkitError, ValidationError
+from steerkit.checks import fraction
 from steerkit_datasets._split import (
     balanced_texts,
     check_n_per_class,
@@ -177,15 +178,7 @@ class CivilComments(HubDataset):
 
     def __init__(self, *, test_size: float = 0.2, threshold: float = 0.5) -> None:
         super().__init__(test_size=test_size)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ValidationError(
-                "CivilComments", "threshold", "a number in (0, 1]", repr(threshold)
-            )
-        if not 0.0 < float(threshold) <= 1.0:
-            raise ValidationError(
-                "CivilComments", "threshold", "a number in (0, 1]", repr(threshold)
-            )
-        self.threshold = float(threshold)
+        self.threshold = fraction("CivilComments", "threshold", threshold, include_one=True)
 
     def load(self, *, seed: int = 0, n_per_class: int | None = None) -> Splits:
         """Balanced (toxic / not toxic), stratified, seeded splits."""

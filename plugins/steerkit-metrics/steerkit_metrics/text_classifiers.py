@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from steerkit import Dataset, LabelledTexts, SteerkitError, UnknownPluginError, ValidationError
+from steerkit.checks import finite_number, integer
 
 __all__ = [
     "CLASSIFIERS",
@@ -61,10 +62,8 @@ class TfidfLogistic(TextClassifier):
     name = "tfidf-logistic"
 
     def __init__(self, *, C: float = 10.0, max_iter: int = 2000) -> None:
-        if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 0:
-            raise ValidationError("TfidfLogistic", "C", "a positive number", repr(C))
-        self.C = float(C)
-        self.max_iter = int(max_iter)
+        self.C = finite_number("TfidfLogistic", "C", C, positive=True)
+        self.max_iter = integer("TfidfLogistic", "max_iter", max_iter, minimum=1)
         self._pipeline: Any = None
 
     def __repr__(self) -> str:

@@ -28,7 +28,9 @@ from steerkit import (
     SteeringMethod,
     SteeringProblem,
     SteeringVector,
+    ValidationError,
 )
+from steerkit.checks import choice, optional_integer, positive_scalar, string
 from steerkit_optimal.prefilter import prefilter_pool
 
 __all__ = ["QPMethod", "SOCPMethod", "SharedMethod"]
@@ -41,29 +43,23 @@ BINDING_TOLERANCE = 1e-6
 _FAILURE_MODES = ("raise", "keep")
 
 
-def _positive(method: str, name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number <= 0:
-        raise ValueError(
-            f"method {method!r}: {name} must be a positive finite number, got {value!r}"
+def _options(method: str, value: Any) -> dict[str, Any]:
+    """The backend options: a mapping (a TOML table), or None for none."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ValidationError(
+            method, "solver_options", "a table of backend options (a mapping)", repr(value)
         )
-    return number
-
-
-def _failure_mode(method: str, value: str) -> str:
-    if value not in _FAILURE_MODES:
-        raise ValueError(f"method {method!r}: on_failure must be 'raise' or 'keep', got {value!r}")
-    return value
+    return dict(value or {})
 
 
 def _decoder(context: MethodContext, method: str) -> Any:
     if context.decoder is None:
-        raise ValueError(
-            f"method {method!r} steers through SAE features and needs the SAE decoder: "
-            "pass MethodContext(decoder=...) (an activation source with an SAE provides it)"
+        raise ValidationError(
+            method,
+            "context.decoder",
+            "the SAE decoder (the method steers through SAE features and needs the SAE decoder: "
+            "pass MethodContext(decoder=...); an activation source with an SAE provides it)",
+            "None",
         )
     return context.decoder
 
@@ -126,17 +122,19 @@ class _PerInputMethod(SteeringMethod):
         on_failure: str = "raise",
         solver_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.lam = _positive(self.name, "lam", lam) if self.kind is ProblemKind.QP else None
-        self.eps = _positive(self.name, "eps", eps) if self.kind is ProblemKind.SOCP else None
-        self.solver = solver
-        if prefilter is not None and (not isinstance(prefilter, int) or prefilter < 1):
-            raise ValueError(
-                f"method {self.name!r}: prefilter must be a positive number of "
-                f"features or None (the full dictionary), got {prefilter!r}"
-            )
-        self.prefilter = prefilter
-        self.on_failure = _failure_mode(self.name, on_failure)
-        self.solver_options = dict(solver_options or {})
+        qp = self.kind is ProblemKind.QP
+        self.lam = positive_scalar(self.name, "lam", lam) if qp else None
+        self.eps = None if qp else positive_scalar(self.name, "eps", eps)
+        self.solver = None if solver is None else string(self.name, "solver", solver)
+        self.prefilter = optional_integer(
+            self.name,
+            "prefilter",
+            prefilter,
+            minimum=1,
+            expected="a number of features ≥ 1, or None (the full dictionary)",
+        )
+        self.on_failure = choice(self.name, "on_failure", on_failure, _FAILURE_MODES)
+        self.solver_options = _options(self.name, solver_options)
 
     def problems(self, context: MethodContext) -> list[SteeringProblem]:
         """One problem per input; they share the decoder and its constraint matrix."""
@@ -331,20 +329,15 @@ class SharedMethod(SteeringMethod):
         on_failure: str = "raise",
         solver_options: Mapping[str, Any] | None = None,
     ) -> None:
-        try:
-            self.kind = ProblemKind(kind)
-        except ValueError:
-            raise ValueError(
-                f"method 'shared': kind must be 'qp' or 'socp', got {kind!r}"
-            ) from None
+        self.kind = ProblemKind(choice(self.name, "kind", kind, [k.value for k in ProblemKind]))
         if self.kind is ProblemKind.QP:
-            self.lam: float | None = _positive(self.name, "lam", 1.0 if lam is None else lam)
+            self.lam: float | None = positive_scalar(self.name, "lam", 1.0 if lam is None else lam)
             self.eps: float | None = None
         else:
-            self.lam, self.eps = None, _positive(self.name, "eps", eps)
-        self.solver = solver
-        self.on_failure = _failure_mode(self.name, on_failure)
-        self.solver_options = dict(solver_options or {})
+            self.lam, self.eps = None, positive_scalar(self.name, "eps", eps)
+        self.solver = None if solver is None else string(self.name, "solver", solver)
+        self.on_failure = choice(self.name, "on_failure", on_failure, _FAILURE_MODES)
+        self.solver_options = _options(self.name, solver_options)
 
     def compute(self, context: MethodContext) -> MethodResult:
         rhs: npt.NDArray[np.float64] = context.concept.rhs(context.inputs.hidden)  # (n, k)

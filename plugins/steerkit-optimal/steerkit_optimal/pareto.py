@@ -15,7 +15,8 @@ import attrs
 import numpy as np
 
 import steerkit
-from steerkit import SteeringProblem
+from steerkit import SteeringProblem, ValidationError
+from steerkit.checks import positive_scalar
 
 __all__ = ["ParetoPoint", "pareto"]
 
@@ -60,10 +61,17 @@ def pareto(
     rhs: a scalar, (k,) for one input, or (n, k) for n inputs. Exactly one of `lams`, `eps`.
     """
     if (lams is None) == (eps is None):
-        raise ValueError("pareto: give exactly one grid, lams=[...] (QP) or eps=[...] (SOCP)")
-    grid = [float(v) for v in (lams if lams is not None else eps)]  # type: ignore[union-attr]
-    if not grid:
-        raise ValueError("pareto: the grid of values is empty")
+        raise ValidationError(
+            "pareto",
+            "lams, eps",
+            "exactly one grid, lams=[...] (QP) or eps=[...] (SOCP)",
+            "both" if lams is not None else "neither",
+        )
+    field = "lams" if lams is not None else "eps"
+    values = list(lams if lams is not None else eps)  # type: ignore[arg-type]
+    if not values:
+        raise ValidationError("pareto", field, "a non-empty grid of positive numbers", "[]")
+    grid = [positive_scalar("pareto", f"{field}[{i}]", v) for i, v in enumerate(values)]
     rows = np.atleast_1d(np.asarray(rhs, dtype=np.float64))
     rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
     points: list[ParetoPoint] = []

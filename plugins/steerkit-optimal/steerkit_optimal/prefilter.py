@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from steerkit.checks import integer
+
 __all__ = ["prefilter_pool"]
 
 
@@ -23,8 +25,7 @@ def prefilter_pool(
     """Sorted feature indices: top_k by |cos(Dᵢ, w)| (best over the k directions), united with
     top_k by |features| when the input's SAE activations (d_sae,) are given."""
     d_sae = decoder.shape[0]
-    if top_k < 1:
-        raise ValueError(f"prefilter: top_k must be a positive number of features, got {top_k}")
+    top_k = integer("prefilter_pool", "top_k", top_k, minimum=1)
     if top_k >= d_sae:
         return np.arange(d_sae)
     row_norms = np.linalg.norm(decoder, axis=1)

@@ -9,7 +9,14 @@ import pytest
 from steerkit_optimal import QPMethod, SharedMethod, SOCPMethod, pareto
 
 import steerkit
-from steerkit import Activations, Concept, InfeasibleError, MethodContext, SteeringProblem
+from steerkit import (
+    Activations,
+    Concept,
+    InfeasibleError,
+    MethodContext,
+    SteeringProblem,
+    ValidationError,
+)
 from steerkit.testing import ReferencePlugin, random_decoder
 from steerkit.testing.oracle import min_feasible_norm, reference_solve
 
@@ -167,11 +174,11 @@ def test_missing_decoder_and_bad_parameters_are_named(steerkit_rng: np.random.Ge
     bare = MethodContext(inputs=context.inputs, concept=context.concept)
     with pytest.raises(ValueError, match="needs the SAE decoder"):
         QPMethod().compute(bare)
-    with pytest.raises(ValueError, match="lam must be a positive finite number"):
+    with pytest.raises(ValidationError, match="qp.lam: expected a positive finite number"):
         QPMethod(lam=0)
-    with pytest.raises(ValueError, match="on_failure must be 'raise' or 'keep'"):
+    with pytest.raises(ValidationError, match="on_failure: expected one of 'raise', 'keep'"):
         SOCPMethod(eps=1.0, on_failure="ignore")
-    with pytest.raises(ValueError, match="prefilter must be a positive number"):
+    with pytest.raises(ValidationError, match="prefilter: expected a number of features ≥ 1"):
         QPMethod(prefilter=0)
 
 

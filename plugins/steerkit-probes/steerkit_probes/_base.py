@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from steerkit import Probe, SteerkitError, ValidationError
-from steerkit_probes._checks import FloatMatrix, finite_number, hidden_matrix, integer_labels
+from steerkit.checks import finite_number
+from steerkit_probes._checks import FloatMatrix, hidden_matrix, integer_labels
 
 __all__ = ["BinaryProbe"]
 

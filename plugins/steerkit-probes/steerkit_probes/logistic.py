@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 
 from steerkit import Concept, ValidationError
+from steerkit.checks import finite_number, integer
 from steerkit_probes._base import BinaryProbe
-from steerkit_probes._checks import (
-    FloatMatrix,
-    binary_labels,
-    finite_number,
-    hidden_matrix,
-    positive_int,
-)
+from steerkit_probes._checks import FloatMatrix, binary_labels, hidden_matrix
 
 __all__ = ["LogisticProbe", "sigmoid"]
 
@@ -46,7 +41,7 @@ class LogisticProbe(BinaryProbe):
 
     def __init__(self, *, C: float = 1.0, max_iter: int = 1000, standardize: bool = False) -> None:
         self.C = finite_number("LogisticProbe", "C", C, positive=True)
-        self.max_iter = positive_int("LogisticProbe", "max_iter", max_iter)
+        self.max_iter = integer("LogisticProbe", "max_iter", max_iter, minimum=1)
         if not isinstance(standardize, bool):
             raise ValidationError(
                 "LogisticProbe", "standardize", "True or False", repr(standardize)
@@ -70,7 +65,7 @@ class LogisticProbe(BinaryProbe):
 
         x = hidden_matrix("LogisticProbe", "hidden", hidden)
         y, classes = binary_labels("LogisticProbe", "labels", labels, n=x.shape[0])
-        seed = positive_int("LogisticProbe", "seed", seed, minimum=0)
+        seed = integer("LogisticProbe", "seed", seed, minimum=0)
         mean = np.zeros(x.shape[1])
         scale = np.ones(x.shape[1])
         if self.standardize:

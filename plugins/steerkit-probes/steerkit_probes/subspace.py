@@ -27,14 +27,9 @@ from typing import Any
 import numpy as np
 
 from steerkit import Concept, SteerkitError, ValidationError
+from steerkit.checks import finite_number, integer
 from steerkit_probes._base import BinaryProbe
-from steerkit_probes._checks import (
-    FloatMatrix,
-    binary_labels,
-    finite_number,
-    hidden_matrix,
-    positive_int,
-)
+from steerkit_probes._checks import FloatMatrix, binary_labels, hidden_matrix
 
 __all__ = ["ConceptSubspaceProbe", "orthogonal_fisher_directions"]
 
@@ -97,12 +92,12 @@ class ConceptSubspaceProbe(BinaryProbe):
         self, *, k: int = 3, shrinkage: float = 0.1, C: float = 1.0, max_iter: int = 1000
     ) -> None:
         owner = "ConceptSubspaceProbe"
-        self.k = positive_int(owner, "k", k)
+        self.k = integer(owner, "k", k, minimum=1)
         self.shrinkage = finite_number(owner, "shrinkage", shrinkage, at_most=1.0)
         if self.shrinkage < 0:
             raise ValidationError(owner, "shrinkage", "a number in [0, 1]", repr(shrinkage))
         self.C = finite_number(owner, "C", C, positive=True)
-        self.max_iter = positive_int(owner, "max_iter", max_iter)
+        self.max_iter = integer(owner, "max_iter", max_iter, minimum=1)
         self._directions: np.ndarray[Any, Any] | None = None
         self._class_means = np.zeros((2, 0))
         self._within_std = np.zeros(0)
@@ -123,7 +118,7 @@ class ConceptSubspaceProbe(BinaryProbe):
         owner = "ConceptSubspaceProbe"
         x = hidden_matrix(owner, "hidden", hidden)
         y, classes = binary_labels(owner, "labels", labels, n=x.shape[0], min_per_class=2)
-        seed = positive_int(owner, "seed", seed, minimum=0)
+        seed = integer(owner, "seed", seed, minimum=0)
         n, d = x.shape
         if self.k > d:
             raise ValidationError(owner, "k", f"at most d_model = {d}", repr(self.k))

@@ -9,7 +9,8 @@ import attrs
 import numpy as np
 
 from steerkit import Probe, ValidationError
-from steerkit_probes._checks import binary_labels, hidden_matrix, positive_int
+from steerkit.checks import integer
+from steerkit_probes._checks import binary_labels, hidden_matrix
 
 __all__ = ["LayerSweep", "sweep_layers"]
 
@@ -113,13 +114,13 @@ def sweep_layers(
     )
     n = first.shape[0]
     y, _ = binary_labels(owner, "labels", labels, n=n)
-    folds = positive_int(owner, "folds", folds, minimum=2)
+    folds = integer(owner, "folds", folds, minimum=2)
     smallest = int(np.unique(y, return_counts=True)[1].min())
     if folds > smallest:
         raise ValidationError(
             owner, "folds", f"at most {smallest} (the examples of the smallest class)", repr(folds)
         )
-    seed = positive_int(owner, "seed", seed, minimum=0)
+    seed = integer(owner, "seed", seed, minimum=0)
     name, probe_class = _probe_class(probe)
     options = dict(probe_options or {})
     probe_class(**options)  # bad options fail here, before any fitting

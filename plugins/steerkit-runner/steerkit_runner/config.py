@@ -28,7 +28,12 @@ from typing import Any
 
 import attrs
 
-from steerkit.errors import DuplicatePluginError, SteerkitError, UnknownPluginError
+from steerkit.errors import (
+    DuplicatePluginError,
+    SteerkitError,
+    UnknownPluginError,
+    ValidationError,
+)
 from steerkit_runner._toml_lines import KeyLines, format_path
 from steerkit_runner._toml_lines import Path as KeyPath
 
@@ -802,10 +807,44 @@ def _check_params(
             )
 
 
+def _build_methods(config: Config, cls: type, entry: MethodEntry, index: int) -> None:
+    """Build the entry's method once per grid value (constructors are cheap and check their
+    parameters), so a bad value fails here with its key and line rather than as error rows.
+
+    A ValidationError on a parameter names it (``methods[0].lam[1]`` for a grid's second value);
+    a missing required parameter or another refusal names the table."""
+    table: KeyPath = ("methods", index)
+    what = f"method {entry.name!r}"
+    for k, (param, value) in enumerate(entry.settings()):
+        params = entry.params_for(value)
+        try:
+            inspect.signature(cls).bind(**params)
+        except TypeError as e:
+            raise config.error(table, f"{what}: {e}") from e
+        except ValueError:  # no signature to check (a builtin): the call below says
+            pass
+        try:
+            cls(**params)
+        except ValidationError as e:
+            if e.field not in params:
+                path = table
+            elif e.field == param:
+                path = (*table, e.field, k)
+            else:
+                path = (*table, e.field)
+            raise config.error(path, f"{what}: expected {e.expected}, received {e.received}") from e
+        except (SteerkitError, TypeError, ValueError) as e:
+            setting = f" with {param} = {value!r}" if param is not None else ""
+            raise config.error(
+                table, f"{what} refused its parameters{setting}: {type(e).__name__}: {e}"
+            ) from e
+
+
 def resolve_config(config: Config, host: Any = None, *, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Check every plugin name of the config against the registries (datasets, sources, probes,
     methods, solvers, metrics) and every parameter against the class's constructor, without
-    instantiating anything or loading a model; returns {"dataset": class, "source": class,
+    loading a model; each [[methods]] entry's method is built once per grid value, so its
+    constructor checks the values (λ > 0, k ≥ 1, …). Returns {"dataset": class, "source": class,
     "probe": class, "methods": [class per entry], "metrics": [class per metric]}.
     skip: sections not to check ("dataset", "source": objects the caller supplies itself)."""
     if host is None:
@@ -829,6 +868,7 @@ def resolve_config(config: Config, host: Any = None, *, skip: Iterable[str] = ()
         _check_params(config, cls, names, ("methods", i), f"method {entry.name!r}")
         if entry.solver is not None:
             _lookup(config, host, "solver", entry.solver, ("methods", i, "solver"))
+        _build_methods(config, cls, entry, i)
         methods.append(cls)
     metrics = []
     for i, metric in enumerate(config.evaluation.metrics):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from steerkit_runner import commands
@@ -180,6 +181,94 @@ def test_resolution_checks_a_grid_parameter_too(toy_host: steerkit.PluginHost) -
     text = TINY_CONFIG.replace("lam = [1.0]", "lamda = [1.0]")
     with pytest.raises(ConfigError, match=r"methods\[2\]\.lamda: method 'qp' does not take"):
         resolve_config(parse_config(text))
+
+
+@pytest.fixture
+def host_with_baselines(steerkit_host_factory: Any) -> steerkit.PluginHost:
+    import steerkit_baselines.plugin
+
+    from .conftest import toy_plugins
+
+    return steerkit_host_factory(*toy_plugins(), ("baselines", steerkit_baselines.plugin))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "needle", "expected"),
+    [
+        # a grid's bad value: the key names its index, the line is the grid's
+        ("lam = [1.0]", "lam = [1.0, -0.5]", "methods[2].lam[1]", "lam = [1.0, -0.5]", "positive"),
+        ("lam = [1.0]", "lam = [0.0]", "methods[2].lam[0]", "lam = [0.0]", "positive"),
+        ("lam = [1.0]", "lam = -2", "methods[2].lam", "lam = -2", "positive"),
+        (
+            'name = "qp"\nsolver = "path"\nlam = [1.0]',
+            'name = "socp"\neps = [1.0, 0.0]',
+            "methods[2].eps[1]",
+            "eps = [1.0, 0.0]",
+            "positive",
+        ),
+        (
+            'name = "qp"\nsolver = "path"\nlam = [1.0]',
+            'name = "shared"\nkind = "socp"\neps = [-1.0]',
+            "methods[2].eps[0]",
+            "eps = [-1.0]",
+            "positive",
+        ),
+        (
+            'name = "qp"\nsolver = "path"\nlam = [1.0]',
+            'name = "topk_features"\nk = 0',
+            "methods[2].k",
+            "k = 0",
+            "an integer ≥ 1",
+        ),
+        (
+            'name = "qp"\nsolver = "path"\nlam = [1.0]',
+            'name = "single_feature"\nnormalize = "margins"',
+            "methods[2].normalize",
+            'normalize = "margins"',
+            "one of 'margin', 'unit', 'none'",
+        ),
+        (
+            'name = "qp"\nsolver = "path"\nlam = [1.0]',
+            'name = "socp"',
+            "methods[2]",
+            'name = "socp"',
+            "missing a required argument: 'eps'",
+        ),
+    ],
+)
+def test_method_values_are_checked_with_key_and_line(
+    host_with_baselines: steerkit.PluginHost,
+    old: str,
+    new: str,
+    key: str,
+    needle: str,
+    expected: str,
+) -> None:
+    """Non-positive λ or ε, k = 0 and the like used to pass validation (the run exited 0 with
+    error rows); the method's own constructor now refuses them when the config is resolved."""
+    text = TINY_CONFIG.replace(old, new, 1)
+    assert text != TINY_CONFIG
+    with pytest.raises(ConfigError) as info:
+        resolve_config(parse_config(text, path="c.toml"))
+    error = info.value
+    assert (error.key, error.file) == (key, "c.toml")
+    # a table's line is its [[methods]] header, just above its `name`
+    assert error.line == line_number(text, needle) - (key == "methods[2]")
+    assert expected in str(error)
+    assert str(error).startswith(f"c.toml:{error.line}: {key}: method ")
+
+
+def test_a_bad_method_value_stops_the_run_before_it_starts(
+    toy_host: steerkit.PluginHost, write_config: Any, tmp_path: Path, tiny_source: Any
+) -> None:
+    from steerkit_runner.runner import run
+
+    path = write_config(TINY_CONFIG.replace("lam = [1.0]", "lam = [1.0, -1.0]"))
+    with pytest.raises(
+        ConfigError, match=r"methods\[2\]\.lam\[1\]: method 'qp': expected a positive"
+    ):
+        run(path, progress=False, source=tiny_source, host=toy_host)
+    assert not (tmp_path / "runs").exists()  # nothing was written
 
 
 def test_the_hash_is_of_the_parsed_config_not_the_bytes() -> None:

@@ -4,6 +4,11 @@ The key hashes the model's identity (its name, shape and a fingerprint of its we
 different models that share a name never share a cache entry), the hook point, the dtype and the
 texts themselves. SAE features are not cached: they are recomputed from the hidden states, which
 is cheap, so one entry serves every SAE at that hook.
+
+Activations are checked before they are written (finite, the model's width) and each file
+records its shape and the SHA-256 of its values; an entry that is unreadable, not written by
+this cache, of another shape, not finite or whose values changed is reported (a warning naming
+the file), deleted and rebuilt.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from steerkit.checks import check_finite
+from steerkit.errors import SteerkitError, ValidationError
 from steerkit_transformerlens.paths import cache_root
 
 if TYPE_CHECKING:
@@ -27,8 +34,9 @@ __all__ = ["ActivationDiskCache", "module_fingerprint", "texts_digest"]
 
 logger = logging.getLogger(__name__)
 
-#: Bumped when the way activations are extracted changes, so that old entries are not reused.
-FORMAT_VERSION = 1
+#: Bumped when the way activations are extracted or stored changes, so that old entries are not
+#: reused (2: entries record their shape and checksum).
+FORMAT_VERSION = 2
 
 _SAMPLES_PER_TENSOR = 4096
 
@@ -59,50 +67,115 @@ def module_fingerprint(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str
     return digest.hexdigest()
 
 
+def _digest(hidden: np.ndarray[Any, Any]) -> str:
+    return hashlib.sha256(np.ascontiguousarray(hidden, dtype=np.float32).tobytes()).hexdigest()
+
+
 class ActivationDiskCache:
     """Hidden states (n, d_model) float32 under `cache_root("activations")`, keyed by a dict."""
 
     def __init__(self, folder: Path | None = None) -> None:
         self._folder = folder
+        self._widths: dict[str, int] = {}  # key → d_model, when its parts say
 
     @property
     def folder(self) -> Path:
         return self._folder if self._folder is not None else cache_root("activations")
 
-    @staticmethod
-    def key(parts: Mapping[str, Any]) -> str:
+    def key(self, parts: Mapping[str, Any]) -> str:
+        """The entry's name for `parts`; remembers the width (`d_model`) the parts give, which
+        `load` and `save` then check."""
         payload = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:40]
+        key = hashlib.sha256(payload.encode()).hexdigest()[:40]
+        if isinstance(parts.get("d_model"), int):
+            self._widths[key] = int(parts["d_model"])
+        return key
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.safetensors"
 
     def load(self, key: str, *, n: int) -> np.ndarray[Any, Any] | None:
-        """The cached hidden states, or None when absent or unreadable (then they are rebuilt)."""
+        """The cached hidden states, or None when absent or damaged (a damaged entry is
+        reported, deleted and then rebuilt by the caller)."""
         path = self.path(key)
         if not path.exists():
             return None
-        from safetensors.numpy import load_file
-
-        try:
-            hidden = load_file(str(path))["hidden"]
-        except Exception as e:  # a truncated or foreign file: rebuild rather than fail
-            logger.warning("ignoring unreadable activation cache %s: %s", path, e)
-            return None
-        if hidden.ndim != 2 or hidden.shape[0] != n:
-            logger.warning("ignoring activation cache %s: shape %s", path, hidden.shape)
+        hidden, problem = self._read(path, n=n, width=self._widths.get(key))
+        if problem is not None:
+            logger.warning(
+                "activation cache entry %s is damaged (%s); it is deleted and rebuilt",
+                path,
+                problem,
+            )
+            path.unlink(missing_ok=True)
             return None
         logger.debug("activation cache hit: %s", path)
         return hidden
 
+    @staticmethod
+    def _read(
+        path: Path, *, n: int, width: int | None
+    ) -> tuple[np.ndarray[Any, Any] | None, str | None]:
+        """(hidden, None), or (None, what is wrong with the file)."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="np") as f:
+                metadata = f.metadata() or {}
+                if "hidden" not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                    return None, "no `hidden` tensor"
+                hidden = f.get_tensor("hidden")
+        except Exception as e:  # a truncated or foreign file
+            return None, f"unreadable: {type(e).__name__}: {e}"
+        if "sha256" not in metadata or "shape" not in metadata:
+            return None, "no shape and checksum recorded: not written by this cache"
+        shape = "x".join(str(s) for s in hidden.shape)
+        if hidden.dtype != np.float32 or shape != metadata["shape"]:
+            return None, f"{hidden.dtype} {shape} where float32 {metadata['shape']} was written"
+        if hidden.ndim != 2 or hidden.shape[0] != n:
+            return None, f"shape {hidden.shape} for {n} texts"
+        if width is not None and hidden.shape[1] != width:
+            return None, f"width {hidden.shape[1]} where the model's d_model is {width}"
+        if not np.isfinite(hidden).all():
+            return None, f"{int((~np.isfinite(hidden)).sum())} NaN or infinite values"
+        if _digest(hidden) != metadata["sha256"]:
+            return None, "its values changed since they were written (SHA-256 differs)"
+        return hidden, None
+
     def save(self, key: str, hidden: np.ndarray[Any, Any], meta: Mapping[str, Any]) -> Path:
-        """Write atomically (a temporary file renamed into place)."""
+        """Check the activations (2-d, the model's width, finite), then write them atomically
+        (a temporary file, flushed to disk, renamed into place) with their shape and checksum.
+        Raises, writing nothing, when the check fails."""
         from safetensors.numpy import save_file
 
         path = self.path(key)
+        hidden = np.ascontiguousarray(hidden, dtype=np.float32)
+        width = self._widths.get(key)
+        where = meta.get("hook_point", "the hook point")
+        if hidden.ndim != 2 or (width is not None and hidden.shape[1] != width):
+            expected = f"(n, {width})" if width is not None else "(n, d_model)"
+            raise SteerkitError(
+                f"activations at {where} have shape {hidden.shape}, expected {expected}; "
+                f"they are not written to the activation cache ({path})"
+            )
+        try:
+            check_finite("activations", "hidden", hidden)
+        except ValidationError as e:
+            raise SteerkitError(
+                f"the model's activations at {where} are not finite ({e.received}); they are "
+                f"not written to the activation cache ({path}). A float16 or bfloat16 model can "
+                "overflow: load it in float32"
+            ) from e
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         metadata = {k: str(v) for k, v in meta.items()}
-        save_file({"hidden": np.ascontiguousarray(hidden, dtype=np.float32)}, str(tmp), metadata)
-        os.replace(tmp, path)
+        metadata["shape"] = "x".join(str(s) for s in hidden.shape)
+        metadata["sha256"] = _digest(hidden)
+        try:
+            save_file({"hidden": hidden}, str(tmp), metadata)
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         logger.debug("activation cache written: %s", path)
         return path

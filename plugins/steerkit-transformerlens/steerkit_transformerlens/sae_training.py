@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from steerkit.checks import integer
 from steerkit.errors import SteerkitError, ValidationError
+from steerkit_transformerlens.integrity import damage, manifest
 from steerkit_transformerlens.paths import cache_root
 
 if TYPE_CHECKING:
@@ -95,8 +97,7 @@ def hook_name(layer: int, hook: str) -> str:
     """The TransformerLens hook name, e.g. `blocks.6.hook_resid_post`."""
     if hook not in HOOKS:
         raise ValidationError("train_sae", "hook", f"one of {HOOKS}", repr(hook))
-    if not isinstance(layer, int) or layer < 0:
-        raise ValidationError("train_sae", "layer", "a non-negative integer", repr(layer))
+    layer = integer("train_sae", "layer", layer, minimum=0, expected="a non-negative integer")
     return f"blocks.{layer}.hook_{hook}"
 
 
@@ -501,6 +502,7 @@ def train_on_activations(
             "seed": seed,
             "architecture": "batchtopk, saved by sae-lens as jumprelu",
             **(extra_stats or {}),
+            "files": manifest(staged),  # size and checksum of the SAE's files, checked at load
         }
         (staged / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
         if out_dir.exists():
@@ -580,15 +582,7 @@ def offline_sae_with_report(
     folder = offline_sae_folder(layer, hook)
     stats_path = folder / STATS_FILE
     if stats_path.is_file() and not force:
-        try:
-            stats = json.loads(stats_path.read_text(encoding="utf-8"))
-            sae = SAE.load_from_disk(folder, device=device)
-        except (OSError, ValueError, KeyError) as e:
-            raise OfflineSAEError(
-                f"the cached SAE in {folder} is unreadable ({e}); retrain it with "
-                f"`steerkit train-sae --layer {layer} --hook {hook} --force`"
-            ) from e
-        return sae, OfflineSAEReport(path=folder, trained=False, stats=stats)
+        return _cached_sae(folder, layer, hook, device)
 
     from steerkit_transformerlens.corpus import offline_corpus
     from steerkit_transformerlens.offline import MODEL_ID, load_offline_model_timed
@@ -625,6 +619,36 @@ def offline_sae_with_report(
         seconds_model=seconds_model,
         seconds_conversion=seconds_conversion,
     )
+
+
+def _cached_sae(
+    folder: Path, layer: int, hook: str, device: str
+) -> tuple[SAE[Any], OfflineSAEReport]:
+    """The SAE cached in `folder`, its files checked first against the sizes and checksums its
+    stats recorded (or, for an SAE trained before they were, against their own framing)."""
+    from sae_lens import SAE
+
+    fix = (
+        f"retrain it with `steerkit train-sae --layer {layer} --hook {hook} --force`, or delete "
+        f"the folder {folder} (the next use trains it again)"
+    )
+    try:
+        stats = json.loads((folder / STATS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise OfflineSAEError(
+            f"the cached SAE in {folder} is unreadable ({STATS_FILE}: {e}); {fix}"
+        ) from e
+    record = stats.get("files") if isinstance(stats, dict) else None
+    problem = damage(folder, record if isinstance(record, dict) else None)
+    if problem is not None:
+        raise OfflineSAEError(f"the cached SAE in {folder} is damaged ({problem}); {fix}")
+    try:
+        sae = SAE.load_from_disk(folder, device=device)
+    except Exception as e:  # a damage the checks did not see: name the folder and the fix
+        raise OfflineSAEError(
+            f"the cached SAE in {folder} is unreadable ({type(e).__name__}: {e}); {fix}"
+        ) from e
+    return sae, OfflineSAEReport(path=folder, trained=False, stats=stats)
 
 
 def offline_sae(*, layer: int, hook: str = DEFAULT_HOOK, device: str = "cpu") -> SAE[Any]:

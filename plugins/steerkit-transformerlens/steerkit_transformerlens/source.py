@@ -24,7 +24,7 @@ from steerkit import (
     SourceInfo,
     SteeringVector,
 )
-from steerkit._arrays import FloatArray, readonly, to_numpy
+from steerkit.checks import FloatArray, readonly, to_numpy
 from steerkit.errors import SteerkitError, ValidationError
 from steerkit_transformerlens.activation_cache import (
     ActivationDiskCache,

@@ -192,6 +192,17 @@ def test_trained_sae_is_saved_in_sae_lens_format(trained: TrainReport) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
+def test_trained_sae_records_the_size_and_checksum_of_its_files(trained: TrainReport) -> None:
+    """What the cached SAE is checked against before each load (see test_caches.py)."""
+    from steerkit_transformerlens.integrity import damage, file_record
+
+    files = json.loads((trained.path / STATS_FILE).read_text())["files"]
+    assert set(files) == {p.name for p in trained.path.iterdir()} - {STATS_FILE}
+    for name, record in files.items():
+        assert record == file_record(trained.path / name)
+    assert damage(trained.path, files) is None
+
+
 def test_loaded_sae_is_the_jumprelu_computed_by_hand(trained: TrainReport, model: Any) -> None:
     first = SAE.load_from_disk(trained.path)
     second = SAE.load_from_disk(trained.path)
