@@ -24,21 +24,23 @@ from typing import Any
 import numpy as np
 
 from steerkit import Column, SteerkitError
+from steerkit_runner.answer import answer_section, curves_section
 from steerkit_runner.results import Results, columns_of, read_generations, read_results
 from steerkit_runner.table import (
     NONE,
     UnitKey,
-    at_alpha_one,
     by_unit,
     cell,
     comparison_table,
     format_markdown,
     format_table,
+    intervals_markdown,
     label,
     md_escape,
     md_table,
     mean,
     num,
+    reported_rows,
 )
 
 __all__ = [
@@ -94,6 +96,19 @@ class RunView:
         self.columns = columns_of(declared if isinstance(declared, list) else (), self.results.rows)
         methods = self.run.get("methods")
         self.methods: Mapping[str, Any] = methods if isinstance(methods, Mapping) else {}
+        self.families = {
+            name: str(spec.get("family", "baseline"))
+            for name, spec in self.methods.items()
+            if isinstance(spec, Mapping)
+        }
+        evaluation = self.run.get("evaluation")
+        self.evaluation: Mapping[str, Any] = evaluation if isinstance(evaluation, Mapping) else {}
+        dev = self.run.get("dev")
+        self.n_dev = dev if isinstance(dev, int) and not isinstance(dev, bool) else 0
+
+    def table(self) -> list[dict[str, Any]]:
+        """The comparison table of the run (see `table.comparison_table`)."""
+        return comparison_table(self.rows, self.columns, self.families)
 
     @property
     def rows(self) -> tuple[Row, ...]:
@@ -115,7 +130,7 @@ class RunView:
 def run_table(run_dir: pathlib.Path) -> str:
     """The comparison table of a run directory as plain text (what `steerkit run` prints)."""
     view = RunView(run_dir)
-    return format_table(comparison_table(view.rows, view.columns), view.columns)
+    return format_table(view.table(), view.columns)
 
 
 def _sample(text: str) -> str:
@@ -245,16 +260,22 @@ def _float_or_nan(value: Any) -> float:
     )
 
 
-def _comparison_section(view: RunView) -> list[str]:
+def _comparison_section(view: RunView, table: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = ["## Method comparison", ""]
     rows = view.rows
     if not rows:
         return [*lines, "No result rows yet: nothing to compare."]
-    table = comparison_table(rows, view.columns)
+    where = (
+        f"on the test inputs at the α chosen on the {view.n_dev} dev inputs (the unit's best "
+        "mean aggregate)"
+        if view.n_dev
+        else "at α = 1 (or the α closest to 1 the unit has)"
+    )
     lines += [
-        "One row per method and setting at α = 1 (or the α closest to 1 the unit has). Means are "
-        "over inputs where the value is defined; `failed` counts inputs whose status is neither "
-        f"optimal nor ok; {NONE} marks a value that does not apply or is missing.",
+        f"One row per method and setting, {where}. Means are over inputs where the value is "
+        "defined, with bootstrap 95% intervals for the scores (every mean's interval is in the "
+        "table below it); `failed` counts inputs whose status is neither optimal nor ok; "
+        f"{NONE} marks a value that does not apply or is missing.",
         "",
     ]
     described = [c for c in view.columns if c.table and c.description]
@@ -262,14 +283,20 @@ def _comparison_section(view: RunView) -> list[str]:
         lines += [f"- **{md_escape(c.header)}**: {md_escape(c.description)}" for c in described]
         lines.append("")
     lines += format_markdown(table, view.columns)
+    lines += ["", "### Every mean with its 95% interval", ""]
+    lines += intervals_markdown(table, view.columns)
     effects = view.role("effect")
     if not effects:
         return lines
     effect = effects[0]
+    if view.n_dev:
+        rows = tuple(r for r in rows if r.get("split") == "dev")
     alphas = sorted({r["alpha"] for r in rows})
     lines += ["", f"### {md_escape(effect.header)} at each α", ""]
     if effect.description:
         lines += [f"Mean {md_escape(effect.description)}.", ""]
+    if view.n_dev:
+        lines += ["On the dev inputs, at every α of the grid.", ""]
     cells = []
     for unit, unit_rows in by_unit(rows).items():
         present = {r["alpha"] for r in unit_rows}
@@ -337,16 +364,18 @@ def _pareto_section(
         ]
     effect = effects[0]
     lines += [
-        f"Each optimal method across its grid at α = 1: what it costs "
+        f"Each optimal method across its grid at the α it is reported at: what it costs "
         f"({', '.join(c.header for c in costs)}) against what it buys ({effect.header}). "
-        "Baselines are single reference points.",
+        "Baselines are reference points (×); the thin lines follow every unit across every α "
+        "of the grid.",
         "",
     ]
     ordered = sorted(curves.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
     made = []
     for cost in costs:
         filename = f"pareto_{cost.name}.png"
-        if _frontier_figure(ordered, baselines, cost, effect, out / filename):
+        sweep = _alpha_curves(view.rows, cost, effect)
+        if _frontier_figure(ordered, baselines, sweep, cost, effect, out / filename):
             made.append((cost, filename))
         else:
             lines.append(
@@ -384,17 +413,42 @@ def _frontier_table(
     return md_table(headers, rows)
 
 
+def _alpha_curves(
+    rows: Sequence[Row], cost: Column, effect: Column
+) -> dict[UnitKey, list[tuple[float, float]]]:
+    """Per unit, (mean cost, mean effect) at each α of the grid, in α order: over the dev
+    inputs, or every input without a dev split."""
+    dev = [r for r in rows if r.get("split", "dev") == "dev"]
+    out: dict[UnitKey, list[tuple[float, float]]] = {}
+    for unit, unit_rows in by_unit(dev).items():
+        points = []
+        for alpha in sorted({r["alpha"] for r in unit_rows}):
+            members = [r for r in unit_rows if r["alpha"] == alpha]
+            x = mean(r.get(cost.name, math.nan) for r in members)
+            y = mean(r.get(effect.name, math.nan) for r in members)
+            if not (math.isnan(x) or math.isnan(y)):
+                points.append((x, y))
+        if len(points) > 1:
+            out[unit] = points
+    return out
+
+
 def _frontier_figure(
     curves: Sequence[tuple[tuple[str, str | None], list[Mapping[str, Any]]]],
     baselines: Sequence[Mapping[str, Any]],
+    sweep: Mapping[UnitKey, list[tuple[float, float]]],
     cost: Column,
     effect: Column,
     path: pathlib.Path,
 ) -> bool:
     """One frontier plot (cost against effect, a curve per optimal method, baselines as
-    crosses); False, and no file, when no optimal unit has both values."""
+    crosses, every unit's path across α thin); False, and no file, when no optimal unit has
+    both values."""
     figure = _figure()
     ax = figure.add_subplot()
+    for unit in sorted(sweep, key=label):
+        xs, ys = zip(*sweep[unit])
+        ax.plot(xs, ys, linewidth=0.6, marker=".", markersize=3, color="grey", alpha=0.6)
     drawn = False
     for (method, solver), entries in curves:
         points = [
@@ -425,7 +479,7 @@ def _frontier_figure(
         )
     ax.set_xlabel(f"mean {cost.header}" + (f" ({cost.description})" if cost.description else ""))
     ax.set_ylabel(f"mean {effect.header}")
-    ax.set_title(f"{cost.header} vs {effect.header} at α = 1")
+    ax.set_title(f"{cost.header} vs {effect.header} (thin: across α)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     figure.tight_layout()
@@ -692,12 +746,20 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.png"):  # the folder is the report's own: no figure stays stale
         stale.unlink()
-    at_one = at_alpha_one(view.rows)
-    table = comparison_table(view.rows, view.columns)
+    at_one = reported_rows(view.rows)
+    table = view.table()
+    chosen = {unit: unit_rows[0]["alpha"] for unit, unit_rows in at_one.items() if unit_rows}
     generations = None if view.generations is None else view.generations.rows
+    effects = view.role("effect")
+    answer = answer_section(
+        table, view.families, view.evaluation, effects[0] if effects else None, view.n_dev
+    )
+    header = _header(view.run, view.run_dir, view.results)
     sections = [
-        _header(view.run, view.run_dir, view.results),
-        _comparison_section(view),
+        header[:2] + answer,
+        header[2:],
+        _comparison_section(view, table),
+        curves_section(view.rows, chosen, out, _figure, _save),
         _pareto_section(view, table, out),
         _sparsity_section(view, at_one, out),
         _solve_time_section(view, at_one, out),

@@ -472,6 +472,11 @@ class _Runner:
                 "accuracy_test": prepared.accuracy[1],
             },
             "n_inputs": prepared.n,
+            "dev": prepared.dev,
+            "evaluation": {
+                "concept": config.evaluation.concept,
+                "fluency": config.evaluation.fluency,
+            },
             "split": config.steering.split,
             "n_train": len(prepared.splits.train),
             "n_test": len(prepared.splits.test),

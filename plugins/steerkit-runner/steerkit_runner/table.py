@@ -1,14 +1,19 @@
 """The one method comparison: what `steerkit run` prints and what the report opens with.
 
-One entry per unit (method, solver, param, value) at α = 1, or at the α closest to 1 the unit has:
-how many inputs, how many failed (status neither optimal nor ok), and the mean over inputs of
-every table column (NaN ignored; NaN when no input has a value). The columns come from the run
-(`results.columns_of`): whatever metrics ran, with their headers and formats.
+One entry per unit (method, solver, param, value) at the α it is reported at: with a dev split,
+its test inputs at the α the dev inputs chose; without one, α = 1 (or the α closest to 1 the unit
+has). Each entry holds how many inputs, how many failed (status neither optimal nor ok), the mean
+over inputs of every column (NaN ignored; NaN when no input has a value) with its bootstrap 95%
+interval, and — when rows carry an `aggregate` score and the run has baselines — the paired
+difference of the unit's aggregate to the best baseline's on the same inputs, with its interval.
+The columns come from the run (`results.columns_of`): whatever metrics ran, with their headers
+and formats.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,9 +24,11 @@ from steerkit import Column
 from steerkit_runner.results import OK_STATUSES, columns_of, normalise
 
 __all__ = [
+    "BOOTSTRAP",
     "NONE",
     "UnitKey",
     "at_alpha_one",
+    "bootstrap_interval",
     "by_unit",
     "cell",
     "comparison_table",
@@ -30,10 +37,17 @@ __all__ = [
     "label",
     "mean",
     "num",
+    "reported_rows",
     "setting",
 ]
 
 NONE = "—"
+#: bootstrap resamples per interval
+BOOTSTRAP = 2000
+#: the paired difference to the best baseline, in the entries and the tables
+VERSUS = "vs_best_baseline"
+#: columns whose interval the compact tables show beside the mean
+_SCORES = ("concept", "fluency", "aggregate")
 
 # (method, solver, param, value): one unit of the grid, before α
 UnitKey = tuple[str, "str | None", "str | None", "float | None"]
@@ -77,6 +91,19 @@ def at_alpha_one(rows: Iterable[Row]) -> dict[UnitKey, list[Row]]:
     return out
 
 
+def reported_rows(rows: Iterable[Row]) -> dict[UnitKey, list[Row]]:
+    """Per unit, the rows it is reported by: its test rows (at the α its dev rows chose) in a
+    run with a dev split, else its rows at α = 1 (or the α closest to 1); sorted by input."""
+    rows = list(rows)
+    test = [r for r in rows if r.get("split") == "test"]
+    if not test:
+        return at_alpha_one(rows)
+    return {
+        unit: sorted(unit_rows, key=lambda r: int(r["input_id"]))
+        for unit, unit_rows in by_unit(test).items()
+    }
+
+
 def setting(param: str | None, value: float | None) -> str:
     """'λ=0.1', 'ε=0.5', 'k=8', or '' for a method without a grid parameter."""
     if param is None:
@@ -103,6 +130,19 @@ def mean(values: Iterable[float]) -> float:
     return float(np.mean(kept)) if kept else math.nan
 
 
+def bootstrap_interval(values: Sequence[float], key: str) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of the mean of the values that are not NaN
+    (BOOTSTRAP resamples, seeded by `key`: the same values and key give the same interval);
+    (NaN, NaN) without two values."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if data.size < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(zlib.crc32(key.encode("utf-8")))
+    means = data[rng.integers(0, data.size, size=(BOOTSTRAP, data.size))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return (float(low), float(high))
+
+
 def cell(value: Any, spec: str = ".4g") -> str:
     """A table cell: '—' for None or NaN, numbers in `spec`."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -117,20 +157,27 @@ def cell(value: Any, spec: str = ".4g") -> str:
 
 
 def comparison_table(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[Column] | None = None
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[Column] | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per unit at α = 1 (or the α closest to 1 it has).
+    """One entry per unit at the α it is reported at (see `reported_rows`).
 
     rows: results rows as in results.jsonl (null or NaN for a missing value); columns: the
-    numeric columns to average (default: every numeric column of the rows). Each entry holds the
-    unit, `setting` ('λ=0.1'), `alpha`, `n_inputs`, `n_failed` (status neither optimal nor ok)
-    and, per column, the mean over inputs where it is defined (NaN where none is).
+    numeric columns to average (default: every numeric column of the rows); families: method
+    label → "optimal" or "baseline" (for the best baseline). Each entry holds the unit,
+    `setting` ('λ=0.1'), `alpha`, `n_inputs`, `n_failed` (status neither optimal nor ok) and,
+    per column, the mean over inputs where it is defined (NaN where none is) and `<column>_ci`,
+    its bootstrap 95% interval; with an `aggregate` column and a baseline, `vs_best_baseline`
+    (the mean paired difference of aggregate to the best baseline's, on the inputs both have)
+    with `vs_best_baseline_ci`, and `best_baseline`, that baseline's label.
     """
     normalised = [normalise(r, f"row {i}") for i, r in enumerate(rows)]
     if columns is None:
         columns = columns_of((), normalised)
     table = []
-    for unit, unit_rows in at_alpha_one(normalised).items():
+    reported = reported_rows(normalised)
+    for unit, unit_rows in reported.items():
         method, solver, param, value = unit
         entry: dict[str, Any] = {
             "method": method,
@@ -143,21 +190,67 @@ def comparison_table(
             "n_failed": sum(r["status"] not in OK_STATUSES for r in unit_rows),
         }
         for column in columns:
-            entry[column.name] = mean(r.get(column.name, math.nan) for r in unit_rows)
+            values = [r.get(column.name, math.nan) for r in unit_rows]
+            entry[column.name] = mean(values)
+            entry[f"{column.name}_ci"] = bootstrap_interval(values, f"{label(unit)}|{column.name}")
         table.append(entry)
+    _versus_best_baseline(table, reported, families or {})
     return table
+
+
+def _versus_best_baseline(
+    table: list[dict[str, Any]], reported: Mapping[UnitKey, list[Row]], families: Mapping[str, str]
+) -> None:
+    """Add each entry's paired difference in aggregate to the best baseline's."""
+    baselines = [
+        e
+        for e in table
+        if families.get(e["method"]) == "baseline" and not math.isnan(e.get("aggregate", math.nan))
+    ]
+    if not baselines:
+        return
+    best = max(baselines, key=lambda e: e["aggregate"])
+    best_unit = (best["method"], best["solver"], best["param"], best["value"])
+    reference = {r["input_id"]: r.get("aggregate", math.nan) for r in reported[best_unit]}
+    for entry in table:
+        unit = (entry["method"], entry["solver"], entry["param"], entry["value"])
+        diffs = [
+            r.get("aggregate", math.nan) - reference[r["input_id"]]
+            for r in reported[unit]
+            if r["input_id"] in reference
+        ]
+        entry["best_baseline"] = label(best_unit)
+        entry[VERSUS] = mean(diffs)
+        entry[f"{VERSUS}_ci"] = bootstrap_interval(diffs, f"{label(unit)}|{VERSUS}")
+
+
+def _with_interval(value: Any, interval: Any, spec: str) -> str:
+    text = cell(value, spec)
+    if text == NONE or not isinstance(interval, tuple) or math.isnan(interval[0]):
+        return text
+    return f"{text} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
 
 
 def _cells(
     table: Sequence[Mapping[str, Any]], columns: Sequence[Column]
 ) -> tuple[list[str], list[list[str]]]:
     shown = [c for c in columns if c.table]
+    interval = {c.name for c in shown if c.name in _SCORES}
+    versus = any(VERSUS in e for e in table)
     headers = [h for _, h in _LEADING] + [c.header for c in shown]
+    if versus:
+        headers.append(f"Δ aggregate vs {table[0]['best_baseline']}")
     out = []
     for entry in table:
         row = [cell(entry.get(key)) or NONE for key, _ in _LEADING]
         row[3] = num(entry.get("alpha"))
-        row += [cell(entry.get(c.name), c.format) for c in shown]
+        for c in shown:
+            if c.name in interval:
+                row.append(_with_interval(entry.get(c.name), entry.get(f"{c.name}_ci"), c.format))
+            else:
+                row.append(cell(entry.get(c.name), c.format))
+        if versus:
+            row.append(_with_interval(entry.get(VERSUS), entry.get(f"{VERSUS}_ci"), "+.3f"))
         out.append(row)
     return headers, out
 
@@ -167,8 +260,12 @@ def _table_columns(
 ) -> Sequence[Column]:
     if columns is not None:
         return columns
-    leading = {key for key, _ in _LEADING} | {"param", "value"}
-    names = [k for k in (table[0] if table else {}) if k not in leading]
+    leading = {key for key, _ in _LEADING} | {"param", "value", "best_baseline"}
+    names = [
+        k
+        for k in (table[0] if table else {})
+        if k not in leading and not k.endswith("_ci") and k != VERSUS
+    ]
     return [Column(name) for name in names]
 
 
@@ -214,3 +311,23 @@ def format_markdown(
     """comparison_table's entries as the lines of a Markdown table."""
     headers, cells = _cells(table, _table_columns(table, columns))
     return md_table(headers, cells)
+
+
+def intervals_markdown(table: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> list[str]:
+    """Every mean of the table with its bootstrap 95% interval, one line per unit and column."""
+    rows = []
+    for entry in table:
+        unit = (entry["method"], entry["solver"], entry["param"], entry["value"])
+        for column in columns:
+            if column.table and not math.isnan(entry.get(column.name, math.nan)):
+                low, high = entry.get(f"{column.name}_ci", (math.nan, math.nan))
+                rows.append(
+                    [
+                        md_escape(label(unit)),
+                        md_escape(column.header),
+                        cell(entry[column.name], column.format),
+                        cell(low, column.format),
+                        cell(high, column.format),
+                    ]
+                )
+    return md_table(["unit", "column", "mean", "2.5%", "97.5%"], rows)
