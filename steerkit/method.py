@@ -131,7 +131,8 @@ class SteeringMethod(abc.ABC):
     """A rule that produces steering vectors for a batch of inputs.
 
     `family` says what kind of method it is, for reports: "optimal" (a convex program over SAE
-    features, solved with a certificate) or "baseline" (a heuristic direction).
+    features, solved with a certificate), "baseline" (a heuristic direction) or "control" (no
+    intervention: the unsteered reference).
     """
 
     name: ClassVar[str]
