@@ -636,6 +636,8 @@ def _methods(value: Any, ctx: _Context) -> tuple[MethodEntry, ...]:
                 _number(v, functools.partial(ctx.error, ("methods", index, grid_param, k)))
                 for k, v in enumerate(items)
             )
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+                grid = tuple(int(v) for v in items)  # an integer grid (e.g. k) stays integer
             if len(set(grid)) != len(grid):
                 raise r.error(grid_param, f"expected distinct values, received {list(grid)}")
         entry = MethodEntry(

@@ -391,3 +391,11 @@ def test_every_shipped_config_resolves_through_the_registries(name: str) -> None
     assert config.sweep is not None
     names = {m.name for m in config.methods}
     assert {"qp", "socp", "shared", "no_steering", "caa_mean_diff"} <= names
+
+
+def test_an_integer_grid_stays_integer() -> None:
+    toy = parse_config(TINY_CONFIG.replace("boost = [1.0, 2.0]", "boost = [1, 2]")).methods[0]
+    assert toy.grid == (1, 2) and all(type(v) is int for v in toy.grid)
+    assert toy.params_for(2) == {"boost": 2}
+    qp = parse_config(TINY_CONFIG.replace("lam = [1.0]", "lam = [1, 0.5]")).methods[2]
+    assert qp.grid == (1.0, 0.5) and all(type(v) is float for v in qp.grid)
