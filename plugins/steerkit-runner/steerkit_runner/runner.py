@@ -966,6 +966,10 @@ def _metric_columns(name: str, values: Any, n: int) -> dict[str, np.ndarray[Any,
     return out
 
 
+def _adds_nothing(vector: SteeringVector | None) -> bool:
+    return vector is None or vector.scale == 0.0 or not np.any(vector.vector)
+
+
 class _Generator:
     """Continuations of the first n_generate inputs, each steered by its own vector in one
     batched call; the unsteered ones are generated once per run (`base`). A source that cannot
@@ -981,6 +985,8 @@ class _Generator:
         self.unavailable: str | None = None
 
     def _generate(self, ids: Sequence[int], vectors: Any) -> list[str]:
+        if not ids:
+            return []
         return self.source.generate(
             [self.texts[i] for i in ids],
             max_new_tokens=self.steering.max_new_tokens,
@@ -1003,7 +1009,10 @@ class _Generator:
                 missing = [i for i in ids if i not in self.base]
                 if missing:
                     self.base.update(zip(missing, self._generate(missing, None)))
-                steered = self._generate(ids, [vectors[i] for i in ids])
+                # a zero vector adds nothing: its continuation is the unsteered one
+                moved = [i for i in ids if not _adds_nothing(vectors[i])]
+                texts = dict(zip(moved, self._generate(moved, [vectors[i] for i in moved])))
+                steered = [texts[i] if i in texts else self.base[i] for i in ids]
         except NotImplementedError as e:  # the source cannot generate: say so once
             self.unavailable = str(e)
             logger.warning("no generations: %s", e)

@@ -544,3 +544,27 @@ def test_a_dev_split_needs_scores_and_test_inputs(
     every = PROTOCOL.replace("dev = 2", "dev = 6")
     with pytest.raises(SteerkitError, match="the test inputs would be none"):
         tiny_run(write_config(every, name="e.toml"), tiny_source)
+
+
+def test_a_zero_vector_reuses_the_unsteered_continuation(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[Any] = []
+    real = tiny_source.generate
+
+    def counting(prompts: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("vector"))
+        return real(prompts, **kwargs)
+
+    monkeypatch.setattr(tiny_source, "generate", counting)
+    text = TINY_CONFIG.replace("boost = [1.0, 2.0]", "boost = [0.0]")
+    text = text.split('[[methods]]\nname = "toy_shared"')[0] + (
+        '[evaluation]\nmetrics = ["toy_generation"]\n'
+    )
+    result = tiny_run(write_config(text), tiny_source)
+    assert calls == [None]  # the unsteered batch only: α · 0 adds nothing
+    generations = [json.loads(x) for x in open_lines(result)]
+    assert generations and all(g["steered"] == g["base"] for g in generations)
