@@ -15,6 +15,7 @@ from steerkit_baselines import (
     CAAMeanDiff,
     CAARepE,
     NoSteering,
+    ProbeDirection,
     RandomDirection,
     SingleFeature,
     TopKFeatures,
@@ -208,7 +209,7 @@ def test_the_fixture_has_inputs_on_both_sides_of_the_threshold(
 def test_every_baseline_gives_one_shared_vector_with_provenance(
     cls: type, context: MethodContext
 ) -> None:
-    method = cls()
+    method = cls(normalize="margin")  # the default of all but probe_direction (per_input)
     result = method.compute(context)
     assert result.shared is True and len(result.vectors) == 1
     (vector,) = result.vectors
@@ -603,6 +604,25 @@ def test_per_input_feature_vectors_are_their_sae_code(
             assert support == [] and values == []  # no intervention, no feature
         else:
             assert support and min(values) > 0
+
+
+def test_probe_direction_is_the_shortest_vector_reaching_the_margin(
+    context: MethodContext, probe: LogisticProbe
+) -> None:
+    """‖v_i‖ = r_i/‖w‖ along w, and no other baseline reaches the same margin with less."""
+    hidden = context.inputs.hidden.astype(np.float64)
+    r = np.maximum(1.0 - (hidden @ probe.w + probe.b), 0.0)
+    w_norm = float(np.linalg.norm(probe.w))
+    shortest = per_input(ProbeDirection(), context)
+    for vector, r_i in zip(shortest, r):
+        assert vector.norm == pytest.approx(r_i / w_norm, rel=1e-12, abs=1e-15)
+        np.testing.assert_allclose(vector.vector, r_i * probe.w / w_norm**2, rtol=1e-12)
+        assert vector.provenance["factor"] == pytest.approx(r_i / w_norm**2, rel=1e-12)
+    for cls in [c for c in DIRECTION_BASELINES if c is not ProbeDirection]:
+        others = per_input(cls(normalize="per_input"), context)
+        for mine, theirs in zip(shortest, others):
+            assert mine.norm <= theirs.norm * (1 + 1e-12)
+        assert any(m.norm < 0.99 * t.norm for m, t in zip(shortest, others))
 
 
 def test_per_input_leaves_every_input_alone_when_none_needs_steering(
