@@ -57,11 +57,11 @@ def one(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 
 def test_first_party_plugins_lose_nothing(rows: list[dict[str, Any]]) -> None:
     """Every first-party name is loaded from its own distribution, exactly as without the
-    impostor: all seven baselines, the path solver, the runner's five commands."""
+    impostor: all eight baselines, the path solver, the runner's five commands."""
     without = steerkit_json("plugins", site=installed_site())
     assert first_party_loaded(rows) == first_party_loaded(without)
     baselines = {r["name"] for r in rows if r["distribution"] == "steerkit-baselines"}
-    assert len(baselines) == 7 and "no_steering" in baselines
+    assert len(baselines) == 8 and "no_steering" in baselines
     assert one(rows, kind="solver", name="path", status="loaded")["distribution"] == (
         "steerkit-path"
     )

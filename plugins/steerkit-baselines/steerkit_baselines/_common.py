@@ -1,6 +1,7 @@
 """What every baseline shares: the `normalize` parameter, the context it needs, the scale of its
-vector ("margin", "unit" or "none"), and the one shared SteeringVector it returns. Parameters
-are checked with the public `steerkit.checks`."""
+vector ("per_input", "margin", "unit" or "none"), and the vectors it returns: one shared
+SteeringVector, or with "per_input" one per input. Parameters are checked with the public
+`steerkit.checks`."""
 
 from __future__ import annotations
 
@@ -22,16 +23,14 @@ from steerkit import (
     SteerkitError,
 )
 from steerkit.checks import choice
+from steerkit_baselines._margin import ORTHOGONAL, smallest_scales
 
-__all__ = ["NORMALIZE", "Baseline", "Scaling", "scale_direction"]
+__all__ = ["NORMALIZE", "Baseline", "Direction", "DirectionBaseline", "Scaling", "scale_direction"]
 
 Vector = npt.NDArray[np.float64]
 
 #: The ways a baseline's raw direction is scaled before the runner's α multiplies it.
-NORMALIZE = ("margin", "unit", "none")
-
-#: w·v at or below this fraction of ‖w‖‖v‖ counts as not moving the probe at all.
-_ORTHOGONAL = 1e-12
+NORMALIZE = ("margin", "unit", "none", "per_input")
 
 
 def d_model(context: MethodContext) -> int:
@@ -107,13 +106,8 @@ class Scaling:
         self.info = dict(info)
 
 
-def scale_direction(owner: str, raw: Vector, context: MethodContext, normalize: str) -> Scaling:
-    """The factor that scales `raw` as `normalize` says.
-
-    margin: w·(h + factor·v) = t for the median input that needs steering (r = t − w·h > 0),
-    with w, t the concept's first direction and threshold: factor = median(r) / (w·v).
-    unit: ‖factor·v‖ = 1. none: factor = 1.
-    """
+def raw_norm(owner: str, raw: Vector) -> float:
+    """‖raw‖, which must be finite and non-zero: a baseline never hands back a silent zero."""
     norm = float(np.linalg.norm(raw))
     if not math.isfinite(norm) or norm == 0.0:
         raise SteerkitError(
@@ -121,6 +115,18 @@ def scale_direction(owner: str, raw: Vector, context: MethodContext, normalize: 
             "(nothing separates what it compares); check its data — a zero vector is only "
             "returned by `no_steering`"
         )
+    return norm
+
+
+def scale_direction(owner: str, raw: Vector, context: MethodContext, normalize: str) -> Scaling:
+    """The factor that scales `raw` as `normalize` says.
+
+    margin: w·(h + factor·v) = t for the median input that needs steering (r = t − w·h > 0),
+    with w, t the concept's first direction and threshold: factor = median(r) / (w·v).
+    unit: ‖factor·v‖ = 1. none: factor = 1. (per_input has a factor per input:
+    `smallest_scales`.)
+    """
+    norm = raw_norm(owner, raw)
     w = np.asarray(context.concept.directions[0], dtype=np.float64)
     projection = float(w @ raw)
     info: dict[str, Any] = {"normalize": normalize, "raw_norm": norm}
@@ -137,7 +143,7 @@ def scale_direction(owner: str, raw: Vector, context: MethodContext, normalize: 
                 "concept's threshold (t − w·h ≤ 0), so there is no margin to scale to; steer "
                 "inputs outside the target class, or use normalize='unit' or 'none'"
             )
-        if projection <= _ORTHOGONAL * norm * float(np.linalg.norm(w)):
+        if projection <= ORTHOGONAL * norm * float(np.linalg.norm(w)):
             raise SteerkitError(
                 f"method {owner!r}: the direction does not move the probe towards the target "
                 f"class (w·v = {projection:.6g} ≤ 0), so no positive scale reaches the "
@@ -157,7 +163,8 @@ def scale_direction(owner: str, raw: Vector, context: MethodContext, normalize: 
 
 
 class Baseline(SteeringMethod):
-    """A heuristic baseline: one shared vector for every input, at the inputs' hook point."""
+    """A heuristic baseline: one shared vector for every input (`vector`), or one per input (a
+    subclass's `compute`), at the inputs' hook point."""
 
     def __init__(self, *, normalize: str = "margin") -> None:
         self.normalize = choice(self.name, "normalize", normalize, NORMALIZE)
@@ -172,38 +179,98 @@ class Baseline(SteeringMethod):
 
     @abc.abstractmethod
     def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
-        """The final (d_model,) vector and what the provenance should add about it."""
+        """The final shared (d_model,) vector and what the provenance should add about it."""
 
     def compute(self, context: MethodContext) -> MethodResult:
         start = time.perf_counter()
         vector, extra = self.vector(context)
-        seconds = time.perf_counter() - start
+        return self.result(context, [(vector, extra)], shared=True, start=start)
+
+    def result(
+        self,
+        context: MethodContext,
+        vectors: list[tuple[Vector, dict[str, Any]]],
+        *,
+        shared: bool,
+        start: float,
+        info: Mapping[str, Any] | None = None,
+    ) -> MethodResult:
+        """The MethodResult of (vector, provenance extra) pairs: one shared, or one per input."""
         layer = getattr(context.source, "layer", None) if context.source is not None else None
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             layer = None
-        provenance = {"method": self.name, **self.params(), **extra}
-        steering = SteeringVector(
-            vector=vector,
-            hook_point=context.inputs.hook_point,
-            layer=None if layer is None else int(layer),
-            provenance=provenance,
-        )
-        # attrs' converter=tuple leaves mypy unable to type the field: hence the ignore
+        steering = [
+            SteeringVector(
+                vector=vector,
+                hook_point=context.inputs.hook_point,
+                layer=None if layer is None else int(layer),
+                provenance={"method": self.name, **self.params(), **extra},
+            )
+            for vector, extra in vectors
+        ]
+        seconds = time.perf_counter() - start
         return MethodResult(
-            vectors=(steering,),
-            shared=True,
-            info={"seconds": seconds},
+            vectors=steering, shared=shared, info={"seconds": seconds, **(info or {})}
         )
+
+
+class Direction:
+    """A baseline's raw (d_model,) direction and what the provenance says about it; `scaled`
+    gives the vector at a factor (exactly zero at factor 0) and what the provenance adds."""
+
+    def __init__(self, raw: Vector, info: Mapping[str, Any]) -> None:
+        self.raw = np.asarray(raw, dtype=np.float64)
+        self.info = dict(info)
+
+    def scaled(self, factor: float) -> tuple[Vector, dict[str, Any]]:
+        vector: Vector = factor * self.raw
+        return vector, {}
 
 
 class DirectionBaseline(Baseline):
-    """A baseline that computes a raw direction, then scales it by `normalize`."""
+    """A baseline that computes a raw direction, then scales it by `normalize`: one shared
+    vector, or ("per_input") for each input the smallest scale that puts it on the margin."""
 
     @abc.abstractmethod
-    def direction(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
-        """The raw (d_model,) direction and what the provenance should add about it."""
+    def direction(self, context: MethodContext) -> Direction:
+        """The raw direction, before any scaling."""
 
     def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
-        raw, extra = self.direction(context)
-        scaling = scale_direction(self.name, raw, context, self.normalize)
-        return scaling.factor * raw, {**extra, **scaling.info}
+        direction = self.direction(context)
+        scaling = scale_direction(self.name, direction.raw, context, self.normalize)
+        vector, extra = direction.scaled(scaling.factor)
+        return vector, {**direction.info, **extra, **scaling.info}
+
+    def compute(self, context: MethodContext) -> MethodResult:
+        if self.normalize != "per_input":
+            return super().compute(context)
+        start = time.perf_counter()
+        direction = self.direction(context)
+        norm = raw_norm(self.name, direction.raw)
+        scales = smallest_scales(self.name, direction.raw, context.concept, context.inputs.hidden)
+        vectors = []
+        for i, factor in enumerate(scales.factors):
+            vector, extra = direction.scaled(float(factor))
+            binding = int(scales.binding[i])
+            vectors.append(
+                (
+                    vector,
+                    {
+                        **direction.info,
+                        **extra,
+                        "normalize": "per_input",
+                        "direction": self.name,
+                        "input": i,
+                        "raw_norm": norm,
+                        "factor": float(factor),
+                        "rhs": [float(r) for r in scales.rhs[i]],
+                        "binding_direction": None if binding < 0 else binding,
+                        "probe_projection": float(factor * scales.projections[0]),
+                        "already_satisfied": bool(factor == 0.0),
+                    },
+                )
+            )
+        satisfied = int((scales.factors == 0).sum())
+        return self.result(
+            context, vectors, shared=False, start=start, info={"already_satisfied": satisfied}
+        )

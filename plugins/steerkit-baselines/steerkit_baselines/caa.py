@@ -13,6 +13,7 @@ import numpy as np
 from steerkit import ActivationSource, Dataset, MethodContext, SteerkitError
 from steerkit.checks import string
 from steerkit_baselines._common import (
+    Direction,
     DirectionBaseline,
     Vector,
     binary_sign,
@@ -30,12 +31,12 @@ class CAAMeanDiff(DirectionBaseline):
 
     name = "caa_mean_diff"
 
-    def direction(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         train, labels = training_data(self.name, context)
         target = target_indicator(self.name, labels, context.target_class).astype(bool)
         hidden = np.asarray(train.hidden, dtype=np.float64)
         raw = hidden[target].mean(axis=0) - hidden[~target].mean(axis=0)
-        return raw, {"n_target": int(target.sum()), "n_other": int((~target).sum())}
+        return Direction(raw, {"n_target": int(target.sum()), "n_other": int((~target).sum())})
 
 
 def _source(owner: str, context: MethodContext) -> ActivationSource:
@@ -92,7 +93,7 @@ class CAAContrastive(DirectionBaseline):
 
     name = "caa_contrastive"
 
-    def direction(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         sign = binary_sign(self.name, context.target_class)
         pairs = list(_prompts(self.name, _dataset(self.name, context), "contrastive_pairs"))
         if not pairs:
@@ -106,7 +107,7 @@ class CAAContrastive(DirectionBaseline):
                 f"pairs of strings; entry {bad[0]} is {pairs[bad[0]]!r}"
             )
         raw = sign * _difference(self.name, context, [p[0] for p in pairs], [p[1] for p in pairs])
-        return raw, {"n_pairs": len(pairs), "target_class": int(context.target_class)}
+        return Direction(raw, {"n_pairs": len(pairs), "target_class": int(context.target_class)})
 
 
 class CAARepE(DirectionBaseline):
@@ -126,7 +127,7 @@ class CAARepE(DirectionBaseline):
     def params(self) -> dict[str, Any]:
         return {"separator": self.separator, **super().params()}
 
-    def direction(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         sign = binary_sign(self.name, context.target_class)
         dataset = _dataset(self.name, context)
         prefixes = _prompts(self.name, dataset, "persona_prefixes")
@@ -148,4 +149,6 @@ class CAARepE(DirectionBaseline):
             [negative + self.separator + q for q in queries],
             [positive + self.separator + q for q in queries],
         )
-        return raw, {"n_queries": len(queries), "target_class": int(context.target_class)}
+        return Direction(
+            raw, {"n_queries": len(queries), "target_class": int(context.target_class)}
+        )

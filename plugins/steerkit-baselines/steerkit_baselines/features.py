@@ -7,6 +7,7 @@ Both are Dᵀδ for a sparse δ ≥ 0: the provenance's `support` (feature ids) 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,10 @@ import numpy as np
 from steerkit import Activations, MethodContext, SteerkitError, ValidationError
 from steerkit.checks import float_array, integer, optional_integer
 from steerkit_baselines._common import (
-    Baseline,
+    Direction,
+    DirectionBaseline,
     Vector,
     d_model,
-    scale_direction,
     target_indicator,
     training_data,
 )
@@ -100,29 +101,32 @@ def _correlation(owner: str, context: MethodContext, d_sae: int) -> Vector:
     return class_correlation(features, labels, context.target_class)
 
 
-class _FeatureBaseline(Baseline):
-    """Dᵀδ for a δ ≥ 0 on a few features, δ scaled by `normalize`."""
+class FeatureDirection(Direction):
+    """Dᵀδ for a δ ≥ 0 on a few features: at a factor c the vector is exactly Dᵀ(c·δ), and the
+    provenance's `support` and `support_values` say so (both empty at c = 0: no feature)."""
 
-    def sparse(
+    def __init__(
         self,
-        context: MethodContext,
         decoder: Vector,
         support: np.ndarray[Any, Any],
         weights: Vector,
-    ) -> tuple[Vector, dict[str, Any]]:
-        rows = decoder[support]
-        scaling = scale_direction(self.name, rows.T @ weights, context, self.normalize)
-        values = scaling.factor * weights
-        vector: Vector = rows.T @ values
-        info = {
-            "support": [int(i) for i in support],
-            "support_values": [float(v) for v in values],
-            **scaling.info,
-        }
-        return vector, info
+        info: Mapping[str, Any],
+    ) -> None:
+        self.rows = decoder[support]
+        self.support = [int(i) for i in support]
+        self.weights = np.asarray(weights, dtype=np.float64)
+        super().__init__(self.rows.T @ self.weights, info)
+
+    def scaled(self, factor: float) -> tuple[Vector, dict[str, Any]]:
+        if factor == 0.0:
+            zero: Vector = np.zeros(self.rows.shape[1])
+            return zero, {"support": [], "support_values": []}
+        values = factor * self.weights
+        vector: Vector = self.rows.T @ values
+        return vector, {"support": self.support, "support_values": [float(v) for v in values]}
 
 
-class SingleFeature(_FeatureBaseline):
+class SingleFeature(DirectionBaseline):
     """One SAE decoder row: feature `feature`, or by default the feature whose activation on the
     training split is most correlated with the target class; scaled by `normalize`.
 
@@ -138,7 +142,7 @@ class SingleFeature(_FeatureBaseline):
     def params(self) -> dict[str, Any]:
         return {"feature": self.feature, **super().params()}
 
-    def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         decoder = _decoder(self.name, context)
         extra: dict[str, Any] = {}
         if self.feature is None:
@@ -161,11 +165,11 @@ class SingleFeature(_FeatureBaseline):
                     repr(feature),
                 )
             extra = {"selected_by": "config"}
-        vector, info = self.sparse(context, decoder, np.array([feature]), np.ones(1))
-        return vector, {"selected_feature": feature, **extra, **info}
+        info = {"selected_feature": feature, **extra}
+        return FeatureDirection(decoder, np.array([feature]), np.ones(1), info)
 
 
-class TopKFeatures(_FeatureBaseline):
+class TopKFeatures(DirectionBaseline):
     """Σ_j c_j · D_j over the k SAE features j most correlated with the target class on the
     training split, c_j their (positive) correlation; features with correlation ≤ 0 are left
     out. Scaled by `normalize`.
@@ -182,7 +186,7 @@ class TopKFeatures(_FeatureBaseline):
     def params(self) -> dict[str, Any]:
         return {"k": self.k, **super().params()}
 
-    def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         decoder = _decoder(self.name, context)
         correlation = _correlation(self.name, context, decoder.shape[0])
         top = np.argsort(-correlation, kind="stable")[: self.k]
@@ -192,5 +196,5 @@ class TopKFeatures(_FeatureBaseline):
                 f"method {self.name!r}: no SAE feature's activation is positively correlated "
                 f"with class {context.target_class} on the training split"
             )
-        vector, info = self.sparse(context, decoder, top, correlation[top])
-        return vector, {"correlations": [float(c) for c in correlation[top]], **info}
+        info = {"correlations": [float(c) for c in correlation[top]]}
+        return FeatureDirection(decoder, top, correlation[top], info)

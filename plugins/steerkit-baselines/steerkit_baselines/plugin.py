@@ -1,4 +1,4 @@
-"""Entry point of the steerkit-baselines distribution: registers the seven heuristic baselines.
+"""Entry point of the steerkit-baselines distribution: registers the eight heuristic baselines.
 
 Importing this module imports only numpy and steerkit: the baselines reach the model through the
 context's activation source.
@@ -10,6 +10,7 @@ import steerkit
 from steerkit import Register
 from steerkit_baselines.caa import CAAContrastive, CAAMeanDiff, CAARepE
 from steerkit_baselines.features import SingleFeature, TopKFeatures
+from steerkit_baselines.probe import ProbeDirection
 from steerkit_baselines.simple import NoSteering, RandomDirection
 
 #: Every baseline, in the order they are registered and listed.
@@ -21,6 +22,7 @@ BASELINES = (
     CAARepE,
     SingleFeature,
     TopKFeatures,
+    ProbeDirection,
 )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from steerkit import MethodContext
 from steerkit.checks import optional_integer
-from steerkit_baselines._common import Baseline, DirectionBaseline, Vector, d_model
+from steerkit_baselines._common import Baseline, Direction, DirectionBaseline, Vector, d_model
 
 __all__ = ["NoSteering", "RandomDirection"]
 
@@ -43,11 +43,11 @@ class RandomDirection(DirectionBaseline):
     def params(self) -> dict[str, Any]:
         return {"seed": self.seed, **super().params()}
 
-    def direction(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
+    def direction(self, context: MethodContext) -> Direction:
         seed = self.seed if self.seed is not None else int(context.seed)
         draw = np.random.default_rng(seed).standard_normal(d_model(context))
         draw /= np.linalg.norm(draw)
         flipped = bool(float(context.concept.directions[0] @ draw) < 0)
         if flipped:
             draw = -draw
-        return draw, {"seed_used": seed, "flipped_sign": flipped}
+        return Direction(draw, {"seed_used": seed, "flipped_sign": flipped})

@@ -15,6 +15,7 @@ from steerkit_baselines import (
     CAAMeanDiff,
     CAARepE,
     NoSteering,
+    ProbeDirection,
     RandomDirection,
     SingleFeature,
     TopKFeatures,
@@ -28,6 +29,7 @@ import steerkit
 from steerkit import (
     Activations,
     Concept,
+    InfeasibleError,
     LabelledTexts,
     MethodContext,
     Splits,
@@ -45,7 +47,8 @@ POSITIVE = [
     f"{s} {v} {'happy' if i % 2 else 'good'}" for i, (s, v) in enumerate(zip(SUBJECTS, VERBS))
 ]
 NEGATIVE = [t.replace("happy", "sad").replace("good", "bad") for t in POSITIVE]
-# Three inputs of class 0 to steer, and one already in class 1 (r ≤ 0, ignored by "margin").
+# Three inputs of class 0 to steer, and one already in class 1 (r ≤ 0: ignored by "margin", left
+# untouched by "per_input").
 INPUTS = [
     "the cat sat on the mat and was sad",
     "a dog ran under the tree and was bad",
@@ -206,7 +209,7 @@ def test_the_fixture_has_inputs_on_both_sides_of_the_threshold(
 def test_every_baseline_gives_one_shared_vector_with_provenance(
     cls: type, context: MethodContext
 ) -> None:
-    method = cls()
+    method = cls(normalize="margin")  # the default of all but probe_direction (per_input)
     result = method.compute(context)
     assert result.shared is True and len(result.vectors) == 1
     (vector,) = result.vectors
@@ -529,3 +532,126 @@ def test_constructed_by_name_from_the_registry(context: MethodContext) -> None:
     method = registry.get("topk_features")(k=3, normalize="unit")
     vector = method.compute(context).vectors[0]
     assert vector is not None and len(vector.provenance["support"]) == 3
+
+
+# -- per input: each input's smallest vector along the baseline's direction ---------------------
+
+DIRECTION_BASELINES = BASELINES[1:]
+
+
+def per_input(method: SteeringMethod, context: MethodContext) -> list[steerkit.SteeringVector]:
+    result = method.compute(context)
+    n = len(context.inputs)
+    assert result.shared is False and result.solutions == () and len(result.vectors) == n
+    assert result.per_input(n) == result.vectors  # what the runner checks
+    vectors = [v for v in result.vectors if v is not None]
+    assert len(vectors) == n
+    return vectors
+
+
+@pytest.mark.parametrize("cls", DIRECTION_BASELINES, ids=lambda c: c.name)
+def test_per_input_puts_each_input_exactly_on_the_probes_margin(
+    cls: type, context: MethodContext, probe: LogisticProbe
+) -> None:
+    hidden = context.inputs.hidden.astype(np.float64)
+    vectors = per_input(cls(normalize="per_input"), context)
+    # the hand computation: the probe's own logit w·(h + v) + b, at the concept's margin 1.0
+    logits = [float(probe.w @ (h + v.vector) + probe.b) for h, v in zip(hidden, vectors)]
+    assert logits[:3] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
+    assert probe.decision_function(hidden[3:])[0] > 1.0  # already past the margin ...
+    assert not vectors[3].vector.any() and vectors[3].norm == 0.0  # ... so exactly untouched
+    for i, vector in enumerate(vectors):
+        provenance = dict(vector.provenance)
+        assert json.loads(json.dumps(provenance)) == provenance
+        assert provenance["method"] == provenance["direction"] == cls.name
+        assert provenance["normalize"] == "per_input" and provenance["input"] == i
+        assert provenance["already_satisfied"] is (i == 3)
+        assert vector.hook_point == HOOK and vector.layer == 1 and vector.scale == 1.0
+
+
+@pytest.mark.parametrize("cls", DIRECTION_BASELINES, ids=lambda c: c.name)
+def test_per_input_scales_are_the_margin_over_the_projection(
+    cls: type, context: MethodContext, probe: LogisticProbe
+) -> None:
+    """c_i = max(r_i, 0) / (w·d), with d the raw direction (normalize="none") and r_i computed
+    from the probe's weights and intercept, not from the concept."""
+    raw = vector_of(cls(normalize="none"), context)
+    hidden = context.inputs.hidden.astype(np.float64)
+    r = 1.0 - (hidden @ probe.w + probe.b)
+    expected = np.maximum(r, 0.0) / (probe.w @ raw)
+    vectors = per_input(cls(normalize="per_input"), context)
+    factors = np.array([v.provenance["factor"] for v in vectors])
+    np.testing.assert_allclose(factors, expected, rtol=1e-9, atol=0)
+    for vector, factor in zip(vectors, factors):
+        np.testing.assert_allclose(vector.vector, factor * raw, rtol=1e-12, atol=1e-15)
+        assert vector.provenance["raw_norm"] == pytest.approx(np.linalg.norm(raw), rel=1e-12)
+    # the shared "margin" vector is the per-input one of the median input that needs steering
+    margin = vector_of(cls(normalize="margin"), context)
+    middle = int(np.argsort(r[:3])[1])
+    np.testing.assert_allclose(margin, vectors[middle].vector, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [SingleFeature, TopKFeatures], ids=lambda c: c.name)
+def test_per_input_feature_vectors_are_their_sae_code(
+    cls: type, context: MethodContext, source: TransformerLensSource
+) -> None:
+    decoder = source.decoder()
+    for vector in per_input(cls(normalize="per_input"), context):
+        support, values = vector.provenance["support"], vector.provenance["support_values"]
+        rebuilt = decoder[support].T @ np.array(values) if support else np.zeros(16)
+        np.testing.assert_allclose(vector.vector, rebuilt, rtol=1e-12, atol=1e-12)
+        if vector.provenance["already_satisfied"]:
+            assert support == [] and values == []  # no intervention, no feature
+        else:
+            assert support and min(values) > 0
+
+
+def test_probe_direction_is_the_shortest_vector_reaching_the_margin(
+    context: MethodContext, probe: LogisticProbe
+) -> None:
+    """‖v_i‖ = r_i/‖w‖ along w, and no other baseline reaches the same margin with less."""
+    hidden = context.inputs.hidden.astype(np.float64)
+    r = np.maximum(1.0 - (hidden @ probe.w + probe.b), 0.0)
+    w_norm = float(np.linalg.norm(probe.w))
+    shortest = per_input(ProbeDirection(), context)
+    for vector, r_i in zip(shortest, r):
+        assert vector.norm == pytest.approx(r_i / w_norm, rel=1e-12, abs=1e-15)
+        np.testing.assert_allclose(vector.vector, r_i * probe.w / w_norm**2, rtol=1e-12)
+        assert vector.provenance["factor"] == pytest.approx(r_i / w_norm**2, rel=1e-12)
+    for cls in [c for c in DIRECTION_BASELINES if c is not ProbeDirection]:
+        others = per_input(cls(normalize="per_input"), context)
+        for mine, theirs in zip(shortest, others):
+            assert mine.norm <= theirs.norm * (1 + 1e-12)
+        assert any(m.norm < 0.99 * t.norm for m, t in zip(shortest, others))
+
+
+def test_per_input_leaves_every_input_alone_when_none_needs_steering(
+    context: MethodContext,
+) -> None:
+    satisfied = evolve(
+        context, inputs=Activations(hidden=context.inputs.hidden[3:], hook_point=HOOK)
+    )
+    for cls in DIRECTION_BASELINES:
+        result = cls(normalize="per_input").compute(satisfied)
+        (vector,) = result.vectors
+        assert vector is not None and not vector.vector.any()
+        assert vector.provenance["already_satisfied"] is True
+        assert result.info["already_satisfied"] == 1
+    with pytest.raises(SteerkitError, match="every input already reaches"):  # unlike "margin"
+        CAAMeanDiff(normalize="margin").compute(satisfied)
+
+
+def test_per_input_refuses_a_direction_that_moves_the_probe_away(context: MethodContext) -> None:
+    w = context.concept.directions[0]
+    away = evolve(context, concept=Concept(directions=-w, thresholds=np.array([100.0])))
+    for cls in (CAAMeanDiff, CAAContrastive, TopKFeatures):
+        with pytest.raises(InfeasibleError, match="does not move the probe towards the target"):
+            cls(normalize="per_input").compute(away)
+    # nothing to reach, nothing refused: every input is past this concept's margin
+    past = evolve(context, concept=Concept(directions=-w, thresholds=np.array([-100.0])))
+    for vector in per_input(CAAMeanDiff(normalize="per_input"), past):
+        assert not vector.vector.any() and vector.provenance["already_satisfied"] is True
+
+
+def test_no_steering_ignores_per_input(context: MethodContext) -> None:
+    assert not vector_of(NoSteering(normalize="per_input"), context).any()

@@ -14,6 +14,7 @@ from steerkit_baselines import (
     CAAMeanDiff,
     CAARepE,
     NoSteering,
+    ProbeDirection,
     RandomDirection,
     SingleFeature,
     TopKFeatures,
@@ -30,6 +31,7 @@ NAMES = [
     "caa_mean_diff",
     "caa_repe",
     "no_steering",
+    "probe_direction",
     "random_direction",
     "single_feature",
     "topk_features",
@@ -63,7 +65,7 @@ def test_discovery_imports_nothing_heavy() -> None:
     code = (
         "import sys, steerkit; "
         "host = steerkit.PluginHost(allow=['steerkit-baselines']); "
-        "assert len(host.registry('steering_method')) == 7; "
+        "assert len(host.registry('steering_method')) == 8; "
         "import steerkit_baselines; "
         "print(sorted(m for m in ('torch', 'transformer_lens', 'sae_lens', 'sklearn', "
         "'scipy') if m in sys.modules))"
@@ -78,6 +80,7 @@ def test_discovery_imports_nothing_heavy() -> None:
         (NoSteering, {"normalize": "l2"}, "normalize", "'l2'"),
         (CAAMeanDiff, {"normalize": None}, "normalize", "None"),
         (CAAContrastive, {"normalize": "Margin"}, "normalize", "'Margin'"),
+        (ProbeDirection, {"normalize": "per-input"}, "normalize", "'per-input'"),
         (RandomDirection, {"seed": -1}, "seed", "-1"),
         (RandomDirection, {"seed": 1.5}, "seed", "1.5"),
         (RandomDirection, {"seed": True}, "seed", "True"),
@@ -107,6 +110,8 @@ def test_parameters_are_keyword_only_and_kept() -> None:
     assert RandomDirection(seed=np.int64(4)).params() == {"seed": 4, "normalize": "margin"}
     assert CAARepE().params() == {"separator": " ", "normalize": "margin"}
     assert repr(TopKFeatures(k=2)) == "TopKFeatures(k=2, normalize='margin')"
+    # the one baseline that is per input by default: what it is for (r·w/‖w‖² per input)
+    assert ProbeDirection().params() == {"normalize": "per_input"}
 
 
 def test_class_correlation_is_pearson_per_feature(steerkit_rng: np.random.Generator) -> None:
