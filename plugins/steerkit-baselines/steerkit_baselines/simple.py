@@ -21,6 +21,7 @@ class NoSteering(Baseline):
     """
 
     name = "no_steering"
+    family = "control"
 
     def vector(self, context: MethodContext) -> tuple[Vector, dict[str, Any]]:
         return np.zeros(d_model(context)), {"zero": True}

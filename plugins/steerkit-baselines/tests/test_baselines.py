@@ -655,3 +655,14 @@ def test_per_input_refuses_a_direction_that_moves_the_probe_away(context: Method
 
 def test_no_steering_ignores_per_input(context: MethodContext) -> None:
     assert not vector_of(NoSteering(normalize="per_input"), context).any()
+
+
+def test_families_tell_the_control_from_the_baselines() -> None:
+    """Reports measure changes against the control and compare methods with the baselines."""
+    from steerkit_baselines.plugin import register_steering_methods
+
+    registered: list[type] = []
+    register_steering_methods(registered.append)
+    families = {cls.name: cls.family for cls in registered}
+    assert families.pop("no_steering") == "control"
+    assert set(families.values()) == {"baseline"} and len(families) == 7
