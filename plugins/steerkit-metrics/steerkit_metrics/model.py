@@ -75,6 +75,7 @@ class KL(Metric):
                 "KL",
                 better="lower",
                 description="KL(steered ‖ unsteered) of the next token, nats",
+                role="cost",
             ),
         )
 
