@@ -1,9 +1,9 @@
 """steerkit-metrics: how a steering vector did — `probe_shift`, `sparsity`, `norm`, `kl`,
 `perplexity`, `classifier` (a downstream text classifier on generated text, pluggable through
 `CLASSIFIERS`), `solve_time`, and the judges of generated text: `vader` and `textblob`
-(lexicon sentiment), `readback` and `heldout_probe` (a probe at another layer) and `fluency`
-(perplexity and repetition), and the optional `llm_judge` — each a steerkit.Metric returning
-one value per input."""
+(lexicon sentiment), `readback` and `heldout_probe` (a probe at another layer), `fluency`
+(perplexity and repetition), `truthfulqa_mc` (MC1/MC2) and the optional `llm_judge` — each a
+steerkit.Metric returning one value per input."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from steerkit_metrics.text_classifiers import (
     held_out_accuracy,
     held_out_split,
 )
+from steerkit_metrics.truthfulqa import TruthfulQAMC, mc_scores, question_of
 from steerkit_metrics.vectors import Norm, SolveTime, Sparsity
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "TextBlobSentiment",
     "TextClassifier",
     "TfidfLogistic",
+    "TruthfulQAMC",
     "Vader",
     "concept_score",
     "fitted_classifier",
@@ -51,10 +53,12 @@ __all__ = [
     "held_out_split",
     "kl_divergence",
     "log_softmax",
+    "mc_scores",
     "parse_rating",
     "perplexities",
     "perplexity_score",
     "probe_shift_columns",
+    "question_of",
     "repetition",
     "target_column",
 ]

@@ -15,6 +15,7 @@ from steerkit_metrics.model import KL, Perplexity
 from steerkit_metrics.probe_shift import ProbeShift
 from steerkit_metrics.readback import HeldOutProbe, Readback
 from steerkit_metrics.sentiment import TextBlobSentiment, Vader
+from steerkit_metrics.truthfulqa import TruthfulQAMC
 from steerkit_metrics.vectors import Norm, SolveTime, Sparsity
 
 METRICS = (
@@ -31,6 +32,7 @@ METRICS = (
     Readback,
     HeldOutProbe,
     LLMJudge,
+    TruthfulQAMC,
 )
 
 

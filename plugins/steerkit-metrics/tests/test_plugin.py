@@ -31,6 +31,7 @@ METRICS = [
     "fluency",
     "readback",
     "heldout_probe",
+    "truthfulqa_mc",
 ]
 
 
