@@ -1,9 +1,10 @@
 """Stage 2: an activation source (a model, a hook point, an SAE), the activations it gives and
 what it says about itself — and the steered passes through which stage 7 (`Intervention`) runs.
 
-Callers steer through `logits`, `continuation_logprobs` and `generate`, passing `vector` in any
-form `Intervention.of` takes; a source implements the per-row form only (`_logits`,
-`_continuation_logprobs`, `_generate`), receiving an `Intervention` checked once, here.
+Callers steer through `logits`, `continuation_logprobs`, `generate` and `steered_hidden`, passing
+`vector` in any form `Intervention.of` takes; a source implements the per-row form only
+(`_logits`, `_continuation_logprobs`, `_generate`, `_steered_hidden`), receiving an
+`Intervention` checked once, here.
 """
 
 from __future__ import annotations
@@ -234,7 +235,27 @@ class ActivationSource(abc.ABC):
             **options,
         )
 
+    def steered_hidden(
+        self, texts: Sequence[str], vector: RowVectors = None, *, hook_point: str | None = None
+    ) -> FloatArray:
+        """(n, d_model) activations at `hook_point` (default: this source's; any hook of the
+        model) at each text's last real token, in a forward pass with each text steered by its row
+        of `vector` at the vector's own hook point — where steering at one layer lands at another
+        (e.g. a held-out probe's layer). Never read from or written to an activation cache."""
+        rows = _text_list(type(self).__name__, "texts", texts)
+        hook = self.hook_point if hook_point is None else hook_point
+        if not isinstance(hook, str) or not hook:
+            raise ValidationError(
+                type(self).__name__, "hook_point", "a hook point name", repr(hook_point)
+            )
+        return self._steered_hidden(rows, Intervention.of(vector, len(rows)), hook)
+
     # -- the steered passes: what a source implements ------------------------------------------
+
+    def _steered_hidden(
+        self, texts: list[str], steering: Intervention, hook_point: str
+    ) -> FloatArray:
+        raise NotImplementedError(f"source {self.name!r} gives no steered activations")
 
     def _logits(self, texts: list[str], steering: Intervention) -> FloatArray:
         raise NotImplementedError(f"source {self.name!r} gives no logits")

@@ -10,6 +10,7 @@ from steerkit_datasets.hub import (
     CivilComments,
     HubDataset,
     HubUnavailableError,
+    MultipleChoice,
     TruthfulQA,
     hub_unreachable,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "CivilComments",
     "HubDataset",
     "HubUnavailableError",
+    "MultipleChoice",
     "SentimentOffline",
     "TaskDataset",
     "TaskPrompts",

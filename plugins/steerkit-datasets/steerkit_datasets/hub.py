@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 
 from steerkit import Splits, SteerkitError, ValidationError
@@ -28,6 +29,7 @@ __all__ = [
     "CivilComments",
     "HubDataset",
     "HubUnavailableError",
+    "MultipleChoice",
     "TruthfulQA",
     "hub_unreachable",
 ]
@@ -110,8 +112,11 @@ class HubDataset(TaskDataset):
     hub_split: ClassVar[str] = "train"
     columns: ClassVar[tuple[str, ...]]
 
-    def _load_hub(self) -> Any:
-        """The hub split as a `datasets.Dataset`, its expected columns checked."""
+    def _load_hub(self, config: str | None = None, columns: tuple[str, ...] | None = None) -> Any:
+        """The hub split as a `datasets.Dataset`, its expected columns checked (another config
+        of the same hub dataset, with its own columns, when given)."""
+        config = config or self.hub_config
+        columns = self.columns if columns is None else columns
         try:
             import datasets
         except ImportError as e:
@@ -119,7 +124,7 @@ class HubDataset(TaskDataset):
                 f"dataset {self.name!r} needs the `datasets` package: pip install datasets "
                 f"(or use the bundled dataset `sentiment-offline`)"
             ) from e
-        args = (self.hub_id,) if self.hub_config is None else (self.hub_id, self.hub_config)
+        args = (self.hub_id,) if config is None else (self.hub_id, config)
         try:
             data = datasets.load_dataset(*args, split=self.hub_split)
         except Exception as e:
@@ -127,11 +132,11 @@ class HubDataset(TaskDataset):
                 raise HubUnavailableError(self.name, self.hub_id, e) from e
             raise
         found = list(getattr(data, "column_names", []))
-        missing = [c for c in self.columns if c not in found]
+        missing = [c for c in columns if c not in found]
         if missing:
             raise SteerkitError(
                 f"dataset {self.name!r}: {self.hub_id!r} split {self.hub_split!r} has no "
-                f"column {missing[0]!r} (expected {list(self.columns)}, found {found})"
+                f"column {missing[0]!r} (expected {list(columns)}, found {found})"
             )
         return data
 
@@ -244,6 +249,63 @@ class TruthfulQA(HubDataset):
         return stratified_splits(
             self.name, texts, labels, test_size=self.test_size, seed=seed, groups=groups
         )
+
+    def multiple_choice(self) -> list[MultipleChoice]:
+        """Every question of TruthfulQA's `multiple_choice` config (split `validation`) with its
+        MC1 choices (exactly one true) and MC2 choices (one or more true): what the standard
+        MC1 / MC2 scores are computed from (the `truthfulqa_mc` metric)."""
+        data = self._load_hub("multiple_choice", ("question", "mc1_targets", "mc2_targets"))
+        items = []
+        for question, mc1, mc2 in zip(data["question"], data["mc1_targets"], data["mc2_targets"]):
+            items.append(
+                MultipleChoice(
+                    question=question,
+                    mc1_choices=mc1["choices"],
+                    mc1_labels=mc1["labels"],
+                    mc2_choices=mc2["choices"],
+                    mc2_labels=mc2["labels"],
+                )
+            )
+        return items
+
+
+def _choices(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+def _labels(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+@attrs.frozen
+class MultipleChoice:
+    """One multiple-choice question: `mc1_choices` with `mc1_labels` (1 true, 0 false; exactly
+    one true) and `mc2_choices` with `mc2_labels` (at least one true and one false)."""
+
+    question: str
+    mc1_choices: tuple[str, ...] = attrs.field(converter=_choices)
+    mc1_labels: tuple[int, ...] = attrs.field(converter=_labels)
+    mc2_choices: tuple[str, ...] = attrs.field(converter=_choices)
+    mc2_labels: tuple[int, ...] = attrs.field(converter=_labels)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("mc1", "mc2"):
+            choices, labels = getattr(self, f"{name}_choices"), getattr(self, f"{name}_labels")
+            if len(choices) != len(labels) or not set(labels) <= {0, 1}:
+                raise ValidationError(
+                    "MultipleChoice",
+                    f"{name}_labels",
+                    f"one 0/1 label per choice ({len(choices)})",
+                    repr(labels),
+                )
+            if 0 not in labels or 1 not in labels:
+                raise ValidationError(
+                    "MultipleChoice", f"{name}_labels", "a true and a false choice", repr(labels)
+                )
+        if sum(self.mc1_labels) != 1:
+            raise ValidationError(
+                "MultipleChoice", "mc1_labels", "exactly one true choice", repr(self.mc1_labels)
+            )
 
 
 def _qa(question: str, answer: str) -> str:

@@ -190,6 +190,32 @@ def test_truthfulqa_draws_the_false_answer_with_the_seed(monkeypatch: pytest.Mon
         TruthfulQA().load(n_per_class=13)
 
 
+def test_truthfulqa_gives_its_multiple_choice_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = datasets.Dataset.from_dict(
+        {
+            "question": ["Question 0?", "Question 1?"],
+            "mc1_targets": [
+                {"choices": ["True 0.", "False 0.a", "False 0.b"], "labels": [1, 0, 0]},
+                {"choices": ["True 1.", "False 1."], "labels": [1, 0]},
+            ],
+            "mc2_targets": [
+                {"choices": ["True 0.", "Also true 0.", "False 0.a"], "labels": [1, 1, 0]},
+                {"choices": ["True 1.", "False 1."], "labels": [1, 0]},
+            ],
+        }
+    )
+    calls = fake_hub(monkeypatch, data)
+    items = TruthfulQA().multiple_choice()
+    assert calls == [(("truthfulqa/truthful_qa", "multiple_choice"), {"split": "validation"})]
+    assert [item.question for item in items] == ["Question 0?", "Question 1?"]
+    assert items[0].mc1_choices == ("True 0.", "False 0.a", "False 0.b")
+    assert items[0].mc1_labels == (1, 0, 0)
+    assert items[0].mc2_labels == (1, 1, 0) and items[1].mc2_choices == ("True 1.", "False 1.")
+    fake_hub(monkeypatch, datasets.Dataset.from_dict({"question": ["q"], "mc1_targets": [{}]}))
+    with pytest.raises(SteerkitError, match="has no column 'mc2_targets'"):
+        TruthfulQA().multiple_choice()
+
+
 def test_a_missing_column_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_hub(monkeypatch, datasets.Dataset.from_dict({"text": ["a b c"], "label": [1]}))
     with pytest.raises(SteerkitError, match="has no column 'sentence'"):

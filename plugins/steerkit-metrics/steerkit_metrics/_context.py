@@ -7,16 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from steerkit import EvalContext, SteeringVector, ValidationError
+from steerkit import EvalContext, LabelledTexts, SteeringVector, ValidationError
 
 __all__ = [
     "FloatVector",
     "added_vectors",
     "generation_rows",
+    "generations_to_score",
     "nan_column",
     "per_input_vectors",
     "require_source",
     "require_texts",
+    "training_split",
 ]
 
 FloatVector = np.ndarray[Any, np.dtype[np.float64]]
@@ -126,3 +128,36 @@ def generation_rows(context: EvalContext, metric: str) -> int:
             f"{len(context.base_generations)}",
         )
     return m
+
+
+def generations_to_score(
+    context: EvalContext, metric: str, *, base: bool = True, blank: bool = False
+) -> list[tuple[str, int, str]]:
+    """(which, i, text) for every generation a judge scores: the steered generation of prompt i
+    ("steered") and, with `base`, the unsteered one ("base"), for rows i < len(prompts) that have
+    a vector and a generation that is not blank (with `blank`: not empty)."""
+    m = generation_rows(context, metric)
+    vectors = per_input_vectors(context)
+    named = {"steered": context.generations, "base": context.base_generations if base else ()}
+    return [
+        (which, i, text)
+        for which, generations in named.items()
+        for i, text in enumerate(generations)
+        if i < m and vectors[i] is not None and (text if blank else text.strip())
+    ]
+
+
+def training_split(context: EvalContext, metric: str, fits: str) -> LabelledTexts:
+    """The task's training texts: EvalContext.train, or the training split of
+    `dataset.load(seed=seed)` without it."""
+    if context.train is not None:
+        return context.train
+    if context.dataset is not None:
+        return context.dataset.load(seed=context.seed).train
+    raise ValidationError(
+        "EvalContext",
+        "train",
+        "the task's training split (EvalContext(train=LabelledTexts(...))) or its dataset: "
+        f"the {metric!r} metric fits its {fits} on them",
+        "None",
+    )

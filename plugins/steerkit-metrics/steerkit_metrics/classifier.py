@@ -12,13 +12,17 @@ import numpy as np
 from steerkit import (
     Column,
     EvalContext,
-    LabelledTexts,
     Metric,
     Needs,
     UnknownPluginError,
     ValidationError,
 )
-from steerkit_metrics._context import generation_rows, nan_column, per_input_vectors
+from steerkit_metrics._context import (
+    generation_rows,
+    nan_column,
+    per_input_vectors,
+    training_split,
+)
 from steerkit_metrics.text_classifiers import (
     CLASSIFIERS,
     TextClassifier,
@@ -78,7 +82,7 @@ class Classifier(Metric):
     def compute(self, context: EvalContext) -> Mapping[str, Any]:
         m = generation_rows(context, self.name)
         vectors = per_input_vectors(context)
-        train = self._train(context)
+        train = training_split(context, self.name, "text classifier")
         classifier = fitted_classifier(self.model, train, context.seed)
         column = _target_column(classifier, context.target_class)
         out: dict[str, Any] = {
@@ -106,19 +110,6 @@ class Classifier(Metric):
             else math.nan
         )
         return out
-
-    def _train(self, context: EvalContext) -> LabelledTexts:
-        if context.train is not None:
-            return context.train
-        if context.dataset is not None:
-            return context.dataset.load(seed=context.seed).train
-        raise ValidationError(
-            "EvalContext",
-            "train",
-            "the task's training split (EvalContext(train=LabelledTexts(...))) or its dataset: "
-            "the 'classifier' metric fits its text classifier on them",
-            "None",
-        )
 
 
 def _target_column(classifier: TextClassifier, target_class: int) -> int:

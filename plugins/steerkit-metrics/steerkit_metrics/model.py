@@ -26,7 +26,7 @@ from steerkit_metrics._context import (
     require_texts,
 )
 
-__all__ = ["KL", "Perplexity", "kl_divergence", "log_softmax"]
+__all__ = ["KL", "Perplexity", "kl_divergence", "log_softmax", "perplexities"]
 
 _CHUNK = 64  # rows per float64 log-softmax (a 262k vocabulary: 130 MB per array)
 
@@ -165,21 +165,33 @@ class Perplexity(Metric):
                     continuations.append(text)
         if not asked:
             return out
-        try:
-            scored = source.continuation_logprobs(prompts, continuations)
-        except NotImplementedError as e:
-            raise SteerkitError(
-                f"the 'perplexity' metric needs a source that scores continuations: {e}"
-            ) from e
-        if len(scored) != len(asked):
-            raise ValidationError(
-                type(source).__name__,
-                "continuation_logprobs",
-                f"{len(asked)} arrays, one per continuation",
-                f"{len(scored)}",
-            )
-        for (column, i), logprobs in zip(asked, scored):
-            values = np.asarray(logprobs, dtype=np.float64).reshape(-1)
-            if values.size:
-                out[column][i] = float(np.exp(-values.mean()))
+        values = perplexities(source, prompts, continuations, self.name)
+        for (column, i), value in zip(asked, values):
+            out[column][i] = value
         return out
+
+
+def perplexities(
+    source: Any, prompts: Sequence[str], continuations: Sequence[str], metric: str
+) -> FloatVector:
+    """(n,) exp(mean NLL) of each continuation given its prompt under the unsteered model (one
+    `source.continuation_logprobs` call); NaN for a continuation of no tokens."""
+    try:
+        scored = source.continuation_logprobs(list(prompts), list(continuations))
+    except NotImplementedError as e:
+        raise SteerkitError(
+            f"the {metric!r} metric needs a source that scores continuations: {e}"
+        ) from e
+    if len(scored) != len(prompts):
+        raise ValidationError(
+            type(source).__name__,
+            "continuation_logprobs",
+            f"{len(prompts)} arrays, one per continuation",
+            f"{len(scored)}",
+        )
+    out = nan_column(len(prompts))
+    for i, logprobs in enumerate(scored):
+        values = np.asarray(logprobs, dtype=np.float64).reshape(-1)
+        if values.size:
+            out[i] = float(np.exp(-values.mean()))
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 from steerkit import Column, EvalContext, Metric, Probe, ValidationError
 from steerkit_metrics._context import added_vectors, nan_column
 
-__all__ = ["ProbeShift", "target_column"]
+__all__ = ["ProbeShift", "probe_shift_columns", "target_column"]
 
 
 def target_column(probe: Probe, target_class: int, n_columns: int) -> int:
@@ -86,16 +86,30 @@ class ProbeShift(Metric):
         if not valid.any():
             return columns
         hidden = np.asarray(context.inputs.hidden, dtype=np.float64)[valid]
-        before = _probabilities(probe, hidden, "h")
-        after = _probabilities(probe, hidden + added[valid], "h + α·v")
-        column = target_column(probe, context.target_class, before.shape[1])
-        was_target = np.argmax(before, axis=1) == column
-        is_target = np.argmax(after, axis=1) == column
-        columns["p_before"][valid] = before[:, column]
-        columns["p_after"][valid] = after[:, column]
-        columns["probe_shift"][valid] = after[:, column] - before[:, column]
-        columns["flipped"][valid] = np.where(was_target, np.nan, is_target.astype(np.float64))
+        shifted = probe_shift_columns(probe, context.target_class, hidden, hidden + added[valid])
+        for name, values in zip(("p_before", "p_after", "probe_shift", "flipped"), shifted):
+            columns[name][valid] = values
         return columns
+
+
+def probe_shift_columns(
+    probe: Probe, target_class: int, before: Any, after: Any
+) -> tuple[Any, Any, Any, Any]:
+    """The probe's P(target) of the activations `before` and `after` steering (m, d_model), their
+    difference, and the flips: 1.0 when the predicted class was not the target and is, 0.0 when
+    it still is not, NaN when it already was; four (m,) arrays."""
+    p_before = _probabilities(probe, before, "h")
+    p_after = _probabilities(probe, after, "h + α·v")
+    column = target_column(probe, target_class, p_before.shape[1])
+    was_target = np.argmax(p_before, axis=1) == column
+    is_target = np.argmax(p_after, axis=1) == column
+    flipped = np.where(was_target, np.nan, is_target.astype(np.float64))
+    return (
+        p_before[:, column],
+        p_after[:, column],
+        p_after[:, column] - p_before[:, column],
+        flipped,
+    )
 
 
 def _probabilities(probe: Probe, hidden: np.ndarray[Any, Any], what: str) -> Any:

@@ -18,7 +18,21 @@ BLOCKS = [
     for m in re.finditer(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
     if m.group(1).startswith("# test: run")
 ]
-METRICS = ["classifier", "kl", "norm", "perplexity", "probe_shift", "solve_time", "sparsity"]
+METRICS = [
+    "classifier",
+    "kl",
+    "norm",
+    "perplexity",
+    "probe_shift",
+    "solve_time",
+    "sparsity",
+    "vader",
+    "textblob",
+    "fluency",
+    "readback",
+    "heldout_probe",
+    "truthfulqa_mc",
+]
 
 
 def test_every_metric_is_registered_through_the_entry_point() -> None:
@@ -30,10 +44,18 @@ def test_every_metric_is_registered_through_the_entry_point() -> None:
         entry.obj()  # constructed with no parameters, as the runner does by default
 
 
+def test_the_llm_judge_is_registered_but_off_until_configured() -> None:
+    entry = steerkit.get_host().registry("metric").entry("llm_judge")
+    assert entry.origin.distribution == "steerkit-metrics"
+    with pytest.raises(steerkit.ValidationError, match="base_url"):
+        entry.obj()
+
+
 def test_discovery_imports_nothing_heavy() -> None:
     code = (
         "import sys, steerkit_metrics, steerkit_metrics.plugin\n"
-        "heavy = [m for m in ('sklearn', 'torch', 'transformer_lens', 'scipy') "
+        "heavy = [m for m in ('sklearn', 'torch', 'transformer_lens', 'scipy', 'vaderSentiment', "
+        "'textblob', 'nltk') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -63,6 +63,12 @@ class UnsteeredMemo(ActivationSource):
     def encode(self, hidden: Any) -> Any:
         return self.source.encode(hidden)
 
+    def at_hook(self, hook_point: str) -> ActivationSource:
+        return self.source.at_hook(hook_point)
+
+    def _steered_hidden(self, texts: list[str], steering: Intervention, hook_point: str) -> Any:
+        return self.source.steered_hidden(texts, steering, hook_point=hook_point)
+
     def _logits(self, texts: list[str], steering: Intervention) -> Any:
         if steering.steered:
             return self.source.logits(texts, steering)

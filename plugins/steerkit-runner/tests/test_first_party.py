@@ -75,3 +75,44 @@ def test_every_first_party_method_and_metric_in_one_tiny_run(
     with_text = [r for r in rows if r["input_id"] < 2]
     assert all(np.isfinite(r["perplexity"]) for r in with_text)
     assert all(math.isnan(r["perplexity"]) for r in rows if r["input_id"] >= 2)
+
+
+JUDGES = ("probe_shift", "vader", "textblob", "fluency", "readback", "heldout_probe")
+
+
+def test_the_judges_of_generated_text_score_a_protocol_run(
+    installed_host: steerkit.PluginHost, tiny_source: Any, write_config: Callable[..., Path]
+) -> None:
+    registered = installed_host.registry("steering_method").names()
+    if not {"no_steering", "caa_mean_diff", "qp"} <= set(registered):
+        pytest.skip("first-party methods not installed")
+    head, _, _ = TINY_CONFIG.partition("[[methods]]")
+    head = head.replace("alphas = [0.5, 1.0]", "alphas = [1.0, 4.0]\ndev = 2")
+    methods = '[[methods]]\nname = "no_steering"\n\n[[methods]]\nname = "caa_mean_diff"\n\n'
+    methods += '[[methods]]\nname = "qp"\nsolver = "path"\nlam = [1.0]\n\n'
+    metrics = ", ".join(f'"{m}"' for m in JUDGES)
+    evaluation = (
+        f"[evaluation]\nmetrics = [{metrics}]\n"
+        'concept = "readback"\nfluency = "fluency_score"\n'
+        "[evaluation.params.fluency]\nppl_low = 5.0\nppl_high = 500.0\n"
+    )
+    result = run(
+        write_config(head + methods + evaluation), source=tiny_source, report=False, progress=False
+    )
+    assert not result.failed_units, result.failed_units
+    rows = result.read_rows()
+    problems = {r["message"] for r in rows if "metric" in (r["message"] or "")}
+    assert rows and not problems, problems
+    for r in rows:  # every input is generated (a dev split): every row is judged
+        for column in ("vader", "textblob", "readback", "fluency_score", "repetition"):
+            assert 0.0 <= r[column] <= 1.0, (column, r)
+        c, f = r["readback"], r["fluency_score"]
+        assert (r["concept"], r["fluency"]) == (c, f)
+        assert r["aggregate"] == pytest.approx(0.0 if c * f == 0 else 2 * c * f / (c + f))
+        assert np.isfinite(r["heldout_shift"])
+    for r in (r for r in rows if r["method"] == "no_steering"):
+        # the control's generation is the unsteered one, and nothing moves at the held-out layer
+        assert r["readback"] == r["readback_base"] and r["vader"] == r["vader_base"]
+        assert r["heldout_shift"] == 0.0
+    moved = [r for r in rows if r["method"] == "qp" and abs(r["probe_shift"]) > 1e-3]
+    assert moved and any(abs(r["heldout_shift"]) > 1e-6 for r in moved)

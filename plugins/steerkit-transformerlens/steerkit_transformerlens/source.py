@@ -398,11 +398,17 @@ class TransformerLensSource(ActivationSource):
             self._disk.save(key, hidden, {"hook_point": self.hook_point, "n": len(rows)})
         return readonly(hidden)
 
-    def _extract(self, rows: Sequence[Sequence[int]]) -> np.ndarray[Any, Any]:
+    def _extract(
+        self, rows: Sequence[Sequence[int]], hook_point: str | None = None
+    ) -> np.ndarray[Any, Any]:
+        """(n, d_model) float32 activations at `hook_point` (default: the source's) at each
+        row's last token; steered rows when called inside `_steering` (the batch's texts are
+        set in the window for the steering hook)."""
         import torch
 
         model = self.model
-        layer = layer_of(self.hook_point)
+        hook_point = self.hook_point if hook_point is None else hook_point
+        layer = layer_of(hook_point)
         stop_at_layer = None if layer is None else layer + 1
         if stop_at_layer is not None and stop_at_layer >= model.cfg.n_layers:
             stop_at_layer = None
@@ -410,6 +416,7 @@ class TransformerLensSource(ActivationSource):
         captured: list[torch.Tensor] = []
 
         for idx in self._batches(rows, "activations"):
+            self._window.rows = idx
             batch = pad_batch(
                 [rows[i] for i in idx],
                 pad_id=self._pad_id,
@@ -421,16 +428,32 @@ class TransformerLensSource(ActivationSource):
                 rows_at = torch.arange(activation.shape[0], device=activation.device)
                 captured.append(activation[rows_at, batch.last.to(activation.device)])
 
-            with torch.inference_mode(), model.hooks(fwd_hooks=[(self.hook_point, capture)]):
+            with torch.inference_mode(), model.hooks(fwd_hooks=[(hook_point, capture)]):
                 model(batch.tokens, attention_mask=batch.mask, stop_at_layer=stop_at_layer)
             value = captured.pop()
             if value.ndim != 2:
                 raise SteerkitError(
-                    f"{self.hook_point} gives activations of shape {tuple(value.shape)} per token; "
+                    f"{hook_point} gives activations of shape {tuple(value.shape)} per token; "
                     "the source reads hooks with one vector per token (residual, mlp_out, attn_out)"
                 )
             out[idx] = value.to(device="cpu", dtype=torch.float32).numpy()
         return out
+
+    def _steered_hidden(
+        self, texts: list[str], steering: Intervention, hook_point: str
+    ) -> FloatArray:
+        """Activations at `hook_point` with each text's vector added in the same batched pass
+        (a plain forward pass, as in `logits`); not cached."""
+        if hook_point not in self.model.hook_dict:
+            raise ValidationError(
+                _OWNER,
+                "hook_point",
+                "a hook point of the model (model.hook_dict)",
+                repr(hook_point),
+            )
+        rows = self._token_rows(texts, "texts")
+        with self._steering(steering):
+            return readonly(self._extract(rows, hook_point))
 
     def _cache_parts(self, texts: Sequence[str]) -> dict[str, Any]:
         model = self.model
