@@ -118,6 +118,8 @@ def output_scores(
     float64 in [0, 1]. `scale` replaces amplification × a_max as the multiple of d_i added."""
     import torch
 
+    from steerkit_transformerlens.generation import final_positions
+
     model = source.model
     ids = _feature_ids(feature_ids, source.d_sae)
     decoder = source.decoder()
@@ -133,10 +135,12 @@ def output_scores(
             activation[:, -1] += added.to(activation.dtype)
             return activation
 
-        with torch.inference_mode():
-            logits = model.run_with_hooks(
-                tokens.expand(len(chunk), -1), fwd_hooks=[(source.hook_point, amplify)]
-            )[:, -1]
+        with (
+            torch.inference_mode(),
+            model.hooks(fwd_hooks=[(source.hook_point, amplify)]),
+            final_positions(model, None),  # unembed the last position only
+        ):
+            logits = model(tokens.expand(len(chunk), -1))[:, -1]
         probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
         for j, row in enumerate(probs):
             wanted = lens_ids[start + j]
