@@ -190,6 +190,15 @@ class ActivationSource(abc.ABC):
         """SAE feature activations (n, d_sae) of residual activations (n, d_model)."""
         raise NotImplementedError(f"source {self.name!r} has no SAE encoder")
 
+    def feature_cards(
+        self, feature_ids: Sequence[int], texts: Sequence[str], **options: Any
+    ) -> dict[str, Any]:
+        """What SAE features mean, for the report's feature cards and `steerkit features`:
+        {"cards": [{"feature", "lens_tokens", "output_score", "max_activation", "dead",
+        "contexts"}, ...], "d_sae", "n_texts", "n_dead", "method"} (JSON-ready), from the
+        model's unembedding and the SAE on every token of `texts`."""
+        raise NotImplementedError(f"source {self.name!r} cannot describe SAE features")
+
     def at_hook(self, hook_point: str) -> ActivationSource:
         """The same model read at another hook point, without an SAE (e.g. a judge reading text
         back at the last layer); the model is shared, not loaded again."""

@@ -1,4 +1,4 @@
-"""The CLI commands: `steerkit run`, `sweep`, `report`, `steer` and `configs`.
+"""The CLI commands: `steerkit run`, `sweep`, `report`, `steer`, `features` and `configs`.
 
 Nothing heavy is imported here: the runner, models and plotting load inside `run`.
 """
@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 
 from steerkit.command import Command
 
-__all__ = ["ConfigsCommand", "ReportCommand", "RunCommand", "SteerCommand", "SweepCommand"]
+__all__ = [
+    "ConfigsCommand",
+    "FeaturesCommand",
+    "ReportCommand",
+    "RunCommand",
+    "SteerCommand",
+    "SweepCommand",
+]
 
 #: A copy of config.DEFAULT_CONFIG (a test checks they agree): configuring the CLI stays light.
 DEFAULT_CONFIG = "gemma-3-270m-offline-sentiment"
@@ -229,6 +236,76 @@ class SteerCommand(Command):
             print(f"prompt:    {item.prompt}")
             print(f"unsteered: {item.unsteered}")
             print(f"steered (α={item.alpha:g}): {item.steered}")
+        return 0
+
+
+class FeaturesCommand(Command):
+    """Print the feature cards of chosen SAE feature ids."""
+
+    name: ClassVar[str] = "features"
+    help: ClassVar[str] = (
+        "print feature cards (logit-lens tokens, output score, top contexts, dead flag) of SAE "
+        "feature ids, for a config's source and dataset or from a run directory"
+    )
+    #: Tests (and embedders) may supply the source and dataset instead of building them from
+    #: the config: called with the Config, returning (source, dataset).
+    factory: ClassVar[Callable[[Any], tuple[Any, Any]] | None] = None
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("feature_ids", type=int, nargs="+", metavar="FEATURE_ID")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument(
+            "--config",
+            default=None,
+            help=f"a TOML file or a shipped config's name (default: {DEFAULT_CONFIG})",
+        )
+        where.add_argument(
+            "--run-dir",
+            type=Path,
+            default=None,
+            help="a run directory: its features.json cards, with each feature's share of inputs "
+            "(features it lacks are computed from the run's config)",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from steerkit_runner.features import (
+            card_lines,
+            describe_features,
+            method_supports,
+            read_features,
+        )
+
+        ids = list(dict.fromkeys(args.feature_ids))
+        cards: dict[int, Any] = {}
+        supports: dict[str, Any] = {}
+        n_texts = None
+        config: Any = args.config or DEFAULT_CONFIG
+        if args.run_dir is not None:
+            from steerkit_runner.report import RunView
+
+            view = RunView(args.run_dir)
+            supports = method_supports(view.rows, view.optimal())
+            saved = read_features(args.run_dir) or {}
+            n_texts = saved.get("n_texts")
+            cards = {c["feature"]: c for c in saved.get("cards", []) if c.get("feature") in ids}
+            config = args.run_dir / "config.toml"
+        missing = [f for f in ids if f not in cards]
+        if missing:
+            from steerkit_runner.config import load_config
+
+            config = load_config(config)
+            factory = type(self).factory
+            source, dataset = factory(config) if factory is not None else (None, None)
+            computed = describe_features(config, missing, source=source, dataset=dataset)
+            n_texts = computed.get("n_texts")
+            cards.update({c["feature"]: c for c in computed["cards"]})
+        for f in ids:
+            shares = {
+                m: (sum(f in s for s in by_input.values()), len(by_input))
+                for m, by_input in supports.items()
+            }
+            shares = {m: v for m, v in shares.items() if v[0]}
+            print("\n".join(card_lines(cards[f], shares or None, n_texts)))
         return 0
 
 

@@ -526,6 +526,15 @@ def _sparsity_section(
     return lines + _overlap(methods[:2], first, at_one, out)
 
 
+def _feature_cards_section(view: RunView) -> list[str]:
+    """Cards (features.json, written by the runner) of the features the optimal per-input
+    methods use most."""
+    from steerkit_runner.features import cards_section, method_supports, read_features
+
+    supports = method_supports(view.rows, view.optimal())
+    return cards_section(read_features(view.run_dir), supports)
+
+
 def _support_pattern(
     method: str, unit: UnitKey, unit_rows: Sequence[Row], out: pathlib.Path
 ) -> list[str]:
@@ -762,6 +771,7 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
         curves_section(view.rows, chosen, out, _figure, _save),
         _pareto_section(view, table, out),
         _sparsity_section(view, at_one, out),
+        _feature_cards_section(view),
         _solve_time_section(view, at_one, out),
         _generation_section(generations),
     ]

@@ -356,6 +356,7 @@ class _Runner:
                 prepared = self.prepare()
                 units = _Units(self, prepared, results, generations)
                 counts = units.run(units_of(config, self.classes["methods"]))
+                counts.notes.extend(self.features(prepared, results))
                 self.files.update(status="complete", failed_units=counts.failed)
                 report_path = self.report() if report else None
             except Exception as e:  # a failed run says so; a killed one stays "running"
@@ -376,6 +377,29 @@ class _Runner:
             skipped_lines=tuple(results.skipped),
             notes=tuple(counts.notes),
         )
+
+    def features(self, prepared: Prepared, results: ResultsTable) -> list[str]:
+        """features.json: the source's cards (`ActivationSource.feature_cards`) of the features
+        the optimal methods use most, for the report; none from a source that cannot describe
+        features. Returns the notes of a failure (raised with on_failure = "raise")."""
+        from steerkit_runner.features import chosen_features, write_features
+
+        optimal = [
+            entry.label
+            for entry, cls in zip(self.config.methods, self.classes["methods"])
+            if cls.family == "optimal"
+        ]
+        texts = dict.fromkeys([*prepared.splits.train.texts, *prepared.splits.test.texts])
+        try:
+            with self.clock.stage("features"):
+                ids = chosen_features(results.rows, optimal)
+                write_features(self.run_dir, prepared.source, list(texts), ids)
+        except Exception as e:
+            if self.config.steering.on_failure == "raise":
+                raise
+            logger.warning("feature cards failed: %s", e)
+            return [f"feature cards: {_describe_failure(e)}"]
+        return []
 
     def report(self) -> Path:
         from steerkit_runner import report as report_module

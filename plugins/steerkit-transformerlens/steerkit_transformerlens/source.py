@@ -522,6 +522,15 @@ class TransformerLensSource(ActivationSource):
             self._decoder = readonly(sae.W_dec.detach().float().cpu().numpy().copy())
         return self._decoder
 
+    def feature_cards(
+        self, feature_ids: Sequence[int], texts: Sequence[str], **options: Any
+    ) -> dict[str, Any]:
+        """Feature cards (logit-lens tokens, output score, top contexts in `texts`, dead flag)
+        of the SAE's features `feature_ids`: see `steerkit_transformerlens.features`."""
+        from steerkit_transformerlens.features import feature_cards
+
+        return feature_cards(self, feature_ids, texts, **options)
+
     # -- steered passes --------------------------------------------------------------------
 
     def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
