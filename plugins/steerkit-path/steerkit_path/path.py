@@ -366,9 +366,13 @@ class Path:
         regime = points.regime[i]
         if regime not in (Regime.PATH, Regime.SINGLE):
             return np.empty(0, dtype=np.int64), np.empty(0)
-        rec = points.breakpoints[int(points.segment[i])]
+        segment = int(points.segment[i])
+        rec = points.breakpoints[segment]
         r = float(points.rhs[i])
-        if regime is Regime.SINGLE:
+        if regime is Regime.SINGLE or (points.kind == "qp" and segment == 0):
+            # on the first segment β ∝ v, and the margin is met exactly (μ > 0): δ = r v / aᵀv.
+            # The closed form, not β(α)/(λα): for a tiny λr, α is within rounding of the first
+            # breakpoint and x − αv cancels to noise (or to a silent zero)
             beta = rec.v
             scale = r / float(self.a[rec.active] @ beta)
         else:
