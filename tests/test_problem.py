@@ -249,8 +249,9 @@ def test_the_decoder_is_the_problems_own_and_shared_across_problems() -> None:
     np.testing.assert_allclose(changed.constraint_matrix, -a, rtol=1e-15)
     # a sign flip keeps every row's norm: the fingerprint's D g still tells it apart
     decoder[3, 1] *= -1.0
-    assert SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0).decoder[3, 1] == (
-        decoder[3, 1]
+    assert (
+        SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0).decoder[3, 1]
+        == (decoder[3, 1])
     )
     # directions and r are the problem's own too
     rhs = np.array([1.0])
