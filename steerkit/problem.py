@@ -283,26 +283,42 @@ class SteeringProblem:
         """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64)."""
         return float(np.sqrt(float(np.max(self._cache["row_squares"]))))
 
+    def alignment_estimate(self, i: int) -> FloatArray:
+        """dⱼ·wᵢ for every decoder row (d_sae,), float64; once per decoder family. Exact for a
+        float64 decoder; for a float32 one the float32 product (no float64 pass over the
+        decoder), within (d_model + 2)·2⁻²⁴·1.01·‖wᵢ‖·‖dⱼ‖ of the exact value."""
+        key = f"alignment_estimate_{i}"
+        if key not in self._cache:
+            w = self.directions[i]
+            if "A" in self._cache:
+                estimate = self._cache["A"][i]
+            elif self.decoder.dtype == np.float64:
+                estimate = np.asarray(self.decoder @ w, dtype=np.float64)
+            else:
+                estimate = (self.decoder @ w.astype(np.float32)).astype(np.float64)
+            estimate.flags.writeable = False
+            self._cache[key] = estimate
+        result: FloatArray = self._cache[key]
+        return result
+
     @property
     def max_alignment(self) -> FloatArray:
         """maxⱼ Aᵢⱼ = maxⱼ dⱼ·wᵢ per direction (k,), float64-exact; once per decoder family.
 
-        A float32 decoder is multiplied in float32 (no float64 pass over it); the rows whose exact
-        value could be the largest, given the product's rounding bound, are then recomputed."""
+        From `alignment_estimate`: for a float32 decoder the rows whose exact value could be the
+        largest, given the product's rounding bound, are recomputed in float64."""
         if "max_alignment" not in self._cache:
-            if "A" in self._cache or self.decoder.dtype == np.float64:
-                top = self.constraint_matrix.max(axis=1)
-            else:
-                top = np.empty(self.n_constraints)
-                estimates = self.decoder @ self.directions.T.astype(np.float32)  # (d_sae, k)
-                for i in range(self.n_constraints):
-                    w = self.directions[i]
-                    bound = self.row_norm_bounds * (
-                        (self.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(w))
-                    )
-                    estimate = estimates[:, i].astype(np.float64)
-                    rows = np.flatnonzero(estimate + bound >= float((estimate - bound).max()))
-                    top[i] = float((self.decoder[rows].astype(np.float64) @ w).max())
+            top = np.empty(self.n_constraints)
+            for i in range(self.n_constraints):
+                estimate = self.alignment_estimate(i)
+                w = self.directions[i]
+                if self.decoder.dtype == np.float64 or "A" in self._cache:
+                    top[i] = float(estimate.max())
+                    continue
+                scale = (self.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(w))
+                bound = self.row_norm_bounds * scale
+                rows = np.flatnonzero(estimate + bound >= float((estimate - bound).max()))
+                top[i] = float((self.decoder[rows].astype(np.float64) @ w).max())
             top.flags.writeable = False
             self._cache["max_alignment"] = top
         result: FloatArray = self._cache["max_alignment"]

@@ -110,6 +110,7 @@ class Path:
         pool_size: int | None = None,
         max_steps: int | None = None,
         row_norms: Any = None,
+        estimate: Any = None,
     ) -> None:
         self.decoder = decoder
         self.w = np.asarray(direction, dtype=np.float64).reshape(-1)
@@ -119,7 +120,9 @@ class Path:
         self.a = (
             ProjectedRows.exact(decoder, self.w, a)
             if a is not None
-            else ProjectedRows(decoder, self.w, None if norms is None else (lambda: norms))
+            else ProjectedRows(
+                decoder, self.w, None if norms is None else (lambda: norms), estimate=estimate
+            )
         )
         self.d_sae, self.d_model = (int(n) for n in decoder.shape)
         self._twins: dict[int, npt.NDArray[np.int64]] = {}
@@ -525,11 +528,18 @@ def _sample(decoder: np.ndarray[Any, Any]) -> FloatArray:
 
 
 def path_for(
-    decoder: Any, direction: Any, a: Any = None, *, row_norms: Any = None, **options: Any
+    decoder: Any,
+    direction: Any,
+    a: Any = None,
+    *,
+    row_norms: Any = None,
+    estimate: Any = None,
+    **options: Any,
 ) -> Path:
     """The cached Path for (decoder, direction), built on first use (`a`: D w, or a callable
     returning it, or None to compute it; `row_norms`: bounds on ‖dᵢ‖, or a callable returning
-    them, or None to compute them).
+    them, or None to compute them; `estimate`: a callable returning the float32 product D w as
+    float64, when it is already computed).
 
     Keyed by the decoder's memory (address, shape, strides, dtype) and the direction's bytes;
     the cache keeps the decoder alive, so the address cannot be reused while cached. A decoder
@@ -546,7 +556,7 @@ def path_for(
             _stats["hits"] += 1
             return hit[2]
         _stats["misses"] += 1
-        path = Path(decoder_arr, w, a_fn(), row_norms=row_norms, **options)
+        path = Path(decoder_arr, w, a_fn(), row_norms=row_norms, estimate=estimate, **options)
         _cache[key] = (decoder_arr, _sample(decoder_arr), path)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

@@ -138,9 +138,17 @@ def _path(problem: SteeringProblem, cache: bool, options: Mapping[str, Any]) -> 
     def norms() -> np.ndarray[Any, Any]:
         return problem.row_norm_bounds
 
+    # the core's D w (computed for its precheck) serves the path too: no second pass
+    def estimate() -> np.ndarray[Any, Any]:
+        return problem.alignment_estimate(0)
+
+    exact = estimate if problem.decoder.dtype == np.float64 else None
+    shared = {"row_norms": norms, "estimate": None if exact else estimate}
     if cache:
-        return path_for(problem.decoder, problem.directions[0], row_norms=norms, **options)
-    return Path(problem.decoder, problem.directions[0], row_norms=norms, **options)
+        return path_for(problem.decoder, problem.directions[0], exact, **shared, **options)
+    return Path(
+        problem.decoder, problem.directions[0], exact() if exact else None, **shared, **options
+    )
 
 
 def _group(
