@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from steerkit._arrays import FloatArray
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Duals, Solution, Status, certificate
 
@@ -151,19 +152,19 @@ def out_of_range(problem: SteeringProblem) -> str | None:
     """Why `problem`'s numbers are outside the range the core solves (RANGE), or None."""
     lo, hi = RANGE
     rows = problem.max_row_norm
-    directions = np.linalg.norm(problem.directions, axis=1)
-    positive = problem.rhs[problem.rhs > 0]
-    figures: list[tuple[str, float]] = [
-        ("the largest decoder row norm", rows),
-        ("the smallest direction norm", float(directions.min())),
-        ("the largest direction norm", float(directions.max())),
-    ]
+    positive = np.flatnonzero(problem.rhs > 0)
+    figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
     if positive.size:
-        figures += [("the largest r", float(positive.max()))]
-        figures += [("the smallest positive r", float(positive.min()))]
-        reached = [
-            i for i in np.flatnonzero(problem.rhs > 0) if i not in blocked_directions(problem)
+        norms = np.linalg.norm(problem.directions[positive], axis=1)
+        r = problem.rhs[positive]
+        figures += [
+            ("the smallest direction norm", float(norms.min())),
+            ("the largest direction norm", float(norms.max())),
+            ("the largest r", float(r.max())),
+            ("the smallest positive r", float(r.min())),
         ]
+        blocked = set(blocked_directions(problem))
+        reached = [i for i in positive if i not in blocked]
         if reached:
             with np.errstate(all="ignore"):  # an overflow is reported below as inf
                 top = problem.max_alignment[reached]
@@ -177,7 +178,8 @@ def out_of_range(problem: SteeringProblem) -> str | None:
         ("λ", problem.lam) if problem.kind is ProblemKind.QP else ("ε", problem.eps or 0.0)
     )
     for name, value in figures:
-        if not (math.isfinite(value) and lo <= value <= hi):
+        # an exact zero is no scale: a zero direction or decoder is unreachable (infeasible)
+        if value != 0.0 and not (math.isfinite(value) and lo <= value <= hi):
             return (
                 f"{name} is {value:.3g}, outside the range the solvers support "
                 f"[{lo:.0e}, {hi:.0e}] (decoder row norms, direction norms, r, λ or ε, and the "
@@ -255,28 +257,72 @@ def infeasible_message(problem: SteeringProblem, min_eps: float | None = None) -
 
 def recompute_duals(problem: SteeringProblem, delta: np.ndarray[Any, Any]) -> Duals:
     """Multipliers computed by the core from δ alone: least squares on the stationarity
-    conditions over δ's support (QP: 1 + λ dⱼ·v = aⱼᵀμ; SOCP: 1 = aⱼᵀμ − ν dⱼ·v/‖v‖), clipped
-    at 0; zero multipliers for δ = 0."""
+    conditions over δ's support (QP: 1 + λ dⱼ·v = aⱼᵀμ; SOCP: 1 = aⱼᵀμ − ν dⱼ·v/‖v‖), with μᵢ = 0
+    for a constraint δ leaves slack and ν = 0 for a slack norm (complementary slackness), clipped at
+    0. The activity tolerance is tried at 1e-6 and 1e-3 (relative); the multipliers with the
+    better certificate are returned. Zero multipliers for δ = 0."""
+    socp = problem.kind is ProblemKind.SOCP
     support = np.flatnonzero(delta > 1e-5 * float(delta.max(initial=0.0)))
     if support.size == 0:
-        socp = problem.kind is ProblemKind.SOCP
         return Duals(linear=np.zeros(problem.n_constraints), norm=0.0 if socp else None)
     rows = problem.decoder[support].astype(np.float64)
     v = problem.steering_vector(delta)
     a_support = rows @ problem.directions.T  # (|S|, k): column j of A on the support
-    if problem.kind is ProblemKind.QP:
-        assert problem.lam is not None
-        target = 1.0 + problem.lam * (rows @ v)
-        mu = np.linalg.lstsq(a_support, target, rcond=None)[0]
-        return Duals(linear=np.maximum(mu, 0.0))
-    assert problem.eps is not None
+    slack = problem.directions @ v - problem.rhs
     norm_v = float(np.linalg.norm(v))
-    if norm_v < problem.eps * (1 - 1e-6) or norm_v == 0:  # the norm bound is slack: ν = 0
-        mu = np.linalg.lstsq(a_support, np.ones(support.size), rcond=None)[0]
-        return Duals(linear=np.maximum(mu, 0.0), norm=0.0)
-    matrix = np.hstack([a_support, -(rows @ v)[:, None] / norm_v])
-    solution = np.maximum(np.linalg.lstsq(matrix, np.ones(support.size), rcond=None)[0], 0.0)
-    return Duals(linear=solution[:-1], norm=float(solution[-1]))
+    best: tuple[float, Duals] | None = None
+    for tol in (1e-6, 1e-3):
+        active = np.flatnonzero(slack <= tol * np.maximum(1.0, np.abs(problem.rhs)))
+        columns = [a_support[:, active]]
+        if socp:
+            assert problem.eps is not None
+            if norm_v > 0 and norm_v >= problem.eps * (1 - tol):
+                columns.append(-(rows @ v)[:, None] / norm_v)
+            target = np.ones(support.size)
+        else:
+            assert problem.lam is not None
+            target = 1.0 + problem.lam * (rows @ v)
+        matrix = np.hstack(columns)
+        fitted = _nonnegative_least_squares(matrix, target)
+        mu = np.zeros(problem.n_constraints)
+        mu[active] = fitted[: active.size]
+        nu = (float(fitted[active.size]) if fitted.size > active.size else 0.0) if socp else None
+        duals = Duals(linear=mu, norm=nu)
+        with np.errstate(all="ignore"):
+            cert = certificate(problem, delta, duals)
+        score = max(cert.gap, cert.dual_infeasibility)
+        if best is None or score < best[0]:
+            best = (score, duals)
+    assert best is not None
+    return best[1]
+
+
+def _nonnegative_least_squares(matrix: np.ndarray[Any, Any], target: FloatArray) -> FloatArray:
+    """argmin ‖M x − t‖ over x ≥ 0 (Lawson and Hanson's active-set method; M is small: the
+    support's rows by the active constraints)."""
+    n = matrix.shape[1]
+    x = np.zeros(n)
+    if n == 0:
+        return x
+    free = np.zeros(n, dtype=bool)
+    tol = 10 * np.finfo(float).eps * float(np.abs(matrix).sum(axis=0).max()) * max(matrix.shape)
+    for _ in range(3 * n + 10):
+        gradient = matrix.T @ (target - matrix @ x)
+        if free.all() or float(np.max(np.where(free, -np.inf, gradient))) <= tol:
+            break
+        free[int(np.argmax(np.where(free, -np.inf, gradient)))] = True
+        while True:
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(matrix[:, free], target, rcond=None)[0]
+            if z[free].min() > 0:
+                x = z
+                break
+            blocking = free & (z <= 0)
+            step = float(np.min(x[blocking] / (x[blocking] - z[blocking])))
+            x = x + step * (z - x)
+            free &= x > tol
+            x[~free] = 0.0
+    return x
 
 
 def verify(problem: SteeringProblem, solution: Solution) -> tuple[Solution, str | None]:

@@ -115,6 +115,18 @@ def test_an_optimum_without_multipliers_gets_the_cores() -> None:
     np.testing.assert_allclose(solution.duals.linear, reference.duals.linear, rtol=1e-4, atol=1e-7)
 
 
+def test_recomputed_multipliers_respect_complementary_slackness() -> None:
+    """One feature active, two constraints, the second slack: μ₂ = 0 and μ₁ = 1/a₁ (hand
+    computation; least squares over the support alone would split μ between the two)."""
+    decoder = np.eye(3) * 1e-3
+    directions = np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    problem = SteeringProblem.socp(decoder=decoder, directions=directions, rhs=[1.0, 0.5], eps=10)
+    delta = np.array([1000.0, 0.0, 0.0])  # A δ = (1, 2) ≥ (1, 0.5): the second is slack
+    duals = recompute_duals(problem, delta)
+    np.testing.assert_allclose(duals.linear, [1000.0, 0.0])
+    assert duals.norm == 0.0
+
+
 def test_recomputed_socp_multipliers_match_the_reference() -> None:
     from steerkit.testing.oracle import min_feasible_norm
 
@@ -199,6 +211,12 @@ def test_direction_orthogonal_up_to_rounding_is_infeasible_before_any_backend() 
     solution = precheck(problem, _Named("x"))
     assert solution is not None and solution.status is Status.INFEASIBLE
     assert "no decoder row has a positive component along direction(s) [0]" in solution.message
+    # a zero direction is unreachable too (not "out of range"), and one with r ≤ 0 is no bar
+    zero = SteeringProblem.qp(
+        decoder=decoder, directions=np.stack([np.zeros(16), decoder[0]]), rhs=[1.0, 1.0], lam=1.0
+    )
+    assert precheck(zero, _Named("x")).status is Status.INFEASIBLE  # type: ignore[union-attr]
+    assert precheck(zero.with_rhs([-1.0, 1.0]), _Named("x")) is None
     # a direction the rows reach, if weakly (1e-9 of the scale), is left to the backend
     decoder[0, -1] = 1e-9
     weak = SteeringProblem.qp(decoder=decoder, directions=direction, rhs=1.0, lam=1.0)
