@@ -6,7 +6,8 @@ needs numpy, attrs and pluggy only. Models, probes, solvers and methods are plug
 
 from __future__ import annotations
 
-from steerkit import checks
+from steerkit import answer, checks
+from steerkit.answer import Answer, Outcome
 from steerkit.command import Command
 from steerkit.dataset import Dataset, LabelledTexts, Splits
 from steerkit.errors import (
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationSource",
     "Activations",
+    "Answer",
     "Certificate",
     "Column",
     "Command",
@@ -61,6 +63,7 @@ __all__ = [
     "MethodResult",
     "Metric",
     "Needs",
+    "Outcome",
     "PluginError",
     "PluginHost",
     "PluginRow",
@@ -85,6 +88,7 @@ __all__ = [
     "UnknownPluginError",
     "ValidationError",
     "__version__",
+    "answer",
     "available_solvers",
     "checks",
     "get_host",

@@ -11,8 +11,10 @@ The steering vector is Dᵀδ.
 
 from __future__ import annotations
 
+import collections
 import copy
 import enum
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +23,11 @@ import numpy as np
 
 from steerkit._arrays import (
     FloatArray,
+    check_finite,
     describe,
     float_array,
     positive_scalar,
-    row_squares,
+    readonly,
     to_numpy,
 )
 from steerkit.errors import ValidationError
@@ -52,7 +55,7 @@ def _rhs(value: Any, k: int) -> FloatArray:
         raise ValidationError(
             _OWNER, "rhs", f"a scalar or shape ({k},), one entry per direction", describe(value)
         )
-    return float_array(_OWNER, "rhs", raw, ndim=1)
+    return readonly(np.array(float_array(_OWNER, "rhs", raw, ndim=1)))  # the problem's own
 
 
 def _kind(value: Any) -> ProblemKind:
@@ -77,11 +80,82 @@ def _blocks64(decoder: np.ndarray[Any, Any]) -> Iterator[tuple[int, FloatArray]]
         yield start, block
 
 
+#: Rows per block of the decoder's one validation pass (the block stays in cache for both sums).
+_PASS_BLOCK = 256
+#: How many entries of private decoder copies the core keeps for reuse by later problems (two
+#: per decoder: the caller's array and the copy itself lead to the same copy).
+_COPIES_KEPT = 4
+_copies: collections.OrderedDict[tuple[Any, ...], tuple[FloatArray, FloatArray, FloatArray]] = (
+    collections.OrderedDict()
+)
+_copies_lock = threading.Lock()
+
+
+def _validation_pass(decoder: np.ndarray[Any, Any]) -> tuple[FloatArray, FloatArray]:
+    """(Σⱼ dᵢⱼ² per row, D g for a fixed random g) in one blocked pass over the decoder: the row
+    norms the solvers need, a finiteness check (a NaN or inf makes its row's sum non-finite), and
+    a fingerprint of the content (an in-place change alters D g)."""
+    n, d_model = decoder.shape
+    probe = np.random.default_rng(20261206).standard_normal(d_model).astype(decoder.dtype)
+    squares = np.empty(n)
+    prints = np.empty(n)
+    for start in range(0, n, _PASS_BLOCK):
+        block = decoder[start : start + _PASS_BLOCK]
+        squares[start : start + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+        prints[start : start + block.shape[0]] = block @ probe
+    if not np.isfinite(squares).all():
+        check_finite(_OWNER, "decoder", decoder)  # raises, unless finite entries overflowed
+    return squares, prints
+
+
+def _private(decoder: np.ndarray[Any, Any], source: Any) -> tuple[FloatArray, FloatArray]:
+    """(the problem's own read-only decoder, its row squares). The caller's buffer is copied when
+    the validated array still shares memory with it, so that a later in-place change of the
+    caller's array cannot change the problem; problems built from the same unchanged array share
+    one copy (recognised by address, shape and a fingerprint of the content)."""
+    squares, prints = _validation_pass(decoder)
+    if isinstance(source, np.ndarray) and not np.may_share_memory(decoder, source):
+        return decoder, squares  # converted to another dtype: already the core's own array
+    interface = decoder.__array_interface__
+    key = (interface["data"][0], decoder.shape, decoder.strides, decoder.dtype.str)
+    with _copies_lock:
+        hit = _copies.get(key)
+        if (
+            hit is not None
+            and np.array_equal(hit[1], squares, equal_nan=True)
+            and np.array_equal(hit[2], prints, equal_nan=True)
+        ):
+            _copies.move_to_end(key)
+            return hit[0], squares
+    private = readonly(np.array(decoder, copy=True, order="C"))
+    own = private.__array_interface__
+    with _copies_lock:
+        _copies[key] = (private, squares, prints)
+        # a problem built from another problem's decoder shares that copy too
+        _copies[(own["data"][0], private.shape, private.strides, private.dtype.str)] = (
+            private,
+            squares,
+            prints,
+        )
+        while len(_copies) > _COPIES_KEPT:
+            _copies.popitem(last=False)
+    return private, squares
+
+
+def forget_decoder_copies() -> None:
+    """Drop the private decoder copies kept for reuse (problems keep their own)."""
+    with _copies_lock:
+        _copies.clear()
+
+
 @attrs.frozen(eq=False, repr=False)
 class SteeringProblem:
     """A validated, immutable steering problem. Build it with `qp(...)` or `socp(...)`.
 
-    Arrays are read-only float views (the decoder stays float32 if given float32).
+    Arrays are read-only and the problem's own: the decoder is copied when it shares memory with
+    the caller's array (problems built from the same unchanged array share one copy), so changing
+    the caller's array in place afterwards does not change the problem. The decoder stays float32
+    if given float32.
     """
 
     kind: ProblemKind = attrs.field(converter=_kind)
@@ -96,8 +170,8 @@ class SteeringProblem:
         decoder = float_array(
             _OWNER, "decoder", self.decoder, ndim=2, keep_float32=True, check=False
         )
-        # the finiteness check and the row norms in one pass over the (large) decoder
-        self._cache["row_squares"] = row_squares(_OWNER, "decoder", decoder)
+        # the finiteness check, the row norms and the content's fingerprint in one pass
+        decoder, self._cache["row_squares"] = _private(decoder, self.decoder)
         d_model = decoder.shape[1]
 
         raw_dirs = to_numpy(_OWNER, "directions", self.directions)
@@ -110,7 +184,7 @@ class SteeringProblem:
                 f"shape (k, {d_model}) or ({d_model},) to match the decoder's d_model = {d_model}",
                 describe(self.directions),
             )
-        directions = float_array(_OWNER, "directions", raw_dirs, ndim=2)
+        directions = readonly(np.array(float_array(_OWNER, "directions", raw_dirs, ndim=2)))
         k = directions.shape[0]
 
         rhs = _rhs(self.rhs, k)
@@ -202,6 +276,52 @@ class SteeringProblem:
             bounds.flags.writeable = False
             self._cache["row_norms"] = bounds
         result: FloatArray = self._cache["row_norms"]
+        return result
+
+    @property
+    def max_row_norm(self) -> float:
+        """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64)."""
+        return float(np.sqrt(float(np.max(self._cache["row_squares"]))))
+
+    def alignment_estimate(self, i: int) -> FloatArray:
+        """dⱼ·wᵢ for every decoder row (d_sae,), float64; once per decoder family. Exact for a
+        float64 decoder; for a float32 one the float32 product (no float64 pass over the
+        decoder), within (d_model + 2)·2⁻²⁴·1.01·‖wᵢ‖·‖dⱼ‖ of the exact value."""
+        key = f"alignment_estimate_{i}"
+        if key not in self._cache:
+            w = self.directions[i]
+            if "A" in self._cache:
+                estimate = self._cache["A"][i]
+            elif self.decoder.dtype == np.float64:
+                estimate = np.asarray(self.decoder @ w, dtype=np.float64)
+            else:
+                estimate = (self.decoder @ w.astype(np.float32)).astype(np.float64)
+            estimate.flags.writeable = False
+            self._cache[key] = estimate
+        result: FloatArray = self._cache[key]
+        return result
+
+    @property
+    def max_alignment(self) -> FloatArray:
+        """maxⱼ Aᵢⱼ = maxⱼ dⱼ·wᵢ per direction (k,), float64-exact; once per decoder family.
+
+        From `alignment_estimate`: for a float32 decoder the rows whose exact value could be the
+        largest, given the product's rounding bound, are recomputed in float64."""
+        if "max_alignment" not in self._cache:
+            top = np.empty(self.n_constraints)
+            for i in range(self.n_constraints):
+                estimate = self.alignment_estimate(i)
+                w = self.directions[i]
+                if self.decoder.dtype == np.float64 or "A" in self._cache:
+                    top[i] = float(estimate.max())
+                    continue
+                scale = (self.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(w))
+                bound = self.row_norm_bounds * scale
+                rows = np.flatnonzero(estimate + bound >= float((estimate - bound).max()))
+                top[i] = float((self.decoder[rows].astype(np.float64) @ w).max())
+            top.flags.writeable = False
+            self._cache["max_alignment"] = top
+        result: FloatArray = self._cache["max_alignment"]
         return result
 
     @property

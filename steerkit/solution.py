@@ -147,6 +147,8 @@ class Solution:
     duals: Duals | None = None
     flags: frozenset[str] = attrs.field(default=frozenset(), converter=_flags)
     info: Mapping[str, Any] = attrs.field(factory=dict)
+    #: set by the core once `steerkit.answer` has checked this Solution (not part of its value)
+    _checked: bool = attrs.field(default=False, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.status is Status.OPTIMAL and self.delta is None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from steerkit.answer import Answer, accept, check, precheck
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
 
@@ -17,9 +19,19 @@ __all__ = ["Solver"]
 class Solver(abc.ABC):
     """A backend that solves SteeringProblems.
 
-    Subclasses set the class attributes and implement `solve`. `solve` must return a Solution for
-    every outcome (infeasible, iteration limit, backend failure), never raise for them, and never
-    report a zero δ it did not prove optimal.
+    Subclasses set the class attributes and implement either
+
+    - the template (recommended): `solve_group(problems, settings)`, which solves problems that
+      share decoder, directions, kind and λ/ε (only r differs) and yields one `Answer` per
+      problem, plus `check_options(options)` if the backend takes options. The core's
+      `solve_batch` does the rest: it validates the options, decides what needs no backend
+      (`steerkit.answer.precheck`: capability, r ≤ 0, unreachable directions, out-of-range
+      numbers), groups the problems by structure, and turns every Answer into a Solution it
+      checks itself (`steerkit.answer.accept`: δ cleaned, an optimal claim verified); or
+    - `solve` (and optionally `solve_batch`) directly. It must return a Solution for every outcome
+      (infeasible, iteration limit, backend failure), never raise for them, and never report a
+      zero δ it did not prove optimal; the front door (`steerkit.solve`) still checks every
+      optimal claim.
     """
 
     #: The name users select the backend by, e.g. "cvxpy-clarabel".
@@ -33,6 +45,9 @@ class Solver(abc.ABC):
     #: Reuses work across the problems of a batch (factorisations, warm starts, a path).
     warm_start: ClassVar[bool] = False
     batch: ClassVar[bool] = False
+    #: Hand r ≤ 0 problems to `solve_group` too, instead of the core's δ = 0 (a backend that
+    #: reports more about them, e.g. the path solver's smallest feasible ε).
+    answers_satisfied: ClassVar[bool] = False
     #: Automatic selection tries higher priorities first.
     priority: ClassVar[int] = 0
     #: Top-level modules that must be importable; checked without importing them.
@@ -85,13 +100,103 @@ class Solver(abc.ABC):
             "priority": cls.priority,
         }
 
+    # -- the template -------------------------------------------------------------------------
+
+    def check_options(self, options: Mapping[str, Any]) -> Any:
+        """The backend's settings from the user's options (handed to `solve_group`); an unknown
+        option raises TypeError naming it. The default accepts none."""
+        if options:
+            unknown = ", ".join(repr(key) for key in sorted(options))
+            raise TypeError(f"{self.name}: unknown option(s) {unknown}; it accepts none")
+        return None
+
+    def same_group(self, first: SteeringProblem, other: SteeringProblem) -> bool:
+        """Whether `other` joins the group whose first problem is `first` (one `solve_group`
+        call). Default: the same structure, only r differs (`SteeringProblem.same_structure`)."""
+        return first.same_structure(other)
+
     @abc.abstractmethod
+    def solve_group(
+        self, problems: Sequence[SteeringProblem], settings: Any
+    ) -> Iterable[Answer | Solution]:
+        """Solve problems that share decoder, directions, kind and λ/ε (`same_group`); yield
+        one Answer per problem, in order (a Solution made with `steerkit.answer.accept` is taken
+        as it is). Raising fails the rest of the group with the exception as the message.
+
+        A backend that implements `solve` itself instead need not implement this."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a backend written against `solve` (the interface before the template) stays concrete
+        if "solve" in cls.__dict__ and getattr(cls.solve_group, "__isabstractmethod__", False):
+            cls.solve_group = _by_solve  # type: ignore[method-assign]
+
+    # -- the entry points -----------------------------------------------------------------------
+
     def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
         """Solve one problem. Unknown options raise a TypeError naming them."""
+        return self.solve_batch([problem], **options)[0]
 
     def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
-        """Solve many problems that share a decoder and directions (only r differs).
+        """Solve many problems; those sharing a decoder, directions and λ/ε (only r differs)
+        share one set-up. A backend without `solve_group` solves them one by one with `solve`."""
+        if type(self).solve_group is _by_solve:
+            return [self.solve(problem, **options) for problem in problems]
+        settings = self.check_options(options)
+        solutions: list[Solution | None] = [None] * len(problems)
+        groups: list[list[int]] = []
+        for i, problem in enumerate(problems):
+            solutions[i] = precheck(problem, self, satisfied=not self.answers_satisfied)
+            if solutions[i] is None:
+                group = next((g for g in groups if self.same_group(problems[g[0]], problem)), None)
+                if group is None:
+                    groups.append([i])
+                else:
+                    group.append(i)
+        for group in groups:
+            for i, solution in zip(group, self._run_group([problems[i] for i in group], settings)):
+                solutions[i] = solution
+        return [solution for solution in solutions if solution is not None]
 
-        The default solves them one by one; backends with `batch = True` reuse work.
-        """
-        return [self.solve(problem, **options) for problem in problems]
+    def _run_group(self, problems: Sequence[SteeringProblem], settings: Any) -> list[Solution]:
+        """One Solution per problem of a group: the backend's answers, accepted by the core; an
+        exception (or a missing answer) becomes an error Solution for the problems it leaves."""
+        solutions: list[Solution] = []
+        start = time.perf_counter()
+        try:
+            for problem, answer in zip(problems, self.solve_group(problems, settings)):
+                now = time.perf_counter()
+                solutions.append(self._accepted(problem, answer, now - start))
+                start = now
+        except Exception as e:  # a backend's exception is a Solution, never raised
+            seconds = (time.perf_counter() - start) / max(1, len(problems) - len(solutions))
+            message = f"{self.name} failed on {problems[len(solutions)].describe()}: {e!r}"
+            solutions += [
+                Solution.failure(solver=self.name, message=message, seconds=seconds)
+                for _ in problems[len(solutions) :]
+            ]
+        if len(solutions) < len(problems):
+            solutions += [
+                Solution.failure(
+                    solver=self.name, message=f"{self.name} gave no answer", seconds=0.0
+                )
+                for _ in problems[len(solutions) :]
+            ]
+        return solutions
+
+    def _accepted(
+        self, problem: SteeringProblem, answer: Answer | Solution, seconds: float
+    ) -> Solution:
+        if isinstance(answer, Solution):
+            return check(problem, answer)
+        if answer.seconds is not None:
+            seconds = answer.seconds
+        return accept(problem, answer, solver=self.name, seconds=seconds)
+
+
+def _by_solve(
+    self: Solver, problems: Sequence[SteeringProblem], settings: Any
+) -> Iterable[Answer | Solution]:
+    """The `solve_group` of a backend that implements `solve` itself (never called: its
+    `solve_batch` calls `solve` for each problem)."""
+    raise NotImplementedError(f"{type(self).__name__} solves through solve")

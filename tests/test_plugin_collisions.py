@@ -118,7 +118,8 @@ def select(site: Path, **env: str) -> dict[str, Any]:
         except steerkit.DuplicatePluginError as e:
             named = str(e)
         print(json.dumps({
-            "module": cls.__module__, "l1": float(np.abs(solution.delta).sum()),
+            "module": cls.__module__, "status": solution.status.value,
+            "l1": None if solution.delta is None else float(np.abs(solution.delta).sum()),
             "violation": solution.violation, "named": named,
         }))
         """
@@ -170,6 +171,8 @@ def test_an_explicit_override_chooses_the_other_registration(site: Path) -> None
     ] == ("steerkit-baselines")
     out = select(site, **{OVERRIDE_ENV: choose})
     assert out["module"] == "steerkit_fixture_impostor" and out["named"] == "selected"
+    # chosen explicitly, its zero vector still is not accepted as optimal (the core's check)
+    assert out["status"] == "error" and out["l1"] is None
     result = run_steerkit("run", env=env)
     assert (result.returncode, result.stdout) == (0, "impostor run\n")
 

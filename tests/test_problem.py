@@ -53,7 +53,11 @@ def test_arrays_are_read_only_and_float32_decoder_is_kept(
     decoder = _decoder(steerkit_rng).astype(np.float32)
     problem = SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=1.0, lam=1.0)
     assert problem.decoder.dtype == np.float32
-    assert np.shares_memory(problem.decoder, decoder), "the decoder must not be copied"
+    # the problem's own copy (once per array, shared by later problems built from it), so that a
+    # change of the caller's array cannot change the problem under its feet
+    assert not np.shares_memory(problem.decoder, decoder), "the decoder must be the problem's own"
+    again = SteeringProblem.qp(decoder=decoder, directions=np.ones(6), rhs=2.0, lam=1.0)
+    assert again.decoder is problem.decoder, "one copy per unchanged array, not one per problem"
     with pytest.raises(ValueError):
         problem.decoder[0, 0] = 1.0
     with pytest.raises(ValueError):
@@ -222,3 +226,41 @@ def test_a_float32_decoder_is_multiplied_in_float64_without_a_copy() -> None:
         np.testing.assert_allclose(
             second.steering_vector(delta), decoder.astype(np.float64).T @ delta, rtol=1e-13
         )
+
+
+def test_the_decoder_is_the_problems_own_and_shared_across_problems() -> None:
+    from steerkit.problem import forget_decoder_copies
+
+    forget_decoder_copies()
+    rng = np.random.default_rng(4)
+    decoder = rng.normal(size=(30, 5))
+    w = rng.normal(size=5)
+    first = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+    second = SteeringProblem.socp(decoder=decoder, directions=w, rhs=2.0, eps=3.0)
+    assert not np.shares_memory(first.decoder, decoder)  # a private copy ...
+    assert second.decoder is first.decoder  # ... shared by problems built from the same array
+    a = first.constraint_matrix.copy()
+    decoder *= -1.0  # the caller's array changes in place: the problems do not
+    np.testing.assert_array_equal(first.decoder, -decoder)
+    np.testing.assert_array_equal(first.constraint_matrix, a)
+    changed = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+    assert changed.decoder is not first.decoder  # the fingerprint saw the change
+    np.testing.assert_array_equal(changed.decoder, decoder)
+    np.testing.assert_allclose(changed.constraint_matrix, -a, rtol=1e-15)
+    # a sign flip keeps every row's norm: the fingerprint's D g still tells it apart
+    decoder[3, 1] *= -1.0
+    assert (
+        SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0).decoder[3, 1]
+        == (decoder[3, 1])
+    )
+    # directions and r are the problem's own too
+    rhs = np.array([1.0])
+    third = SteeringProblem.qp(decoder=decoder, directions=w, rhs=rhs, lam=1.0)
+    w[:] = 0.0
+    rhs[:] = -5.0
+    assert third.directions.any() and third.rhs[0] == 1.0
+    # a decoder converted to float64 is already the core's own array: no second copy
+    ints = np.arange(12).reshape(4, 3)
+    assert not np.shares_memory(
+        SteeringProblem.qp(decoder=ints, directions=[1, 0, 0], rhs=1.0, lam=1.0).decoder, ints
+    )

@@ -29,15 +29,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
-from steerkit import Duals, ProblemKind, Solution, Solver, Status, SteeringProblem
+from steerkit import Answer, Duals, Outcome, ProblemKind, Solution, Solver, SteeringProblem
+from steerkit.answer import accept, clean, infeasible_message
 
-__all__ = ["OPTIONS", "CvxpySolver"]
+__all__ = ["ADVICE", "OPTIONS", "CvxpySolver", "clean", "infeasible_message"]
 
 #: The options every CVXPY backend accepts; `solve(problem, **options)` rejects any other.
 OPTIONS: Mapping[str, str] = {
@@ -46,13 +47,6 @@ OPTIONS: Mapping[str, str] = {
     "tol": "float: the backend's convergence tolerances, all set to this value",
     "solver_options": "dict: passed through to cvxpy.Problem.solve, overriding everything else",
 }
-
-#: Negative entries of δ smaller in magnitude than this fraction of max |δ| are rounding: clipped.
-CLIP_RELATIVE = 1e-7
-#: A point the backend calls optimal (or optimal_inaccurate) is reported as optimal only if it
-#: violates no constraint by more than this, relative to max(1, max |r|) (the conformance
-#: suite's feasibility tolerance).
-FEASIBILITY_RTOL = 1e-6
 
 
 @attrs.define(eq=False)
@@ -164,64 +158,26 @@ class CvxpySolver(Solver):
         model = cp.Problem(cp.Minimize(objective), constraints)
         return _Model(model, y, rhs, linear, norm, s, rows, c, gamma, time.perf_counter() - start)
 
-    # -- solving ------------------------------------------------------------------------------
+    # -- solving (the core's template: steerkit.Solver.solve_batch) ---------------------------
 
-    def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
-        """Solve one problem. Options: verbose, max_iters, tol, solver_options (a dict)."""
-        verbose, settings = self._solver_options(options)
-        start = time.perf_counter()
-        if problem.already_satisfied:
-            return self._satisfied(problem, start)
-        refusal = self._refuse(problem, start)
-        if refusal is not None:
-            return refusal
+    def check_options(self, options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """(verbose, keyword arguments for the CVXPY solve); unknown options raise TypeError."""
+        return self._solver_options(options)
+
+    def solve_group(
+        self, problems: Sequence[SteeringProblem], settings: tuple[bool, dict[str, Any]]
+    ) -> Iterator[Answer]:
+        """One model for the group (r a Parameter, c chosen from the largest r), re-solved warm
+        for each problem."""
+        verbose, options = settings
         try:
-            model = self._build(problem, problem.rhs)
+            model = self._build(problems[0], np.max([p.rhs for p in problems], axis=0))
         except Exception as e:  # cvxpy rejected the data (NaN, size): a failure, never a raise
-            return self._failure(problem, start, f"building the CVXPY model failed: {e!r}")
-        return self._solve_model(problem, model, verbose, settings, start, warm=False)
-
-    def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
-        """Solve problems that differ in r only: one model per structure, re-solved warm."""
-        verbose, settings = self._solver_options(options)
-        solutions: list[Solution | None] = [None] * len(problems)
-        groups: list[list[int]] = []  # indices of problems that share a model
-        for i, problem in enumerate(problems):
-            start = time.perf_counter()
-            if problem.already_satisfied:
-                solutions[i] = self._satisfied(problem, start)
-                continue
-            solutions[i] = self._refuse(problem, start)
-            if solutions[i] is not None:
-                continue
-            group = next((g for g in groups if problems[g[0]].same_structure(problem)), None)
-            if group is None:
-                groups.append([i])
-            else:
-                group.append(i)
-        for group in groups:
-            start = time.perf_counter()
-            rhs_max = np.max([problems[i].rhs for i in group], axis=0)
-            try:
-                model = self._build(problems[group[0]], rhs_max)
-            except Exception as e:
-                for i in group:
-                    solutions[i] = self._failure(
-                        problems[i], start, f"building the CVXPY model failed: {e!r}"
-                    )
-                continue
-            for i in group:
-                warm = model.solves > 0
-                solutions[i] = self._solve_model(problems[i], model, verbose, settings, start, warm)
-                start = time.perf_counter()
-        return [solution for solution in solutions if solution is not None]
-
-    def _refuse(self, problem: SteeringProblem, start: float) -> Solution | None:
-        """An error Solution when the backend knows up front that it cannot solve `problem`."""
-        reason = self.cannot_solve(problem)
-        if reason is None:
-            return None
-        return self._failure(problem, start, f"{self.name} {reason}")
+            for _ in problems:
+                yield Answer(Outcome.ERROR, message=f"building the CVXPY model failed: {e!r}")
+            return
+        for problem in problems:
+            yield self._solve_model(problem, model, verbose, options, warm=model.solves > 0)
 
     def _solve_model(
         self,
@@ -229,9 +185,8 @@ class CvxpySolver(Solver):
         model: _Model,
         verbose: bool,
         settings: dict[str, Any],
-        start: float,
         warm: bool,
-    ) -> Solution:
+    ) -> Answer:
         model.rhs.value = np.asarray(problem.rhs, dtype=np.float64) / (model.c * model.rows)
         try:
             with warnings.catch_warnings():
@@ -244,16 +199,14 @@ class CvxpySolver(Solver):
                     **self._prepare(settings),
                 )
         except Exception as e:  # cvxpy.SolverError or the backend's own: never raised out
-            return self._on_error(problem, model, e, start)
+            return self._on_error(problem, model, e)
         finally:
             model.solves += 1
-        return self._result(problem, model, start)
+        return self._answer(model)
 
-    def _on_error(
-        self, problem: SteeringProblem, model: _Model, error: BaseException, start: float
-    ) -> Solution:
-        """The Solution for a solve that raised (an error, unless a backend knows better)."""
-        return self._failure(problem, start, self._explain_error(problem, error))
+    def _on_error(self, problem: SteeringProblem, model: _Model, error: BaseException) -> Answer:
+        """The Answer for a solve that raised (an error, unless a backend knows better)."""
+        return Answer(Outcome.ERROR, message=self._explain_error(problem, error))
 
     def _status(self, model: _Model) -> str:
         """CVXPY's status of the last solve (a backend may correct CVXPY's mapping)."""
@@ -278,133 +231,67 @@ class CvxpySolver(Solver):
         }
         return (int(iterations) if iterations is not None else None), info
 
-    def _result(self, problem: SteeringProblem, model: _Model, start: float) -> Solution:
+    def _answer(self, model: _Model) -> Answer:
+        """CVXPY's outcome of the last solve as an Answer (δ and multipliers unscaled)."""
         status = self._status(model)
         iterations, info = self._stats(model)
+        label = f"{self.cvxpy_solver} {status}"
         if status in ("optimal", "optimal_inaccurate"):
             raw = model.y.value
             if raw is None:
-                return self._failure(
-                    problem, start, f"{self.cvxpy_solver} reported {status} but returned no δ"
-                )
-            delta, flags, notes = _clean(model.c * np.asarray(raw, dtype=np.float64))
-            message = "; ".join(notes)
-            violation = problem.violation(delta)
-            allowed = FEASIBILITY_RTOL * max(1.0, float(np.abs(problem.rhs).max()))
-            if violation > allowed:  # not optimal, whatever the backend says
-                inaccurate = status == "optimal_inaccurate"
-                return Solution.build(
-                    problem,
-                    None,
-                    status=Status.ITERATION_LIMIT if inaccurate else Status.ERROR,
-                    solver=self.name,
-                    seconds=time.perf_counter() - start,
+                return Answer(
+                    Outcome.ERROR,
                     iterations=iterations,
-                    message=(
-                        f"{self.cvxpy_solver} "
-                        f"{'stopped before converging' if inaccurate else 'reported optimal'}, "
-                        f"but its point violates the constraints by {violation:.3g} "
-                        f"(> {allowed:.1g}): the problem may be infeasible or badly scaled; "
-                        f"tighten tol, raise max_iters, or use cvxpy-clarabel"
-                    ),
-                    flags={"inaccurate"},
+                    message=f"{self.cvxpy_solver} reported {status} but returned no δ",
                     info=info,
                 )
-            if status == "optimal_inaccurate":
-                flags.add("inaccurate")
-                message = "; ".join(
-                    [f"{self.cvxpy_solver} reports the solution as inaccurate", *notes]
-                )
-            return Solution.build(
-                problem,
-                delta,
-                status=Status.OPTIMAL,
-                solver=self.name,
-                seconds=time.perf_counter() - start,
-                iterations=iterations,
-                message=message,
+            return Answer(
+                Outcome.OPTIMAL,
+                delta=model.c * np.asarray(raw, dtype=np.float64),
                 duals=_duals(model),
-                flags=flags,
+                iterations=iterations,
+                inaccurate=status == "optimal_inaccurate",
+                message=label,
+                advice=ADVICE,
                 info=info,
             )
         if status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
-            flags = {"inaccurate"} if status != "infeasible" else set()
-            return Solution.build(
-                problem,
-                None,
-                status=Status.INFEASIBLE,
-                solver=self.name,
-                seconds=time.perf_counter() - start,
+            return Answer(
+                Outcome.INFEASIBLE,
                 iterations=iterations,
-                message=infeasible_message(problem),
-                flags=flags,
+                inaccurate=status != "infeasible",
+                message=label,
                 info=info,
             )
         if status == "user_limit":
-            return self._limit(problem, start, iterations, info)
+            return _limit(self.cvxpy_solver, iterations, info)
         # unbounded cannot happen (the objective is ≥ 0 on δ ≥ 0): a numerical failure
-        return self._failure(
-            problem, start, f"{self.cvxpy_solver} ended with status {status!r}", info
-        )
-
-    def _limit(
-        self,
-        problem: SteeringProblem,
-        start: float,
-        iterations: int | None,
-        info: Mapping[str, Any] | None = None,
-    ) -> Solution:
-        """The Solution of a solve stopped by an iteration or time limit: no δ."""
-        return Solution.build(
-            problem,
-            None,
-            status=Status.ITERATION_LIMIT,
-            solver=self.name,
-            seconds=time.perf_counter() - start,
+        return Answer(
+            Outcome.ERROR,
             iterations=iterations,
-            message=(
-                f"{self.cvxpy_solver} stopped at its iteration or time limit before "
-                f"converging; raise max_iters (or tol) and solve again"
-            ),
+            message=f"{self.cvxpy_solver} ended with status {status!r}",
             info=info,
         )
 
-    def _failure(
-        self,
-        problem: SteeringProblem,
-        start: float,
-        message: str,
-        info: Mapping[str, Any] | None = None,
-    ) -> Solution:
+    def _result(self, problem: SteeringProblem, model: _Model, start: float) -> Solution:
+        """The core's Solution for the last solve of `model` (`steerkit.answer.accept`)."""
         seconds = time.perf_counter() - start
-        return Solution.failure(solver=self.name, message=message, seconds=seconds, info=info)
-
-    def _satisfied(self, problem: SteeringProblem, start: float) -> Solution:
-        """r ≤ 0: δ = 0 is feasible and the objective is ≥ 0 on δ ≥ 0, so δ = 0 is optimal,
-        certified by μ = 0, ν = 0 (reduced costs 1, gap 0). No solve needed."""
-        return Solution.satisfied(
-            problem,
-            solver=self.name,
-            seconds=time.perf_counter() - start,
-            info={"cvxpy_solver": self.cvxpy_solver},
-        )
+        return accept(problem, self._answer(model), solver=self.name, seconds=seconds)
 
 
-def _clean(delta: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], set[str], list[str]]:
-    """Clip negative entries of δ that are rounding (≥ −1e-7 · max |δ|) to 0; leave larger ones
-    for the core's violation figure, and say so."""
-    flags: set[str] = set()
-    notes: list[str] = []
-    top = float(np.abs(delta).max(initial=0.0))
-    tiny = delta >= -CLIP_RELATIVE * top
-    delta = np.where(tiny & (delta < 0), 0.0, delta)
-    if not tiny.all():
-        flags.add("negative_entries")
-        notes.append(
-            f"{int((~tiny).sum())} entries of δ are negative beyond rounding "
-            f"(min {float(delta.min()):.3g})"
-        )
-    return delta, flags, notes
+#: What to change when a CVXPY backend's "optimal" point is refused by the core.
+ADVICE = "tighten tol, raise max_iters, or use cvxpy-clarabel"
+
+
+def _limit(cvxpy_solver: str, iterations: int | None, info: Mapping[str, Any] | None) -> Answer:
+    """The Answer of a solve stopped by an iteration or time limit: no δ."""
+    return Answer(
+        Outcome.LIMIT,
+        iterations=iterations,
+        message=f"{cvxpy_solver} at its limit",
+        advice="raise max_iters (or tol) and solve again",
+        info=dict(info or {}),
+    )
 
 
 def _duals(model: _Model) -> Duals | None:
@@ -435,27 +322,3 @@ def _cvxpy() -> Any:
 def _positive(value: float) -> float:
     """value if it is a positive finite number, else 1 (no rescaling)."""
     return value if math.isfinite(value) and value > 0 else 1.0
-
-
-def infeasible_message(problem: SteeringProblem) -> str:
-    """Why the problem has no solution, and the setting to change."""
-    a, r = problem.constraint_matrix, problem.rhs
-    # a constraint with r > 0 whose row has no positive entry can never be met by δ ≥ 0
-    blocked = [i for i in range(problem.n_constraints) if r[i] > 0 and a[i].max() <= 0]
-    if blocked:
-        return (
-            f"no δ ≥ 0 reaches the margin at any "
-            f"{'ε' if problem.kind is ProblemKind.SOCP else 'λ'}: direction(s) {blocked} have "
-            f"r > 0 but no decoder row with a positive component along them (max A = "
-            f"{float(a[blocked].max()):.3g}); choose another concept direction or SAE"
-        )
-    if problem.kind is ProblemKind.SOCP:
-        return (
-            f"no δ ≥ 0 reaches the margin with ‖Dᵀδ‖ ≤ ε = {problem.eps:.6g}; increase ε "
-            f"(or lower the margin r)"
-        )
-    return (
-        "no δ ≥ 0 satisfies A δ ≥ r for every direction at once: the directions cannot be "
-        "reached together by non-negative combinations of the decoder rows; lower the margin r "
-        "or drop a direction"
-    )

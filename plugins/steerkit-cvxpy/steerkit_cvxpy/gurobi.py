@@ -24,8 +24,8 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-from steerkit import ProblemKind, Solution, SteeringProblem
-from steerkit_cvxpy.base import CvxpySolver, _Model
+from steerkit import Answer, ProblemKind, SteeringProblem
+from steerkit_cvxpy.base import CvxpySolver, _limit, _Model
 
 __all__ = [
     "LICENCE_CONSTRAINTS",
@@ -167,12 +167,10 @@ class GurobiSolver(CvxpySolver):
             return "user_limit"  # CVXPY's name for a limit with no solution found yet
         return status
 
-    def _on_error(
-        self, problem: SteeringProblem, model: _Model, error: BaseException, start: float
-    ) -> Solution:
+    def _on_error(self, problem: SteeringProblem, model: _Model, error: BaseException) -> Answer:
         if _gurobi_status(model) in _LIMITS:
-            return self._limit(problem, start, None)
-        return super()._on_error(problem, model, error, start)
+            return _limit(self.cvxpy_solver, None, None)
+        return super()._on_error(problem, model, error)
 
     def _explain_error(self, problem: SteeringProblem, error: BaseException) -> str:
         text = str(error)

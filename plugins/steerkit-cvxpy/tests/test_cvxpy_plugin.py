@@ -18,7 +18,7 @@ from steerkit_cvxpy import (
     OSQPSolver,
     SCSSolver,
 )
-from steerkit_cvxpy.base import _clean, _Model
+from steerkit_cvxpy.base import _Model
 
 import steerkit
 from steerkit import PluginHost, ProblemKind, Status, SteeringProblem
@@ -191,7 +191,8 @@ def test_status_mapping() -> None:
     inaccurate = result("optimal_inaccurate", reference.delta)
     assert inaccurate.status is Status.OPTIMAL and "inaccurate" in inaccurate.flags
     assert "inaccurate" in inaccurate.message
-    assert np.isnan(inaccurate.gap)  # no multipliers, no certificate
+    # no multipliers from the backend: the core computes its own, and they certify the point
+    assert "duals_recomputed" in inaccurate.flags and inaccurate.gap <= 1e-5
 
     short = reference.delta * 0.5  # misses the margin by half
     stopped = result("optimal_inaccurate", short)
@@ -213,13 +214,6 @@ def test_status_mapping() -> None:
         assert error.status is Status.ERROR and error.delta is None
         assert status in error.message
     assert result("optimal", None).status is Status.ERROR
-
-
-def test_tiny_negative_entries_are_clipped_and_large_ones_are_kept() -> None:
-    delta, flags, notes = _clean(np.array([1.0, -1e-12, 0.5]))
-    assert delta.tolist() == [1.0, 0.0, 0.5] and not flags and not notes
-    delta, flags, notes = _clean(np.array([1.0, -1e-3, 0.5]))
-    assert delta[1] == -1e-3 and flags == {"negative_entries"} and "negative" in notes[0]
 
 
 # -- infeasibility and trivial inputs ---------------------------------------------------------

@@ -12,13 +12,15 @@ import abc
 import enum
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
-from steerkit import ProblemKind, Solution, Solver, Status, SteeringProblem
+from steerkit import Answer, ProblemKind, Solution, Solver, SteeringProblem
+from steerkit import Outcome as CoreOutcome
+from steerkit.answer import accept, allowed_violation, infeasible_message
 from steerkit_direct._model import ConicData, Form, build, choose_form
 
 __all__ = ["COMMON_OPTIONS", "DirectSolver", "Outcome", "RawResult", "infeasible_message"]
@@ -33,14 +35,9 @@ COMMON_OPTIONS: Mapping[str, str] = {
     "settings": "dict: raw backend settings by the backend's own names, applied last",
 }
 
-#: A point the backend calls (almost) optimal is reported optimal only if it violates no
-#: constraint by more than this, relative to max(1, max |r|) (the conformance tolerance).
-FEASIBILITY_RTOL = 1e-6
 #: An optimal answer is certified when its relative duality gap and its largest negative reduced
 #: cost (relative to a feature's unit cost) are both at most this.
 CERTIFIED_TOL = 1e-7
-#: Negative entries of δ no larger in magnitude than this fraction of max |δ| are rounding.
-CLIP_RELATIVE = 1e-7
 
 
 class Outcome(str, enum.Enum):
@@ -142,54 +139,34 @@ class DirectSolver(Solver):
             raise ValueError(f"{self.name}: form must be 'auto', 'lifted' or 'gram', got {form!r}")
         return form, self._settings(options)
 
-    # -- solving ------------------------------------------------------------------------------
+    # -- solving (the core's template: steerkit.Solver.solve_batch) ---------------------------
 
-    def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
-        """Solve one problem (options: `options_doc()`); every outcome is a Solution."""
-        return self.solve_batch([problem], **options)[0]
+    def check_options(self, options: Mapping[str, Any]) -> tuple[str, Any]:
+        """(form, backend settings); an unknown option raises TypeError naming it."""
+        return self._validate(options)
 
-    def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
-        """Solve problems; those sharing decoder, directions, kind and λ/ε share one set-up
-        (one model, one symbolic factorisation), each re-solved with only r changed."""
-        form_option, settings = self._validate(options)
-        solutions: list[Solution | None] = [None] * len(problems)
-        groups: list[list[int]] = []
-        for i, problem in enumerate(problems):
+    def solve_group(
+        self, problems: Sequence[SteeringProblem], settings: tuple[str, Any]
+    ) -> Iterator[Answer | Solution]:
+        """One set-up (one model, one symbolic factorisation) for problems sharing decoder,
+        directions, kind and λ/ε; each is re-solved with only r changed."""
+        form_option, backend_settings = settings
+        form = choose_form(form_option, problems[0], self.gram_ratio)
+        rhs_max = np.max([problem.rhs for problem in problems], axis=0)
+        model: _Model | None = None
+        for problem in problems:
             start = time.perf_counter()
-            if problem.already_satisfied:
-                solutions[i] = self._satisfied(problem, start)
-                continue
-            reason = self.cannot_solve(problem)
-            if reason is not None:
-                solutions[i] = self._failure(problem, start, f"{self.name} {reason}")
-                continue
-            group = next((g for g in groups if problems[g[0]].same_structure(problem)), None)
-            if group is None:
-                groups.append([i])
-            else:
-                group.append(i)
-        for group in groups:
-            first = problems[group[0]]
-            form = choose_form(form_option, first, self.gram_ratio)
-            rhs_max = np.max([problems[i].rhs for i in group], axis=0)
-            model: _Model | None = None
-            for i in group:
-                start = time.perf_counter()
-                problem = problems[i]
-                try:
-                    if model is not None and not self._update(
-                        model, model.data.scaled_rhs(problem.rhs)
-                    ):
-                        model = None  # the backend refused the update: set up again
-                    if model is None:
-                        model = self._new_model(problem, form, rhs_max, settings)
-                    solutions[i] = self._solve_model(problem, model, start, settings)
-                except Exception as e:  # a backend exception is a Solution, never raised
-                    solutions[i] = self._failure(
-                        problem, start, f"{self.name} failed on {problem.describe()}: {e!r}"
-                    )
-                    model = None
-        return [s for s in solutions if s is not None]
+            try:
+                if model is not None and not self._update(
+                    model, model.data.scaled_rhs(problem.rhs)
+                ):
+                    model = None  # the backend refused the update: set up again
+                if model is None:
+                    model = self._new_model(problem, form, rhs_max, backend_settings)
+                yield self._solve_model(problem, model, start, backend_settings)
+            except Exception as e:  # a backend exception is a Solution, never raised
+                yield Answer(CoreOutcome.ERROR, message=f"failed on {problem.describe()}: {e!r}")
+                model = None
 
     def _solve_model(
         self, problem: SteeringProblem, model: _Model, start: float, settings: Any
@@ -250,76 +227,55 @@ class DirectSolver(Solver):
         info: dict[str, Any],
         settings: Any,
     ) -> Solution:
+        """The core's Solution (`steerkit.answer.accept`) for one backend run."""
+        answer = self._answer(problem, model, raw, info, settings)
+        return accept(problem, answer, solver=self.name, seconds=time.perf_counter() - start)
+
+    def _answer(
+        self,
+        problem: SteeringProblem,
+        model: _Model,
+        raw: RawResult,
+        info: dict[str, Any],
+        settings: Any,
+    ) -> Answer:
         outcome = raw.outcome
-        backend = f"{self.name} ({raw.raw_status})"
+        common: dict[str, Any] = {
+            "iterations": raw.iterations,
+            "message": raw.raw_status,
+            "info": info,
+        }
         if outcome in (Outcome.OPTIMAL, Outcome.INACCURATE):
             if raw.x is None or raw.mu_hat is None:
-                return self._failure(problem, start, f"{backend} returned no solution", info)
-            delta, flags, notes = _clean(model.data.delta(raw.x))
-            violation = problem.violation(delta)
-            allowed = FEASIBILITY_RTOL * max(1.0, float(np.abs(problem.rhs).max()))
-            if violation > allowed:  # not optimal, whatever the backend says
-                inaccurate = outcome is Outcome.INACCURATE
-                return Solution.build(
-                    problem,
-                    None,
-                    status=Status.ITERATION_LIMIT if inaccurate else Status.ERROR,
-                    solver=self.name,
-                    seconds=time.perf_counter() - start,
-                    iterations=raw.iterations,
-                    message=(
-                        f"{backend}: its point violates the constraints by {violation:.3g} "
-                        f"(> {allowed:.1g}); tighten tol or raise max_iter"
-                    ),
-                    flags={"inaccurate"},
-                    info=info,
-                )
-            if outcome is Outcome.INACCURATE:
-                flags.add("inaccurate")
-                notes.insert(0, f"{backend}: the solution is inaccurate")
-            return Solution.build(
-                problem,
-                delta,
-                status=Status.OPTIMAL,
-                solver=self.name,
-                seconds=time.perf_counter() - start,
-                iterations=raw.iterations,
-                message="; ".join(notes),
+                common["message"] = f"{raw.raw_status}: returned no solution"
+                return Answer(CoreOutcome.ERROR, **common)
+            return Answer(
+                CoreOutcome.OPTIMAL,
+                delta=model.data.delta(raw.x),
                 duals=model.data.duals(raw.mu_hat, raw.nu_hat),
-                flags=flags,
-                info=info,
+                inaccurate=outcome is Outcome.INACCURATE,
+                advice="tighten tol or raise max_iter",
+                **common,
             )
         if outcome in (Outcome.INFEASIBLE, Outcome.INFEASIBLE_INACCURATE):
             smallest = None
             if problem.kind is ProblemKind.SOCP:
                 smallest = self._min_norm(problem, settings)
             info["smallest_eps"] = smallest
-            return Solution.build(
-                problem,
-                None,
-                status=Status.INFEASIBLE,
-                solver=self.name,
-                seconds=time.perf_counter() - start,
-                iterations=raw.iterations,
-                message=infeasible_message(problem, smallest),
-                flags={"inaccurate"} if outcome is Outcome.INFEASIBLE_INACCURATE else set(),
-                info=info,
+            return Answer(
+                CoreOutcome.INFEASIBLE,
+                inaccurate=outcome is Outcome.INFEASIBLE_INACCURATE,
+                min_eps=smallest,
+                **common,
             )
         if outcome is Outcome.LIMIT:
-            return Solution.build(
-                problem,
-                None,
-                status=Status.ITERATION_LIMIT,
-                solver=self.name,
-                seconds=time.perf_counter() - start,
-                iterations=raw.iterations,
-                message=(
-                    f"{backend}: stopped at its iteration or time limit before converging; "
-                    f"raise max_iter or time_limit (or loosen tol) and solve again"
-                ),
-                info=info,
+            return Answer(
+                CoreOutcome.LIMIT,
+                advice="raise max_iter or time_limit (or loosen tol) and solve again",
+                **common,
             )
-        return self._failure(problem, start, f"{backend}: the solve failed", info)
+        common["message"] = f"{raw.raw_status}: the solve failed"
+        return Answer(CoreOutcome.ERROR, **common)
 
     def _min_norm(self, problem: SteeringProblem, settings: Any) -> float | None:
         """min ‖Dᵀδ‖ over δ ≥ 0, A δ ≥ r, solved by this backend as a QP: the smallest ε for
@@ -338,24 +294,9 @@ class DirectSolver(Solver):
             return None
         delta = np.maximum(data.delta(raw.x), 0.0)
         shortfall = float(np.max(problem.rhs - problem.constraint_matrix @ delta))  # margins only
-        if shortfall > FEASIBILITY_RTOL * max(1.0, float(np.abs(problem.rhs).max())):
+        if shortfall > allowed_violation(problem):
             return None
         return float(np.linalg.norm(problem.steering_vector(delta)))
-
-    def _failure(
-        self,
-        problem: SteeringProblem,
-        start: float,
-        message: str,
-        info: Mapping[str, Any] | None = None,
-    ) -> Solution:
-        seconds = time.perf_counter() - start
-        return Solution.failure(solver=self.name, message=message, seconds=seconds, info=info)
-
-    def _satisfied(self, problem: SteeringProblem, start: float) -> Solution:
-        """r ≤ 0: δ = 0 is feasible and the objective is ≥ 0 on δ ≥ 0, so δ = 0 is optimal,
-        certified by μ = 0, ν = 0 (every reduced cost 1, gap 0). No backend call."""
-        return Solution.satisfied(problem, solver=self.name, seconds=time.perf_counter() - start)
 
 
 def _needs_refining(solution: Solution) -> bool:
@@ -365,49 +306,3 @@ def _needs_refining(solution: Solution) -> bool:
     if not solution.ok:
         return False
     return not (solution.gap <= CERTIFIED_TOL and solution.dual_infeasibility <= CERTIFIED_TOL)
-
-
-def _clean(delta: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], set[str], list[str]]:
-    """Set negative entries of δ that are rounding (≥ −1e-7 · max |δ|) to 0; keep larger ones for
-    the core's violation figure, and say so."""
-    flags: set[str] = set()
-    notes: list[str] = []
-    top = float(np.abs(delta).max(initial=0.0))
-    tiny = delta >= -CLIP_RELATIVE * top
-    delta = np.where(tiny & (delta < 0), 0.0, delta)
-    if not tiny.all():
-        flags.add("negative_entries")
-        notes.append(
-            f"{int((~tiny).sum())} entries of δ are negative beyond rounding "
-            f"(min {float(delta.min()):.3g})"
-        )
-    return delta, flags, notes
-
-
-def infeasible_message(problem: SteeringProblem, smallest_eps: float | None = None) -> str:
-    """Why the problem has no solution, and the setting to change (with the smallest feasible ε
-    of an SOCP when it is known)."""
-    a, r = problem.constraint_matrix, problem.rhs
-    blocked = [i for i in range(problem.n_constraints) if r[i] > 0 and a[i].max() <= 0]
-    parameter = "ε" if problem.kind is ProblemKind.SOCP else "λ"
-    if blocked:
-        return (
-            f"no δ ≥ 0 reaches the margin at any {parameter}: direction(s) {blocked} have r > 0 "
-            f"but no decoder row with a positive component along them (max A = "
-            f"{float(a[blocked].max()):.3g}); choose another concept direction or SAE"
-        )
-    if problem.kind is ProblemKind.SOCP and (smallest_eps is None or math.isfinite(smallest_eps)):
-        hint = (
-            f" to at least {smallest_eps:.6g} (the smallest ‖Dᵀδ‖ that reaches them)"
-            if smallest_eps is not None
-            else ""
-        )
-        return (
-            f"no δ ≥ 0 reaches the margins with ‖Dᵀδ‖ ≤ ε = {problem.eps:.6g}; increase ε{hint} "
-            f"(or lower the margin r)"
-        )
-    return (
-        f"no δ ≥ 0 satisfies A δ ≥ r for every direction at once (at any {parameter}): the "
-        f"directions cannot be reached together by non-negative combinations of the decoder "
-        f"rows; lower the margin r or drop a direction"
-    )

@@ -110,6 +110,7 @@ class Path:
         pool_size: int | None = None,
         max_steps: int | None = None,
         row_norms: Any = None,
+        estimate: Any = None,
     ) -> None:
         self.decoder = decoder
         self.w = np.asarray(direction, dtype=np.float64).reshape(-1)
@@ -119,7 +120,9 @@ class Path:
         self.a = (
             ProjectedRows.exact(decoder, self.w, a)
             if a is not None
-            else ProjectedRows(decoder, self.w, None if norms is None else (lambda: norms))
+            else ProjectedRows(
+                decoder, self.w, None if norms is None else (lambda: norms), estimate=estimate
+            )
         )
         self.d_sae, self.d_model = (int(n) for n in decoder.shape)
         self._twins: dict[int, npt.NDArray[np.int64]] = {}
@@ -366,9 +369,13 @@ class Path:
         regime = points.regime[i]
         if regime not in (Regime.PATH, Regime.SINGLE):
             return np.empty(0, dtype=np.int64), np.empty(0)
-        rec = points.breakpoints[int(points.segment[i])]
+        segment = int(points.segment[i])
+        rec = points.breakpoints[segment]
         r = float(points.rhs[i])
-        if regime is Regime.SINGLE:
+        if regime is Regime.SINGLE or (points.kind == "qp" and segment == 0):
+            # on the first segment β ∝ v, and the margin is met exactly (μ > 0): δ = r v / aᵀv.
+            # The closed form, not β(α)/(λα): for a tiny λr, α is within rounding of the first
+            # breakpoint and x − αv cancels to noise (or to a silent zero)
             beta = rec.v
             scale = r / float(self.a[rec.active] @ beta)
         else:
@@ -521,11 +528,18 @@ def _sample(decoder: np.ndarray[Any, Any]) -> FloatArray:
 
 
 def path_for(
-    decoder: Any, direction: Any, a: Any = None, *, row_norms: Any = None, **options: Any
+    decoder: Any,
+    direction: Any,
+    a: Any = None,
+    *,
+    row_norms: Any = None,
+    estimate: Any = None,
+    **options: Any,
 ) -> Path:
     """The cached Path for (decoder, direction), built on first use (`a`: D w, or a callable
     returning it, or None to compute it; `row_norms`: bounds on ‖dᵢ‖, or a callable returning
-    them, or None to compute them).
+    them, or None to compute them; `estimate`: a callable returning the float32 product D w as
+    float64, when it is already computed).
 
     Keyed by the decoder's memory (address, shape, strides, dtype) and the direction's bytes;
     the cache keeps the decoder alive, so the address cannot be reused while cached. A decoder
@@ -542,7 +556,7 @@ def path_for(
             _stats["hits"] += 1
             return hit[2]
         _stats["misses"] += 1
-        path = Path(decoder_arr, w, a_fn(), row_norms=row_norms, **options)
+        path = Path(decoder_arr, w, a_fn(), row_norms=row_norms, estimate=estimate, **options)
         _cache[key] = (decoder_arr, _sample(decoder_arr), path)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

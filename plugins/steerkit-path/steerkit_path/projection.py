@@ -40,6 +40,7 @@ class ProjectedRows:
         decoder: np.ndarray[Any, Any],
         w: FloatArray,
         row_norms: Callable[[], FloatArray] | None = None,
+        estimate: Callable[[], FloatArray] | None = None,
     ) -> None:
         self.decoder = decoder
         self.w = np.asarray(w, dtype=np.float64)
@@ -49,7 +50,12 @@ class ProjectedRows:
             self._set_exact(exact)
             return
         norms = row_norms() if row_norms is not None else row_norm_bounds(decoder)
-        self.estimate: FloatArray = (decoder @ self.w.astype(np.float32)).astype(np.float64)
+        # the float32 product, or the same product already computed elsewhere (the problem's)
+        self.estimate: FloatArray = (
+            estimate()
+            if estimate is not None
+            else (decoder @ self.w.astype(np.float32)).astype(np.float64)
+        )
         # rounding w to float32, then float32 products and sums: γ_{d+2} ‖dᵢ‖ ‖w‖
         scale = (decoder.shape[1] + 2) * _U32 * 1.01 * float(np.linalg.norm(self.w))
         self.bound: FloatArray = norms * scale

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steerkit import (
+    Answer,
     Duals,
+    Outcome,
     ProblemKind,
-    Solution,
     Solver,
     SolverCapabilityError,
-    Status,
     SteeringProblem,
 )
 
@@ -48,6 +48,7 @@ class PathSolver(Solver):
     max_constraints = 1
     batch = True
     warm_start = True
+    answers_satisfied = True  # with the path's figures (min_eps, path_steps) in info
     priority = 100
     requires = ("numpy", "scipy")
     install = "steerkit-path"
@@ -71,36 +72,40 @@ class PathSolver(Solver):
         cache, path_options = _path_options(options)
         return _path(problem, cache, path_options)
 
-    def solve(self, problem: SteeringProblem, **options: Any) -> Solution:
-        """Solve one problem (options: `options_doc()`); every outcome is a Solution."""
-        return self.solve_batch([problem], **options)[0]
+    # -- the core's template (steerkit.Solver.solve_batch) -----------------------------------
 
-    def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
-        """Solve problems; those sharing decoder and direction share one path, and each is a
-        lookup on it. `seconds` is the input's own lookup plus an equal share of the path."""
+    def check_options(self, options: Mapping[str, Any]) -> tuple[bool, dict[str, Any], bool]:
+        """(cache, path options, min_eps); an unknown option raises TypeError naming it."""
         cache, path_options = _path_options(options)
-        min_eps = bool(options.get("min_eps", False))
-        solutions: list[Solution | None] = [None] * len(problems)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, problem in enumerate(problems):
-            reason = self.cannot_solve(problem)
-            if reason is not None:
-                solutions[i] = _error(problem, 0.0, f"{self.name} {reason}")
-                continue
-            key = (*_memory_key(problem.decoder), problem.directions.tobytes())
-            groups.setdefault(key, []).append(i)
-        for members in groups.values():
-            start = time.perf_counter()
-            try:
-                built = _group(problems, members, cache, path_options, min_eps)
-            except Exception as e:  # a failure is a Solution, never raised
-                seconds = (time.perf_counter() - start) / len(members)
-                for i in members:
-                    solutions[i] = _failure(problems[i], seconds, e)
-                continue
-            for i, solution in zip(members, built):
-                solutions[i] = solution
-        return [s for s in solutions if s is not None]
+        return cache, path_options, bool(options.get("min_eps", False))
+
+    def same_group(self, first: SteeringProblem, other: SteeringProblem) -> bool:
+        """One path serves every λ, ε and kind of a (decoder, direction): group by those."""
+        return _memory_key(first.decoder) == _memory_key(other.decoder) and np.array_equal(
+            first.directions, other.directions
+        )
+
+    def solve_group(
+        self, problems: Sequence[SteeringProblem], settings: tuple[bool, dict[str, Any], bool]
+    ) -> list[Answer]:
+        """Problems sharing decoder and direction share one path, and each is a lookup on it.
+        `seconds` is the input's own lookup plus an equal share of the path."""
+        cache, path_options, min_eps = settings
+        start = time.perf_counter()
+        try:
+            return _group(problems, cache, path_options, min_eps)
+        except Exception as e:
+            from steerkit_path.homotopy import PathStepLimitError
+
+            if not isinstance(e, PathStepLimitError):
+                raise
+            seconds = (time.perf_counter() - start) / len(problems)
+            return [
+                Answer(
+                    Outcome.LIMIT, message=f"path: {e}", advice="raise max_steps", seconds=seconds
+                )
+                for _ in problems
+            ]
 
 
 def _path_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -133,25 +138,32 @@ def _path(problem: SteeringProblem, cache: bool, options: Mapping[str, Any]) -> 
     def norms() -> np.ndarray[Any, Any]:
         return problem.row_norm_bounds
 
+    # the core's D w (computed for its precheck) serves the path too: no second pass
+    def estimate() -> np.ndarray[Any, Any]:
+        return problem.alignment_estimate(0)
+
+    exact = estimate if problem.decoder.dtype == np.float64 else None
+    shared = {"row_norms": norms, "estimate": None if exact else estimate}
     if cache:
-        return path_for(problem.decoder, problem.directions[0], row_norms=norms, **options)
-    return Path(problem.decoder, problem.directions[0], row_norms=norms, **options)
+        return path_for(problem.decoder, problem.directions[0], exact, **shared, **options)
+    return Path(
+        problem.decoder, problem.directions[0], exact() if exact else None, **shared, **options
+    )
 
 
 def _group(
     problems: Sequence[SteeringProblem],
-    members: list[int],
     cache: bool,
     options: Mapping[str, Any],
     min_eps: bool,
-) -> list[Solution]:
-    """Solve problems that share one path: QPs and SOCPs each in one vectorised lookup."""
+) -> list[Answer]:
+    """Answer problems that share one path: QPs and SOCPs each in one vectorised lookup."""
     start = time.perf_counter()
-    path = _path(problems[members[0]], cache, options)
+    path = _path(problems[0], cache, options)
     steps_before = path.steps
     answers: dict[int, tuple[PathPoints, int]] = {}
     for kind in (ProblemKind.QP, ProblemKind.SOCP):
-        rows = [i for i in members if problems[i].kind is kind]
+        rows = [i for i, p in enumerate(problems) if p.kind is kind]
         if not rows:
             continue
         rhs = np.array([float(problems[i].rhs[0]) for i in rows])
@@ -162,15 +174,15 @@ def _group(
             points = path.socp(eps, rhs, min_eps=min_eps)
         for j, i in enumerate(rows):
             answers[i] = (points, j)
-    shared = (time.perf_counter() - start) / len(members)
+    shared = (time.perf_counter() - start) / len(problems)
     new_steps = path.steps - steps_before
     return [
-        _solution(problems[i], path, *answers[i], shared=shared, new_steps=new_steps)
-        for i in members
+        _answer(problem, path, *answers[i], shared=shared, new_steps=new_steps)
+        for i, problem in enumerate(problems)
     ]
 
 
-def _solution(
+def _answer(
     problem: SteeringProblem,
     path: Path,
     points: PathPoints,
@@ -178,7 +190,7 @@ def _solution(
     *,
     shared: float,
     new_steps: int,
-) -> Solution:
+) -> Answer:
     from steerkit_path.path import Regime
 
     start = time.perf_counter()
@@ -195,35 +207,31 @@ def _solution(
         smallest = float(points.min_eps[j])
         info["min_eps"] = None if math.isnan(smallest) else smallest
     if regime is Regime.SATISFIED:
-        return Solution.satisfied(
-            problem,
-            solver=PathSolver.name,
-            seconds=shared + time.perf_counter() - start,
+        return Answer(
+            Outcome.OPTIMAL,
+            delta=np.zeros(problem.d_sae),
+            duals=Duals(linear=np.zeros(1), norm=0.0 if socp else None),
+            iterations=0,
+            flags={"already_satisfied"},
             info={**info, "kkt_max_violation": 0.0},
+            seconds=shared + time.perf_counter() - start,
         )
     if regime in (Regime.NO_DIRECTION, Regime.BELOW_MIN_EPS):
+        reason = ""
         if regime is Regime.NO_DIRECTION:
-            message = (
-                f"no δ ≥ 0 reaches the margin r = {float(problem.rhs[0]):.6g}: no decoder row has "
-                f"a positive component along the direction (max Dw = "
-                f"{float(path.a.max()):.3g}); choose another concept direction or SAE"
-            )
             if socp:
                 info["min_eps"] = math.inf
         else:
-            message = (
+            reason = (
                 f"ε = {problem.eps:.6g} is below the smallest feasible ε = "
                 f"{float(points.min_eps[j]):.6g} for this input"
             )
-        return Solution.build(
-            problem,
-            None,
-            status=Status.INFEASIBLE,
-            solver=PathSolver.name,
-            seconds=shared + time.perf_counter() - start,
+        return Answer(
+            Outcome.INFEASIBLE,
             iterations=path.steps,
-            message=message,
+            reason=reason,
             info=info,
+            seconds=shared + time.perf_counter() - start,
         )
     idx, values = points.sparse(j)
     delta = np.zeros(problem.d_sae)
@@ -243,40 +251,12 @@ def _solution(
         segment=segment,
         alpha=float(points.alpha[j]),
     )
-    return Solution.build(
-        problem,
-        delta,
-        status=Status.OPTIMAL,
-        solver=PathSolver.name,
-        seconds=shared + time.perf_counter() - start,
-        iterations=segment + 1,
+    return Answer(
+        Outcome.OPTIMAL,
+        delta=delta,
         duals=duals,
+        iterations=segment + 1,
         flags=flags,
         info=info,
+        seconds=shared + time.perf_counter() - start,
     )
-
-
-def _error(problem: SteeringProblem, seconds: float, message: str) -> Solution:
-    return Solution.build(
-        problem,
-        None,
-        status=Status.ERROR,
-        solver=PathSolver.name,
-        seconds=seconds,
-        message=message,
-    )
-
-
-def _failure(problem: SteeringProblem, seconds: float, error: Exception) -> Solution:
-    from steerkit_path.homotopy import PathStepLimitError
-
-    if isinstance(error, PathStepLimitError):
-        return Solution.build(
-            problem,
-            None,
-            status=Status.ITERATION_LIMIT,
-            solver=PathSolver.name,
-            seconds=seconds,
-            message=f"path: {error}; raise max_steps",
-        )
-    return _error(problem, seconds, f"path failed on {problem.describe()}: {error!r}")

@@ -1,0 +1,504 @@
+"""The solver template's helpers: what a backend returns (`Answer`) and how the core turns it into
+a Solution it can vouch for.
+
+A backend built on the template (`Solver.solve_group`) only solves; the core does the rest, the
+same way for every backend, ours or a third party's:
+
+- `precheck`: decided once, before any backend runs — the backend's capability, r ≤ 0 (δ = 0 is
+  optimal), a direction that no decoder row reaches (infeasible, relative to the decoder's scale),
+  and numbers outside the range the core supports (declined, naming the range);
+- `clean`: negative entries of δ that are rounding are set to 0 (larger ones are reported);
+- `accept`: an answer the backend calls optimal is accepted only if the core's own figures agree —
+  violation ≤ 1e-6·max(1, |r|), a finite objective, and a duality gap ≤ 1e-5 (relative) or
+  multipliers the core computes itself that certify it; otherwise the Solution is not optimal and
+  its message says why;
+- `infeasible_message`: why a problem has no solution and which setting to change.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from steerkit._arrays import FloatArray
+from steerkit.problem import ProblemKind, SteeringProblem
+from steerkit.solution import Duals, Solution, Status, certificate
+
+__all__ = [
+    "CERTIFY_TOL",
+    "CLIP_RELATIVE",
+    "FEASIBILITY_RTOL",
+    "GAP_RTOL",
+    "ORTHOGONAL_RTOL",
+    "RANGE",
+    "Answer",
+    "Outcome",
+    "accept",
+    "allowed_violation",
+    "blocked_directions",
+    "check",
+    "clean",
+    "infeasible_message",
+    "is_checked",
+    "out_of_range",
+    "precheck",
+    "recompute_duals",
+    "refuse_unless_verified",
+    "verify",
+]
+
+#: An optimal answer may violate no constraint by more than this, relative to max(1, max |r|).
+FEASIBILITY_RTOL = 1e-6
+#: An optimal answer's duality gap (relative to max(1, |objective|)) must be at most this ...
+GAP_RTOL = 1e-5
+#: ... unless multipliers the core computes certify it: gap and dual infeasibility at most this.
+CERTIFY_TOL = 1e-5
+#: Negative entries of δ no larger in magnitude than this fraction of max |δ| are rounding.
+CLIP_RELATIVE = 1e-7
+#: A direction wᵢ is orthogonal to every decoder row when maxⱼ dⱼ·wᵢ ≤ this · ‖wᵢ‖ · maxⱼ ‖dⱼ‖
+#: (float64 rounding of a dot product of a few thousand terms is ~1e-13 of that scale).
+ORTHOGONAL_RTOL = 1e-12
+#: The magnitudes the core solves: ‖dⱼ‖, ‖wᵢ‖, positive rᵢ, λ or ε, and the size of δ and of the
+#: objective derived from them, must lie in [RANGE[0], RANGE[1]] (beyond, products of them
+#: overflow or underflow float64 in the backends).
+RANGE = (1e-100, 1e100)
+
+
+class Outcome(str, enum.Enum):
+    """How a backend's solve of one problem ended, in the classes the core distinguishes."""
+
+    OPTIMAL = "optimal"
+    INFEASIBLE = "infeasible"
+    LIMIT = "limit"  # an iteration or time limit
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _outcome(value: Any) -> Outcome:
+    return value if isinstance(value, Outcome) else Outcome(str(value))
+
+
+@attrs.frozen(eq=False)
+class Answer:
+    """What a backend returns for one problem; the core's `accept` makes the Solution.
+
+    outcome: optimal, infeasible, limit or error. delta (d_sae,): the backend's point, required for
+    an optimal outcome (cleaned and checked by the core). duals: the backend's multipliers, if it
+    has them (the core checks them, and computes its own when they do not certify the point).
+    inaccurate: the backend itself doubts the answer. message: what the backend says (e.g. its raw
+    status); advice: what the user should change if the answer is refused or fails (e.g. "raise
+    max_iter"). min_eps: for an infeasible SOCP, the smallest feasible ε when the backend knows it;
+    reason: why there is no solution, when the backend can say it better than the core's message.
+    seconds: this problem's own time, when the backend measures it (else the core does).
+    """
+
+    outcome: Outcome = attrs.field(converter=_outcome)
+    delta: Any = None
+    duals: Duals | None = None
+    iterations: int | None = None
+    inaccurate: bool = False
+    message: str = ""
+    advice: str = ""
+    min_eps: float | None = None
+    reason: str = ""
+    flags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    info: Mapping[str, Any] = attrs.field(factory=dict)
+    seconds: float | None = None
+
+
+def allowed_violation(problem: SteeringProblem) -> float:
+    """The largest constraint violation an optimal answer may have: 1e-6 · max(1, max |r|)."""
+    return FEASIBILITY_RTOL * max(1.0, float(np.abs(problem.rhs).max()))
+
+
+def clean(delta: Any) -> tuple[np.ndarray[Any, Any], set[str], list[str]]:
+    """(δ, flags, notes): negative entries that are rounding (≥ −1e-7 · max |δ|) set to 0; larger
+    ones are kept, for the core's violation figure, and reported."""
+    d = np.asarray(delta, dtype=np.float64).reshape(-1)
+    flags: set[str] = set()
+    notes: list[str] = []
+    top = float(np.abs(d).max(initial=0.0))
+    tiny = d >= -CLIP_RELATIVE * top
+    d = np.where(tiny & (d < 0), 0.0, d)
+    if not tiny.all():
+        flags.add("negative_entries")
+        notes.append(
+            f"{int((~tiny).sum())} entries of δ are negative beyond rounding "
+            f"(min {float(d.min()):.3g})"
+        )
+    return d, flags, notes
+
+
+def blocked_directions(problem: SteeringProblem) -> list[int]:
+    """The directions i with rᵢ > 0 that no decoder row reaches: maxⱼ dⱼ·wᵢ is at most
+    ORTHOGONAL_RTOL of the decoder's scale ‖wᵢ‖ · maxⱼ ‖dⱼ‖ (no δ ≥ 0 can meet them)."""
+    positive = np.flatnonzero(problem.rhs > 0)
+    if positive.size == 0:
+        return []
+    top = problem.max_alignment
+    with np.errstate(over="ignore"):
+        scale = np.linalg.norm(problem.directions, axis=1) * problem.max_row_norm
+    return [int(i) for i in positive if not top[i] > ORTHOGONAL_RTOL * scale[i]]
+
+
+def out_of_range(problem: SteeringProblem) -> str | None:
+    """Why `problem`'s numbers are outside the range the core solves (RANGE), or None."""
+    lo, hi = RANGE
+    rows = problem.max_row_norm
+    positive = np.flatnonzero(problem.rhs > 0)
+    figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
+    if positive.size:
+        norms = np.linalg.norm(problem.directions[positive], axis=1)
+        r = problem.rhs[positive]
+        figures += [
+            ("the smallest direction norm", float(norms.min())),
+            ("the largest direction norm", float(norms.max())),
+            ("the largest r", float(r.max())),
+            ("the smallest positive r", float(r.min())),
+        ]
+        blocked = set(blocked_directions(problem))
+        reached = [i for i in positive if i not in blocked]
+        if reached:
+            with np.errstate(all="ignore"):  # an overflow is reported below as inf
+                top = problem.max_alignment[reached]
+                reach = float(np.max(problem.rhs[reached] / top))
+                figures.append(("the size of δ (r / max Dw)", reach))
+                if problem.kind is ProblemKind.QP:
+                    assert problem.lam is not None
+                    energy = float(np.float64(problem.lam) * (np.float64(reach) * rows) ** 2)
+                    figures.append(("λ (r ‖d‖ / max Dw)², the size of λ‖Dᵀδ‖²", energy))
+    figures.append(
+        ("λ", problem.lam) if problem.kind is ProblemKind.QP else ("ε", problem.eps or 0.0)
+    )
+    for name, value in figures:
+        # an exact zero is no scale: a zero direction or decoder is unreachable (infeasible)
+        if value != 0.0 and not (math.isfinite(value) and lo <= value <= hi):
+            return (
+                f"{name} is {value:.3g}, outside the range the solvers support "
+                f"[{lo:.0e}, {hi:.0e}] (decoder row norms, direction norms, r, λ or ε, and the "
+                f"size of δ they imply); rescale the data into this range (scaling the "
+                f"directions W and r by one factor leaves δ unchanged)"
+            )
+    return None
+
+
+def precheck(problem: SteeringProblem, solver: Any, *, satisfied: bool = True) -> Solution | None:
+    """The Solution the core decides without a backend, or None when the backend must solve.
+
+    In order: the backend cannot solve the problem (error, with its reason); r ≤ 0 (δ = 0,
+    optimal); numbers outside RANGE (error, naming the range); a direction with r > 0 that no
+    decoder row reaches (infeasible). `solver`: the backend class or instance.
+    """
+    name = str(solver.name)
+    reason = solver.cannot_solve(problem)
+    if reason is not None:
+        return _failure(problem, name, Status.ERROR, f"{name} {reason}")
+    if problem.already_satisfied:
+        if not satisfied:
+            return None  # the backend answers these itself
+        zero = Solution.satisfied(problem, solver=name)
+        _mark(zero)
+        return zero
+    reason = out_of_range(problem)
+    if reason is not None:
+        return _failure(problem, name, Status.ERROR, f"{name} declined: {reason}")
+    if blocked_directions(problem):
+        return _failure(problem, name, Status.INFEASIBLE, infeasible_message(problem))
+    return None
+
+
+def _failure(problem: SteeringProblem, solver: str, status: Status, message: str) -> Solution:
+    socp = problem.kind is ProblemKind.SOCP
+    info = {"min_eps": math.inf} if status is Status.INFEASIBLE and socp else {}
+    solution = Solution.failure(
+        solver=solver, message=message, seconds=0.0, status=status, info=info
+    )
+    _mark(solution)
+    return solution
+
+
+def infeasible_message(problem: SteeringProblem, min_eps: float | None = None) -> str:
+    """Why the problem has no solution, and the setting to change (with the smallest feasible ε
+    of an SOCP when it is known)."""
+    parameter = "ε" if problem.kind is ProblemKind.SOCP else "λ"
+    blocked = blocked_directions(problem)
+    if blocked:
+        top = float(problem.max_alignment[blocked].max())
+        return (
+            f"no δ ≥ 0 reaches the margin at any {parameter}: no decoder row has a positive "
+            f"component along direction(s) {blocked}, which have r > 0 (max Dw = {top:.3g}, "
+            f"at most {ORTHOGONAL_RTOL:.0e} of the decoder's scale ‖w‖·max‖d‖); choose another "
+            f"concept direction or SAE"
+        )
+    if problem.kind is ProblemKind.SOCP and (min_eps is None or math.isfinite(min_eps)):
+        hint = (
+            f" to at least {min_eps:.6g} (the smallest feasible ε: the smallest ‖Dᵀδ‖ that "
+            f"reaches them)"
+            if min_eps is not None
+            else ""
+        )
+        return (
+            f"no δ ≥ 0 reaches the margins with ‖Dᵀδ‖ ≤ ε = {problem.eps:.6g}; increase ε{hint} "
+            f"(or lower the margin r)"
+        )
+    return (
+        f"no δ ≥ 0 satisfies A δ ≥ r for every direction at once (at any {parameter}): the "
+        f"directions cannot be reached together by non-negative combinations of the decoder "
+        f"rows; lower the margin r or drop a direction"
+    )
+
+
+def recompute_duals(problem: SteeringProblem, delta: np.ndarray[Any, Any]) -> Duals:
+    """Multipliers computed by the core from δ alone: least squares on the stationarity
+    conditions over δ's support (QP: 1 + λ dⱼ·v = aⱼᵀμ; SOCP: 1 = aⱼᵀμ − ν dⱼ·v/‖v‖), with μᵢ = 0
+    for a constraint δ leaves slack and ν = 0 for a slack norm (complementary slackness), clipped at
+    0. The activity tolerance is tried at 1e-6 and 1e-3 (relative); the multipliers with the
+    better certificate are returned. Zero multipliers for δ = 0."""
+    socp = problem.kind is ProblemKind.SOCP
+    support = np.flatnonzero(delta > 1e-5 * float(delta.max(initial=0.0)))
+    if support.size == 0:
+        return Duals(linear=np.zeros(problem.n_constraints), norm=0.0 if socp else None)
+    rows = problem.decoder[support].astype(np.float64)
+    v = problem.steering_vector(delta)
+    a_support = rows @ problem.directions.T  # (|S|, k): column j of A on the support
+    slack = problem.directions @ v - problem.rhs
+    norm_v = float(np.linalg.norm(v))
+    best: tuple[float, Duals] | None = None
+    for tol in (1e-6, 1e-3):
+        active = np.flatnonzero(slack <= tol * np.maximum(1.0, np.abs(problem.rhs)))
+        columns = [a_support[:, active]]
+        if socp:
+            assert problem.eps is not None
+            if norm_v > 0 and norm_v >= problem.eps * (1 - tol):
+                columns.append(-(rows @ v)[:, None] / norm_v)
+            target = np.ones(support.size)
+        else:
+            assert problem.lam is not None
+            target = 1.0 + problem.lam * (rows @ v)
+        matrix = np.hstack(columns)
+        fitted = _nonnegative_least_squares(matrix, target)
+        mu = np.zeros(problem.n_constraints)
+        mu[active] = fitted[: active.size]
+        nu = (float(fitted[active.size]) if fitted.size > active.size else 0.0) if socp else None
+        duals = Duals(linear=mu, norm=nu)
+        with np.errstate(all="ignore"):
+            cert = certificate(problem, delta, duals)
+        score = max(cert.gap, cert.dual_infeasibility)
+        if best is None or score < best[0]:
+            best = (score, duals)
+    assert best is not None
+    return best[1]
+
+
+def _nonnegative_least_squares(matrix: np.ndarray[Any, Any], target: FloatArray) -> FloatArray:
+    """argmin ‖M x − t‖ over x ≥ 0 (Lawson and Hanson's active-set method; M is small: the
+    support's rows by the active constraints)."""
+    n = matrix.shape[1]
+    x = np.zeros(n)
+    if n == 0:
+        return x
+    free = np.zeros(n, dtype=bool)
+    tol = 10 * np.finfo(float).eps * float(np.abs(matrix).sum(axis=0).max()) * max(matrix.shape)
+    for _ in range(3 * n + 10):
+        gradient = matrix.T @ (target - matrix @ x)
+        if free.all() or float(np.max(np.where(free, -np.inf, gradient))) <= tol:
+            break
+        free[int(np.argmax(np.where(free, -np.inf, gradient)))] = True
+        while True:
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(matrix[:, free], target, rcond=None)[0]
+            if z[free].min() > 0:
+                x = z
+                break
+            blocking = free & (z <= 0)
+            step = float(np.min(x[blocking] / (x[blocking] - z[blocking])))
+            x = x + step * (z - x)
+            free &= x > tol
+            x[~free] = 0.0
+    return x
+
+
+def verify(problem: SteeringProblem, solution: Solution) -> tuple[Solution, str | None]:
+    """(solution, None) when the core vouches for an optimal solution — possibly with the core's
+    own multipliers attached — or (solution, why not). Non-optimal solutions pass unchanged."""
+    if not solution.ok or solution.delta is None:
+        return solution, None
+    if not math.isfinite(solution.objective):
+        return solution, f"its objective is {solution.objective} (the numbers overflow)"
+    allowed = allowed_violation(problem)
+    if not solution.violation <= allowed:
+        return solution, (
+            f"its point violates the constraints by {solution.violation:.3g} (the core's figure; "
+            f"allowed {allowed:.1g})"
+        )
+    if solution.gap <= GAP_RTOL:
+        return solution, None
+    duals = recompute_duals(problem, np.asarray(solution.delta))
+    with np.errstate(all="ignore"):  # overflowing figures fail the test below
+        cert = certificate(problem, np.asarray(solution.delta), duals)
+    if cert.gap <= CERTIFY_TOL and cert.dual_infeasibility <= CERTIFY_TOL:
+        return (
+            attrs.evolve(
+                solution,
+                duals=duals,
+                gap=cert.gap,
+                dual_infeasibility=cert.dual_infeasibility,
+                flags=solution.flags | {"duals_recomputed"},
+            ),
+            None,
+        )
+    gap = "unknown (no multipliers)" if math.isnan(solution.gap) else f"{solution.gap:.3g}"
+    return solution, (
+        f"its duality gap is {gap} (allowed {GAP_RTOL:.0e}) and no multipliers the core computes "
+        f"from δ certify it optimal"
+    )
+
+
+def accept(
+    problem: SteeringProblem,
+    answer: Answer,
+    *,
+    solver: str,
+    seconds: float,
+    info: Mapping[str, Any] | None = None,
+) -> Solution:
+    """The Solution of `answer`: for an optimal outcome, δ cleaned and the claim checked by the
+    core (`verify`); a refused claim becomes iteration_limit (if the backend said inaccurate) or
+    error, with the reason and the backend's advice."""
+    details = {**answer.info, **(info or {})}
+    label = f"{solver} ({answer.message})" if answer.message else solver
+    flags = set(answer.flags) | ({"inaccurate"} if answer.inaccurate else set())
+    if answer.outcome is Outcome.OPTIMAL:
+        if answer.delta is None:
+            return _fail(solver, seconds, answer, details, f"{label} reported optimal but no δ")
+        delta, cleaned, notes = clean(answer.delta)
+        if answer.inaccurate:
+            notes.insert(0, f"{label}: the solution is inaccurate")
+        solution = Solution.build(
+            problem,
+            delta,
+            status=Status.OPTIMAL,
+            solver=solver,
+            seconds=seconds,
+            iterations=answer.iterations,
+            message="; ".join(notes),
+            duals=answer.duals,
+            flags=flags | cleaned,
+            info=details,
+        )
+        return refuse_unless_verified(problem, solution, answer.inaccurate, answer.advice, label)
+    if answer.outcome is Outcome.INFEASIBLE:
+        solution = Solution.build(
+            problem,
+            None,
+            status=Status.INFEASIBLE,
+            solver=solver,
+            seconds=seconds,
+            iterations=answer.iterations,
+            message=answer.reason or infeasible_message(problem, answer.min_eps),
+            flags=flags,
+            info=details,
+        )
+        _mark(solution)
+        return solution
+    if answer.outcome is Outcome.LIMIT:
+        advice = answer.advice or "raise the backend's iteration or time limit and solve again"
+        text = f"{label}: stopped at its iteration or time limit before converging; {advice}"
+        return _fail(solver, seconds, answer, details, text, Status.ITERATION_LIMIT)
+    text = f"{solver}: {answer.message}" if answer.message else f"{solver}: the solve failed"
+    return _fail(solver, seconds, answer, details, text)
+
+
+def check(problem: SteeringProblem, solution: Solution) -> Solution:
+    """The core's check of a Solution a backend made itself: an optimal one has its figures
+    recomputed from δ and its claim verified (`refuse_unless_verified`); a checked one passes."""
+    if is_checked(solution):
+        return solution
+    if solution.ok and solution.delta is not None:
+        solution = Solution.build(
+            problem,
+            solution.delta,
+            status=solution.status,
+            solver=solution.solver,
+            seconds=solution.seconds,
+            iterations=solution.iterations,
+            message=solution.message,
+            duals=solution.duals,
+            flags=solution.flags,
+            info=solution.info,
+        )
+    return refuse_unless_verified(problem, solution)
+
+
+def refuse_unless_verified(
+    problem: SteeringProblem,
+    solution: Solution,
+    inaccurate: bool = False,
+    advice: str = "",
+    label: str = "",
+) -> Solution:
+    """`solution` if `verify` vouches for it (or it is not optimal); otherwise a Solution without
+    δ, status iteration_limit (inaccurate) or error, whose message gives the core's reason."""
+    checked, reason = verify(problem, solution)
+    if reason is None:
+        _mark(checked)
+        return checked
+    inaccurate = inaccurate or "inaccurate" in solution.flags
+    advice = advice or (
+        "the problem may be badly scaled or the backend's tolerance too loose; tighten its "
+        "tolerance or try another solver"
+    )
+    refused = Solution.build(
+        problem,
+        None,
+        status=Status.ITERATION_LIMIT if inaccurate else Status.ERROR,
+        solver=solution.solver,
+        seconds=solution.seconds,
+        iterations=solution.iterations,
+        message=f"{label or solution.solver} "
+        f"{'stopped before converging (inaccurate)' if inaccurate else 'reported optimal'}, "
+        f"and the core refuses it: {reason}; {advice}",
+        flags=set(solution.flags) | {"refused"},
+        info={**solution.info, "refused_objective": solution.objective},
+    )
+    _mark(refused)
+    return refused
+
+
+def _fail(
+    solver: str,
+    seconds: float,
+    answer: Answer,
+    info: Mapping[str, Any],
+    message: str,
+    status: Status = Status.ERROR,
+) -> Solution:
+    if answer.advice and status is Status.ERROR:
+        message = f"{message}; {answer.advice}"
+    solution = Solution.failure(
+        solver=solver,
+        message=message,
+        seconds=seconds,
+        status=status,
+        iterations=answer.iterations,
+        info=info,
+    )
+    _mark(solution)
+    return solution
+
+
+def _mark(solution: Solution) -> None:
+    """Record that the core has checked this Solution (the front door does not check it again)."""
+    object.__setattr__(solution, "_checked", True)
+
+
+def is_checked(solution: Solution) -> bool:
+    """True when `accept` or `precheck` made (or vouched for) this Solution."""
+    return bool(getattr(solution, "_checked", False))
