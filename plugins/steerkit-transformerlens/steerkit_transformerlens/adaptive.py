@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
 
 from steerkit import SteeringFunction
@@ -34,18 +35,11 @@ class TorchSteeringFunction:
         dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
         key = (like.device, dtype)
         if self._key != key:
-            f = self.function
-            arrays: dict[str, np.ndarray[Any, Any]] = {
-                "w": f.direction,
-                "margins": f.margins,
-                "vectors": f.vectors,
-                "slope": f.slope,
-            }
-            if f.kind == "socp":
-                arrays.update(f.segment_terms())
             self._tensors = {
-                name: torch.from_numpy(np.array(a)).to(device=like.device, dtype=dtype)
-                for name, a in arrays.items()
+                name: torch.from_numpy(np.array(a)).to(
+                    device=like.device, dtype=torch.bool if a.dtype == bool else dtype
+                )
+                for name, a in _extended(self.function).items()
             }
             self._key = key
         return self._tensors
@@ -64,16 +58,14 @@ class TorchSteeringFunction:
         t = self._on(activation)
         r = self.margins(activation)
         margins, vectors = t["margins"], t["vectors"]
-        n = margins.shape[0]
-        k = (torch.searchsorted(margins, r.contiguous(), right=True) - 1).clamp(0, n - 2)
-        m0, m1 = margins[k], margins[k + 1]
-        weight = ((r - m0) / (m1 - m0)).unsqueeze(-1)
-        v = torch.lerp(vectors[k], vectors[k + 1], weight)
+        k = (torch.searchsorted(margins, r.contiguous(), right=True) - 1).clamp(
+            0, margins.shape[0] - 2
+        )
+        m0 = margins[k]
+        weight = ((r - m0) / (margins[k + 1] - m0)).unsqueeze(-1)
+        v = torch.lerp(vectors[k], vectors[k + 1], weight)  # past the end: the last line
         if self.function.kind == "socp":
-            sphere = self._sphere(t, k, r)
-            v = torch.where((k > 0).unsqueeze(-1), sphere, v)
-        past = (r >= margins[-1]).unsqueeze(-1)
-        v = torch.where(past, vectors[-1] + (r - margins[-1]).unsqueeze(-1) * t["slope"], v)
+            v = torch.where(t["sphere"][k].unsqueeze(-1), self._sphere(t, k, r), v)
         v = torch.where((r > 0).unsqueeze(-1), v, torch.zeros((), dtype=v.dtype, device=v.device))
         return v.to(activation.dtype)
 
@@ -81,11 +73,32 @@ class TorchSteeringFunction:
         """An SOCP row segment: r · ((1 − θ) u_k + θ u_{k+1}) with ‖·‖ = ε."""
         import torch
 
-        s = self.function.parameter / r.clamp_min(torch.finfo(r.dtype).tiny)
+        tiny = torch.finfo(r.dtype).tiny
+        s = self.function.parameter / r.clamp_min(tiny)
         aa, ab, bb = t["AA"][k], t["AB"][k], t["BB"][k]
         c = (aa - s * s).clamp_min(0.0)
         denom = -ab + (ab * ab - bb * c).clamp_min(0.0).sqrt()
-        theta = torch.where(denom > 0, c / denom.clamp_min(torch.finfo(r.dtype).tiny), 0.0)
-        theta = theta.clamp(0.0, 1.0).unsqueeze(-1)
+        theta = (c / denom.clamp_min(tiny)).clamp(0.0, 1.0).unsqueeze(-1)
         units = t["units"]
         return r.unsqueeze(-1) * torch.lerp(units[k], units[k + 1], theta)
+
+
+def _extended(f: SteeringFunction) -> dict[str, np.ndarray[Any, Any]]:
+    """The table with one more row at twice the last margin, on the line past the end
+    (v_last + (r − r_last) · slope), so that extrapolating the last segment is the answer past
+    the end and the evaluator needs no branch for it; for an SOCP, which segments keep ‖v‖ = ε
+    (`sphere`: all but the first and the added one) and their terms."""
+    last = float(f.margins[-1])
+    margins = np.append(f.margins, 2.0 * last)
+    vectors = np.vstack([f.vectors, f.vectors[-1] + last * f.slope])
+    out: dict[str, np.ndarray[Any, Any]] = {
+        "w": f.direction,
+        "margins": margins,
+        "vectors": vectors,
+    }
+    if f.kind == "socp":
+        sphere = np.ones(margins.size - 1, dtype=bool)
+        sphere[0] = sphere[-1] = False
+        longer = attrs.evolve(f, margins=margins, vectors=vectors)
+        out.update(longer.segment_terms(), sphere=sphere)
+    return out
