@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import numpy as np
 
 from steerkit import SteeringFunction
@@ -39,7 +38,7 @@ class TorchSteeringFunction:
                 name: torch.from_numpy(np.array(a)).to(
                     device=like.device, dtype=torch.bool if a.dtype == bool else dtype
                 )
-                for name, a in _extended(self.function).items()
+                for name, a in _segments(self.function).items()
             }
             self._key = key
         return self._tensors
@@ -56,21 +55,16 @@ class TorchSteeringFunction:
         import torch
 
         t = self._on(activation)
-        r = self.margins(activation)
-        margins, vectors = t["margins"], t["vectors"]
-        k = (torch.searchsorted(margins, r.contiguous(), right=True) - 1).clamp(
-            0, margins.shape[0] - 2
-        )
-        m0 = margins[k]
-        weight = ((r - m0) / (margins[k + 1] - m0)).unsqueeze(-1)
-        v = torch.lerp(vectors[k], vectors[k + 1], weight)  # past the end: the last line
+        r = self.margins(activation).clamp_min(0.0)  # r ≤ 0: segment 0 at r = 0, v = 0 exactly
+        k = torch.searchsorted(t["bounds"], r.contiguous(), right=True)
+        rows = t["table"][k]  # (..., 2, d_model): the segment's start v_k and slope
+        v = torch.addcmul(rows[..., 0, :], (r - t["starts"][k]).unsqueeze(-1), rows[..., 1, :])
         if self.function.kind == "socp":
             v = torch.where(t["sphere"][k].unsqueeze(-1), self._sphere(t, k, r), v)
-        v = torch.where((r > 0).unsqueeze(-1), v, torch.zeros((), dtype=v.dtype, device=v.device))
         return v.to(activation.dtype)
 
     def _sphere(self, t: dict[str, torch.Tensor], k: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """An SOCP row segment: r · ((1 − θ) u_k + θ u_{k+1}) with ‖·‖ = ε."""
+        """An SOCP row segment: r · (u_k + θ (u_{k+1} − u_k)) with ‖·‖ = ε."""
         import torch
 
         tiny = torch.finfo(r.dtype).tiny
@@ -79,26 +73,33 @@ class TorchSteeringFunction:
         c = (aa - s * s).clamp_min(0.0)
         denom = -ab + (ab * ab - bb * c).clamp_min(0.0).sqrt()
         theta = (c / denom.clamp_min(tiny)).clamp(0.0, 1.0).unsqueeze(-1)
-        units = t["units"]
-        return r.unsqueeze(-1) * torch.lerp(units[k], units[k + 1], theta)
+        units = t["units"][k]
+        return r.unsqueeze(-1) * torch.addcmul(units[..., 0, :], theta, units[..., 1, :])
 
 
-def _extended(f: SteeringFunction) -> dict[str, np.ndarray[Any, Any]]:
-    """The table with one more row at twice the last margin, on the line past the end
-    (v_last + (r − r_last) · slope), so that extrapolating the last segment is the answer past
-    the end and the evaluator needs no branch for it; for an SOCP, which segments keep ‖v‖ = ε
-    (`sphere`: all but the first and the added one) and their terms."""
-    last = float(f.margins[-1])
-    margins = np.append(f.margins, 2.0 * last)
-    vectors = np.vstack([f.vectors, f.vectors[-1] + last * f.slope])
+def _segments(f: SteeringFunction) -> dict[str, np.ndarray[Any, Any]]:
+    """The table as n segments, each a start (r_k, v_k) and a slope: segment k < n − 1 joins
+    rows k and k + 1, segment n − 1 continues past the last row along `f.slope`. `bounds` are
+    the margins where segments change, for `searchsorted`. For an SOCP also, per segment, the
+    unit-margin vectors u_k and u_{k+1} − u_k, the terms of the norm-keeping weight, and
+    `sphere`: whether it keeps ‖v‖ = ε (all but the first and the last)."""
+    m, v = f.margins, f.vectors
+    slopes = np.vstack([np.diff(v, axis=0) / np.diff(m)[:, None], f.slope])
     out: dict[str, np.ndarray[Any, Any]] = {
         "w": f.direction,
-        "margins": margins,
-        "vectors": vectors,
+        "bounds": m[1:],
+        "starts": m,
+        "table": np.stack([v, slopes], axis=1),
     }
     if f.kind == "socp":
-        sphere = np.ones(margins.size - 1, dtype=bool)
+        terms = f.segment_terms()
+        units = terms["units"]
+        steps = np.vstack([np.diff(units, axis=0), np.zeros((1, f.d_model))])
+        sphere = np.ones(m.size, dtype=bool)
         sphere[0] = sphere[-1] = False
-        longer = attrs.evolve(f, margins=margins, vectors=vectors)
-        out.update(longer.segment_terms(), sphere=sphere)
+        out.update(
+            units=np.stack([units, steps], axis=1),
+            sphere=sphere,
+            **{name: np.append(terms[name], 1.0) for name in ("AA", "AB", "BB")},
+        )
     return out
