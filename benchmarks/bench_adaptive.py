@@ -163,6 +163,13 @@ def main() -> None:
         "adaptive_over_fixed_min": round(fastest["adaptive"] / fastest["fixed"], 3),
         "target": "adaptive_over_fixed <= 1.25",
         "hook_seconds_per_cached_step": hook_seconds,
+        # what the adaptive hook adds to one cached step, as a share of the fixed run's step
+        "hook_share_of_step": round(
+            (hook_seconds["adaptive_us"] - hook_seconds["fixed_us"])
+            * 1e-6
+            / (medians["fixed"] / new_tokens),
+            5,
+        ),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
     }
