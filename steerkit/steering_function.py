@@ -37,8 +37,16 @@ _OWNER = "SteeringFunction"
 _KINDS = ("qp", "socp")
 
 
-def _vector(field: str) -> Any:
-    return lambda value: float_array(_OWNER, field, value, ndim=1)
+def _direction(value: Any) -> FloatArray:
+    return float_array(_OWNER, "direction", value, ndim=1)
+
+
+def _margins(value: Any) -> FloatArray:
+    return float_array(_OWNER, "margins", value, ndim=1)
+
+
+def _slope(value: Any) -> FloatArray:
+    return float_array(_OWNER, "slope", value, ndim=1)
 
 
 def _matrix(value: Any) -> FloatArray:
@@ -56,11 +64,11 @@ class SteeringFunction:
     (inf when the table holds the whole path).
     """
 
-    direction: FloatArray = attrs.field(converter=_vector("direction"))
+    direction: FloatArray = attrs.field(converter=_direction)
     threshold: float
-    margins: FloatArray = attrs.field(converter=_vector("margins"))
+    margins: FloatArray = attrs.field(converter=_margins)
     vectors: FloatArray = attrs.field(converter=_matrix)
-    slope: FloatArray = attrs.field(converter=_vector("slope"))
+    slope: FloatArray = attrs.field(converter=_slope)
     kind: str = "qp"
     parameter: float = 1.0
     exact_to: float = math.inf
