@@ -40,6 +40,7 @@ from steerkit.solve import (
 )
 from steerkit.solver import Solver
 from steerkit.source import Activations, ActivationSource, SourceInfo, layer_of
+from steerkit.steering_function import SteeringFunction
 from steerkit.vector import Positions, SteeringVector
 
 __version__ = "0.1.0"
@@ -81,6 +82,7 @@ __all__ = [
     "SourceInfo",
     "Splits",
     "Status",
+    "SteeringFunction",
     "SteeringMethod",
     "SteeringProblem",
     "SteeringVector",

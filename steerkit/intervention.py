@@ -57,6 +57,18 @@ def _check_rows(rows: Sequence[Any], field: str) -> None:
                 "added in one pass; steer different hook points in separate calls",
                 f"{row.hook_point}, {row.positions.value}, {row.d_model}",
             )
+        elif row.function is not first.function and (
+            row.function is None
+            or first.function is None
+            or not row.function.same_as(first.function)
+        ):
+            raise ValidationError(
+                _OWNER,
+                f"{field}[{i}]",
+                "the steering function of the first steered row (one hook evaluates one "
+                "table at every token; steer different probes or SAEs in separate calls)",
+                "another steering function",
+            )
 
 
 @attrs.frozen(eq=False)
@@ -150,7 +162,13 @@ class Intervention:
             key = (
                 None
                 if row is None
-                else (row.hook_point, row.positions, float(row.scale), row.vector.tobytes())
+                else (
+                    row.hook_point,
+                    row.positions,
+                    float(row.scale),
+                    row.vector.tobytes(),
+                    id(row.function),
+                )
             )
             groups.setdefault(key, (row, []))[1].append(i)
         return list(groups.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import steerkit
 from steerkit import Register
+from steerkit_optimal.adaptive import QPAdaptiveMethod, SOCPAdaptiveMethod
 from steerkit_optimal.methods import QPMethod, SharedMethod, SOCPMethod
 
 
@@ -12,3 +13,5 @@ def register_steering_methods(register: Register) -> None:
     register(SOCPMethod)
     register(QPMethod)
     register(SharedMethod)
+    register(QPAdaptiveMethod)
+    register(SOCPAdaptiveMethod)

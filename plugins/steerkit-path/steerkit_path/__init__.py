@@ -10,6 +10,7 @@ from steerkit_path.solver import OPTIONS, PathSolver
 
 if TYPE_CHECKING:
     from steerkit_path.frontier import Pareto, pareto
+    from steerkit_path.function import steering_function
     from steerkit_path.path import Path, PathPoints, Regime, cache_info, clear_cache, path_for
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "clear_cache",
     "pareto",
     "path_for",
+    "steering_function",
 ]
 
 _LAZY = {
@@ -34,6 +36,7 @@ _LAZY = {
     "cache_info": "steerkit_path.path",
     "clear_cache": "steerkit_path.path",
     "path_for": "steerkit_path.path",
+    "steering_function": "steerkit_path.function",
 }
 
 

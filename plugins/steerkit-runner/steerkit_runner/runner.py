@@ -39,6 +39,7 @@ from steerkit import (
     MethodResult,
     Metric,
     Needs,
+    Positions,
     Probe,
     SourceInfo,
     Splits,
@@ -706,7 +707,11 @@ class _Units:
                     )
                 vector = attrs.evolve(
                     vector,
-                    positions=self.config.steering.positions,
+                    positions=(
+                        vector.positions  # a per-token steering function keeps its mode
+                        if vector.positions is Positions.ADAPTIVE
+                        else self.config.steering.positions
+                    ),
                     layer=vector.layer if vector.layer is not None else layer,
                 )
             vectors.append(vector)

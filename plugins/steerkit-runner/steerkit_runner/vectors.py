@@ -9,7 +9,9 @@ vector (key "vector", shape (d_model,)) or a stack of per-input vectors (key "ve
 (n, d_model), with the input ids in the sidecar). The sidecar records the model, preset, hook
 point, layer, SAE release and id, method, solver, λ / ε, the scale α, positions, the δ support
 with its feature ids and values, the steerkit version and the config hash, and the full
-provenance of each vector.
+provenance of each vector. A vector at positions `adaptive` also carries its steering function
+(one table per file, shared by a stack): tensors "function.<name>" and the sidecar's "function"
+(kind, λ or ε, threshold, breakpoints, SHA-256), so that `steerkit steer` replays it per token.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import steerkit
-from steerkit import SteeringVector
+from steerkit import SteeringFunction, SteeringVector
 from steerkit.errors import SteerkitError
 from steerkit_runner.results import to_json
 
@@ -154,7 +156,49 @@ def save_vector(
         "sha256": _digest(array),
         **_describe(vector),
     }
-    return _write({"vector": np.ascontiguousarray(array)}, sidecar, path, overwrite)
+    tensors = {"vector": np.ascontiguousarray(array)}
+    _add_function([vector], tensors, sidecar)
+    return _write(tensors, sidecar, path, overwrite)
+
+
+_FUNCTION = "function."
+
+
+def _add_function(
+    vectors: Sequence[SteeringVector], tensors: dict[str, Any], sidecar: dict[str, Any]
+) -> None:
+    """The steering function of adaptive vectors (one table, shared by all) into the files."""
+    functions = [v.function for v in vectors if v.function is not None]
+    if not functions:
+        return
+    first = functions[0]
+    if len(functions) != len(vectors) or not all(f.same_as(first) for f in functions):
+        raise ValueError("save_vectors: adaptive vectors must all share one steering function")
+    arrays = {_FUNCTION + k: np.ascontiguousarray(a) for k, a in first.arrays().items()}
+    tensors.update(arrays)
+    sidecar["function"] = {
+        **first.meta(),
+        "breakpoints": first.n_breakpoints,
+        "sha256": _digest(np.concatenate([a.ravel() for a in arrays.values()])),
+    }
+
+
+def _read_function(
+    tensors: Mapping[str, Any], sidecar: Mapping[str, Any], where: Path
+) -> SteeringFunction | None:
+    meta = sidecar.get("function")
+    if meta is None:
+        return None
+    arrays = {k[len(_FUNCTION) :]: a for k, a in tensors.items() if k.startswith(_FUNCTION)}
+    names = ("direction", "margins", "vectors", "slope")
+    if any(n not in arrays for n in names) or meta.get("sha256") != _digest(
+        np.concatenate([arrays[n].ravel() for n in names])
+    ):
+        raise VectorFileError(
+            f"{where}: its steering function (the table of an adaptive vector) is missing or "
+            "does not match the checksum in its sidecar; write the vector again"
+        )
+    return SteeringFunction.from_parts(arrays, meta)
 
 
 def save_vectors(
@@ -200,7 +244,9 @@ def save_vectors(
             for i, v in zip(ids, vectors)
         ],
     }
-    return _write({"vectors": stack}, sidecar, path, overwrite)
+    tensors = {"vectors": stack}
+    _add_function(vectors, tensors, sidecar)
+    return _write(tensors, sidecar, path, overwrite)
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
@@ -260,6 +306,9 @@ def _load_array(path: str | Path) -> tuple[np.ndarray[Any, Any], dict[str, Any]]
         raise VectorFileError(
             f"{tensor_path}: its contents do not match the checksum in {json_path.name}"
         )
+    function = _read_function(tensors, sidecar, tensor_path)
+    if function is not None:
+        sidecar["function_table"] = function  # read by _vector, never written
     return array, sidecar
 
 
@@ -284,6 +333,7 @@ def _vector(
         positions=item.get("positions", "all"),
         layer=item.get("layer"),
         provenance=dict(item.get("provenance") or {}),
+        function=sidecar.get("function_table"),
     )
 
 

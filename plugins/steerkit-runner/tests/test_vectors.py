@@ -223,3 +223,60 @@ def test_a_sidecar_without_its_hook_point_is_named(
     (tmp_path / "v.json").write_text(json.dumps(sidecar))
     with pytest.raises(VectorFileError, match=r"v\.json has no valid 'hook_point'"):
         load_vector(tmp_path / "v")
+
+
+def test_an_adaptive_vector_carries_its_table(
+    tmp_path: Path, steerkit_rng: np.random.Generator
+) -> None:
+    from steerkit_path import steering_function
+
+    decoder = steerkit_rng.normal(size=(40, 16))
+    function = steering_function(decoder, steerkit_rng.normal(size=16), 0.5, eps=2.0)
+    vectors = [
+        SteeringVector(
+            vector=function([r])[0], hook_point=HOOK, positions="adaptive", function=function
+        )
+        for r in (0.5, 1.0, -1.0)
+    ]
+    save_vector(vectors[0], tmp_path / "one")
+    save_vectors(vectors, tmp_path / "stack")
+    for loaded in (load_vector(tmp_path / "one"), *load_vectors(tmp_path / "stack")):
+        assert loaded.positions.value == "adaptive"
+        assert loaded.function is not None and loaded.function.same_as(function)
+    assert read_sidecar(tmp_path / "one")["function"]["kind"] == "socp"
+    assert "function_table" not in json.loads((tmp_path / "one.json").read_text())
+
+    # a table that does not match its sidecar's checksum is never replayed
+    sidecar = json.loads((tmp_path / "one.json").read_text())
+    sidecar["function"]["sha256"] = "0" * 64
+    (tmp_path / "one.json").write_text(json.dumps(sidecar))
+    with pytest.raises(VectorFileError, match="steering function"):
+        load_vector(tmp_path / "one")
+
+
+def test_a_run_with_qp_adaptive_saves_vectors_that_replay(
+    toy_host: steerkit.PluginHost, tiny_source: Any, write_config: Any
+) -> None:
+    from steerkit_runner import runner as runner_module
+    from steerkit_runner.steer import steer_prompts
+
+    from .conftest import TINY_CONFIG
+
+    text = TINY_CONFIG.replace('name = "qp"\n', 'name = "qp_adaptive"\n')
+    result = runner_module.run(write_config(text), source=tiny_source, report=False, progress=False)
+    assert not result.failed_units
+    files = sorted((result.run_dir / "vectors").glob("qp_adaptive*_inputs.safetensors"))
+    assert files, sorted(p.name for p in (result.run_dir / "vectors").iterdir())
+    vectors = load_vectors(files[0])
+    assert all(v.positions.value == "adaptive" and v.function is not None for v in vectors)
+    prompts = ["the cat sat on the mat", "a dog is"]
+    steered = steer_prompts(files[0], prompts, max_new_tokens=4, source=tiny_source)
+    adaptive = load_vector(files[0], index=read_sidecar(files[0])["input_ids"][0])
+    assert [c.steered for c in steered] == tiny_source.generate(
+        prompts, max_new_tokens=4, vector=adaptive
+    )
+    # the replay is per token: not the same as adding the saved vector at every position
+    fixed = SteeringVector(vector=adaptive.vector, hook_point=HOOK)
+    per_token = tiny_source.logits(prompts, adaptive)
+    assert not np.allclose(per_token, tiny_source.logits(prompts, fixed), atol=1e-4)
+    assert not np.allclose(per_token, tiny_source.logits(prompts), atol=1e-4)

@@ -13,6 +13,12 @@ says which of those positions hold prompt tokens and where the current forward p
 token is predicted at the last prompt position, which `prompt` and `all` steer and `generated`
 does not. The three sets partition the sequence: all = prompt ∪ generated.
 
+`adaptive` steers every position too, each with its own vector: the hook reads the position's
+activation h_t, computes its margin r_t = t − w·h_t from the vector's steering function, and adds
+scale · v*(r_t), zero where r_t ≤ 0 (`adaptive.TorchSteeringFunction`). Reading and adding happen
+at the same hook, so the activation it reads is the unsteered one (it has no effect on itself;
+only later layers see the change), and a cached generation step reads each new position once.
+
 Per-row vectors (an `Intervention`: one per text, None for an unsteered text) are added in the
 same batched forward pass: the window also says which texts the current batch holds (`rows`), and
 row b of the batch gets its own text's vector (the Intervention checked that they share a hook
@@ -56,6 +62,7 @@ class SteeringHook:
         self.vector = vector
         self.window = window
         self._tensor: torch.Tensor | None = None
+        self._table: Any = None
 
     def _delta(self, like: torch.Tensor) -> torch.Tensor:
         import torch
@@ -76,8 +83,10 @@ class SteeringHook:
                 f"{tuple(activation.shape)}: batch, position, d_model)",
                 f"length {self.vector.d_model}",
             )
-        delta = self._delta(activation)
         positions = self.vector.positions
+        if positions is Positions.ADAPTIVE:
+            return activation + self._row_scales(activation) * self._function(activation)
+        delta = self._delta(activation)
         if positions is Positions.ALL:
             return activation + delta
         n_pos = activation.shape[1]
@@ -94,6 +103,19 @@ class SteeringHook:
             out[:, n_prompt:] += delta
         return out
 
+    def _function(self, activation: torch.Tensor) -> torch.Tensor:
+        """v*(r_t) at every position, from the activation the hook reads (adaptive mode)."""
+        if self._table is None:
+            from steerkit_transformerlens.adaptive import TorchSteeringFunction
+
+            assert self.vector.function is not None
+            self._table = TorchSteeringFunction(self.vector.function)
+        return self._table(activation)
+
+    def _row_scales(self, like: torch.Tensor) -> torch.Tensor | float:
+        """The scale α of each row of the batch, (batch, 1, 1), or one number for all."""
+        return float(self.vector.scale)
+
 
 class RowSteeringHook(SteeringHook):
     """A forward hook adding to row b of the batch the vector of text `window.rows[b]`
@@ -104,6 +126,7 @@ class RowSteeringHook(SteeringHook):
         super().__init__(reference, window)
         self.vectors = list(vectors)
         self._rows: tuple[Sequence[int] | None, torch.Tensor] | None = None
+        self._scales: tuple[Sequence[int] | None, torch.Tensor] | None = None
 
     def _matrix(self, like: torch.Tensor) -> torch.Tensor:
         import numpy as np
@@ -132,14 +155,34 @@ class RowSteeringHook(SteeringHook):
                 index = torch.as_tensor(list(rows), dtype=torch.long, device=matrix.device)
                 self._rows = (rows, matrix[index][:, None, :])
             delta = self._rows[1]
-        if delta.shape[0] != like.shape[0]:
-            raise ValidationError(
-                "PositionWindow",
-                "rows",
-                f"one text per row of the batch ({like.shape[0]} rows)",
-                f"{delta.shape[0]} texts (set window.rows to the texts of the batch)",
-            )
+        _check_batch(delta.shape[0], like)
         return delta
+
+    def _row_scales(self, like: torch.Tensor) -> torch.Tensor:
+        """Each text's scale (0 for an unsteered text), for the texts of the batch."""
+        import torch
+
+        rows = self.window.rows
+        cached = self._scales
+        if cached is None or cached[0] is not rows or cached[1].device != like.device:
+            scales = torch.tensor(
+                [0.0 if v is None else float(v.scale) for v in self.vectors], device=like.device
+            )
+            if rows is not None:
+                scales = scales[torch.as_tensor(list(rows), dtype=torch.long, device=like.device)]
+            cached = self._scales = (rows, scales[:, None, None])
+        _check_batch(cached[1].shape[0], like)
+        return cached[1].to(like.dtype)
+
+
+def _check_batch(n_texts: int, like: torch.Tensor) -> None:
+    if n_texts != like.shape[0]:
+        raise ValidationError(
+            "PositionWindow",
+            "rows",
+            f"one text per row of the batch ({like.shape[0]} rows)",
+            f"{n_texts} texts (set window.rows to the texts of the batch)",
+        )
 
 
 def _check_vector(model: HookedTransformer, vector: SteeringVector) -> None:
