@@ -26,7 +26,7 @@ def test_a_cut_down_default_run_on_the_real_model(tmp_path: Path) -> None:
         config,
         methods=methods,
         steering=attrs.evolve(
-            config.steering, alphas=(1.0,), max_inputs=6, n_generate=1, max_new_tokens=4
+            config.steering, alphas=(1.0,), max_inputs=6, dev=2, max_new_tokens=4
         ),
     )
     result = run(config, output_dir=tmp_path, progress=False, report=False)
