@@ -1,11 +1,12 @@
 """Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
-`steer` and `configs` commands. Nothing heavy is imported here."""
+`steer`, `export` and `configs` commands. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
 from steerkit import Register, hookimpl
 from steerkit_runner.commands import (
     ConfigsCommand,
+    ExportCommand,
     ReportCommand,
     RunCommand,
     SteerCommand,
@@ -19,4 +20,5 @@ def register_commands(register: Register) -> None:
     register(SweepCommand)
     register(ReportCommand)
     register(SteerCommand)
+    register(ExportCommand)
     register(ConfigsCommand)
