@@ -128,7 +128,12 @@ def _added(vector: SteeringVector) -> np.ndarray[Any, Any]:
 
 
 def _write_gguf(out: Path, vector: SteeringVector, hint: str, allow_zero: bool) -> None:
-    import gguf
+    try:
+        import gguf
+    except ImportError as e:
+        raise SteerkitError(
+            "the GGUF formats need the gguf package: pip install gguf (or steerkit-runner[export])"
+        ) from e
 
     block = block_output(vector.hook_point)
     if block < 0 or (block == 0 and not allow_zero):
@@ -196,7 +201,10 @@ def _write_csv(
 
 
 def _write_pt(out: Path, vector: SteeringVector) -> None:
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise SteerkitError("lm-eval-pt needs torch: pip install torch") from e
 
     config = {
         hf_module(vector.hook_point): {
