@@ -32,6 +32,7 @@ from steerkit import (
 from steerkit.checks import FloatArray, readonly, to_numpy
 from steerkit.errors import SteerkitError, ValidationError
 from steerkit_huggingface.hooks import decoder_layers, parse_hook_point, residual_hook
+from steerkit_huggingface.offline import OFFLINE_MODELS, resolve_offline
 from steerkit_huggingface.sae import PlainSAE, load_sae
 
 if TYPE_CHECKING:
@@ -64,14 +65,16 @@ class _Window:
 class HuggingFaceSource(ActivationSource):
     """A transformers causal LM read (and steered) at one residual hook, with an optional SAE.
 
-    pretrained: a hub name or a local folder (with `gguf_file`, a GGUF in it), loaded on first
-        use with `layer` and `hook` ("resid_post" or "resid_pre"); or model=, tokenizer= and
-        hook_point= for objects already loaded (tests use tiny random ones).
+    pretrained: a hub name, a local folder (with `gguf_file`, a GGUF in it) or an offline model
+        (`offline.OFFLINE_MODELS`: gemma-3-270m-offline, smollm2-135m-instruct-offline), loaded
+        on first use with `layer` and `hook` ("resid_post" or "resid_pre"); or model=,
+        tokenizer= and hook_point= for objects already loaded (tests use tiny random ones).
     sae: a sae_lens SAE, a sae-lens folder, a .safetensors file with W_dec (and W_enc, b_enc,
         b_dec to encode), or None (then features are None and `decoder()` raises).
     chat_template: pass every text through the tokenizer's chat template (a user turn and the
         generation prompt); steering positions are counted in the templated tokens, so
-        `generated` starts at the first token the model writes.
+        `generated` starts at the first token the model writes. Default: on for an
+        instruction-tuned offline model, off otherwise.
     batch_size, padding_side ("right" or "left"; the same activations either way), cache (the
     on-disk activation cache), device and dtype (for `pretrained` only).
     """
@@ -89,7 +92,7 @@ class HuggingFaceSource(ActivationSource):
         model: Any = None,
         tokenizer: Any = None,
         hook_point: str | None = None,
-        chat_template: bool = False,
+        chat_template: bool | None = None,
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int = 16,
@@ -107,6 +110,8 @@ class HuggingFaceSource(ActivationSource):
             raise ValidationError(_OWNER, "hook", "'resid_post' or 'resid_pre'", repr(hook))
         self.batch_size = batch_size
         self.padding_side = padding_side
+        if chat_template is None:  # instruction-tuned offline models talk through their template
+            chat_template = pretrained in OFFLINE_MODELS and OFFLINE_MODELS[pretrained][1]
         self.chat_template = bool(chat_template)
         self.cache = cache
         self.progress = progress
@@ -252,13 +257,16 @@ class HuggingFaceSource(ActivationSource):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         assert self.pretrained is not None
+        where, gguf_file = self.pretrained, self.gguf_file
+        if where in OFFLINE_MODELS:
+            where, gguf_file = resolve_offline(where)
         kwargs: dict[str, Any] = {}
-        if self.gguf_file is not None:
-            kwargs["gguf_file"] = self.gguf_file
+        if gguf_file is not None:
+            kwargs["gguf_file"] = gguf_file
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.pretrained, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(
-                self.pretrained, dtype=getattr(torch, self._dtype or "float32"), **kwargs
+                where, dtype=getattr(torch, self._dtype or "float32"), **kwargs
             )
         except Exception as e:
             raise SteerkitError(

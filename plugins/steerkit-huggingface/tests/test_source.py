@@ -237,3 +237,33 @@ def test_bad_hook_points_are_refused_naming_the_fix(make_source: Callable[..., A
         make_source("blocks.3.hook_resid_post")
     with pytest.raises(ValidationError, match="hook_resid_pre or"):
         make_source("blocks.1.hook_mlp_out")
+
+
+def test_a_chat_template_wraps_every_text_and_generated_counts_after_it(
+    tiny: tuple[Any, Any], steerkit_rng: np.random.Generator
+) -> None:
+    import copy
+
+    import torch
+    from steerkit_huggingface import HuggingFaceSource
+
+    model, plain_tokenizer = tiny
+    tokenizer = copy.deepcopy(plain_tokenizer)
+    # a user turn is its text; the generation prompt is the word "very" (all in the tiny vocab)
+    tokenizer.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}very {% endif %}"
+    )
+    source = HuggingFaceSource(
+        model=model, tokenizer=tokenizer, layer=1, chat_template=True, cache=False, progress=False
+    )
+    templated = [f"{t} very" for t in TEXTS]
+    np.testing.assert_allclose(
+        source.activations(TEXTS).hidden,
+        np.stack([_hidden_states(model, tokenizer, t)[2][0, -1] for t in templated]),
+        atol=ATOL,
+    )
+    vector = _vector(steerkit_rng, "blocks.1.hook_resid_post", 2.0, "generated")
+    got = source.generate_tokens(TEXTS, max_new_tokens=4, vector=vector)
+    with torch.inference_mode():
+        assert got == [_greedy(model, tokenizer, t, 4, vector) for t in templated]
