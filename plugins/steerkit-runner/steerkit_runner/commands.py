@@ -1,4 +1,4 @@
-"""The CLI commands: `steerkit run`, `sweep`, `report`, `steer`, `features` and `configs`.
+"""The CLI commands: `steerkit run`, `sweep`, `report`, `steer`, `features`, `export` and `configs`.
 
 Nothing heavy is imported here: the runner, models and plotting load inside `run`.
 """
@@ -15,6 +15,7 @@ from steerkit.command import Command
 __all__ = [
     "ConfigsCommand",
     "FeaturesCommand",
+    "ExportCommand",
     "ReportCommand",
     "RunCommand",
     "SteerCommand",
@@ -306,6 +307,57 @@ class FeaturesCommand(Command):
             }
             shares = {m: v for m, v in shares.items() if v[0]}
             print("\n".join(card_lines(cards[f], shares or None, n_texts)))
+class ExportCommand(Command):
+    """Write a saved vector in a format another engine reads."""
+
+    name: ClassVar[str] = "export"
+    help: ClassVar[str] = (
+        "write a saved steering vector as a llama.cpp control vector (gguf-control), a repeng "
+        "GGUF, an lm-evaluation-harness steer file (lm-eval-csv, lm-eval-pt), or plain "
+        "safetensors / numpy; exits 2 when the format cannot carry the vector"
+    )
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        from steerkit_runner.export import FORMATS
+
+        parser.add_argument("vector_file", type=Path, help="NAME.safetensors (or NAME.json)")
+        parser.add_argument("--format", required=True, choices=list(FORMATS), dest="fmt")
+        parser.add_argument(
+            "--output", "-o", type=Path, default=None, help="default: NAME + the format's suffix"
+        )
+        parser.add_argument(
+            "--index", type=int, default=None, help="for a per-input stack: the input id"
+        )
+        parser.add_argument(
+            "--model-hint",
+            default=None,
+            help="GGUF controlvector.model_hint (default: the sidecar's model; repeng expects "
+            "the Hugging Face model_type)",
+        )
+        parser.add_argument("--sae-release", default=None, help="lm-eval-csv: sparse_model")
+        parser.add_argument("--sae-id", default=None, help="lm-eval-csv: sae_id")
+        parser.add_argument("--force", action="store_true", help="overwrite the output file")
+
+    def run(self, args: argparse.Namespace) -> int:
+        import sys
+
+        from steerkit_runner.export import ExportUnsupportedError, export_vector
+
+        try:
+            out = export_vector(
+                args.vector_file,
+                args.fmt,
+                args.output,
+                index=args.index,
+                model_hint=args.model_hint,
+                sae_release=args.sae_release,
+                sae_id=args.sae_id,
+                overwrite=args.force,
+            )
+        except ExportUnsupportedError as e:
+            print(f"steerkit export: {args.fmt} cannot carry this vector: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.fmt}: {out}")
         return 0
 
 

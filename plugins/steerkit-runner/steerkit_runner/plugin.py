@@ -1,5 +1,6 @@
 """Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
 `steer`, `features` and `configs` commands. Nothing heavy is imported here."""
+`steer`, `export` and `configs` commands. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from steerkit import Register, hookimpl
 from steerkit_runner.commands import (
     ConfigsCommand,
     FeaturesCommand,
+    ExportCommand,
     ReportCommand,
     RunCommand,
     SteerCommand,
@@ -21,4 +23,5 @@ def register_commands(register: Register) -> None:
     register(ReportCommand)
     register(SteerCommand)
     register(FeaturesCommand)
+    register(ExportCommand)
     register(ConfigsCommand)
