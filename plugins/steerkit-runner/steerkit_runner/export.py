@@ -106,6 +106,17 @@ def hf_module(hook_point: str) -> str:
     return f"layers.{block}"
 
 
+def _fixed(vector: SteeringVector, path: Path, fmt: str) -> SteeringVector:
+    """The vector, unless it is per-token steering, which no format carries."""
+    if vector.positions is Positions.ADAPTIVE:
+        raise ExportUnsupportedError(
+            f"{path} is per-token optimal steering: a table v*(r) evaluated at every token's "
+            f"own margin, not one fixed vector, and {fmt} carries one fixed vector; replay it "
+            "with `steerkit steer`, or export a fixed vector (qp or socp, not *_adaptive)"
+        )
+    return vector
+
+
 def _single(path: Path, sidecar: Mapping[str, Any], index: int | None, fmt: str) -> SteeringVector:
     if sidecar.get("stacked") and index is None:
         raise ExportUnsupportedError(
@@ -114,7 +125,7 @@ def _single(path: Path, sidecar: Mapping[str, Any], index: int | None, fmt: str)
             "index=ID) to export one input's vector, or use --format safetensors|numpy for "
             "the whole stack"
         )
-    vector = load_vector(path, index=index if sidecar.get("stacked") else None)
+    vector = _fixed(load_vector(path, index=index if sidecar.get("stacked") else None), path, fmt)
     if vector.positions is not Positions.ALL:
         raise ExportUnsupportedError(
             f"the vector steers {vector.positions.value} positions only, and {fmt} adds it at "
@@ -219,6 +230,7 @@ def _write_pt(out: Path, vector: SteeringVector) -> None:
 
 def _write_plain(out: Path, fmt: str, path: Path, index: int | None) -> None:
     vectors = load_vectors(path) if index is None else [load_vector(path, index=index)]
+    vectors = [_fixed(v, path, fmt) for v in vectors]
     stacked = read_sidecar(path).get("stacked") and index is None
     array = np.stack([_added(v) for v in vectors]) if stacked else _added(vectors[0])
     if fmt == "numpy":

@@ -192,6 +192,28 @@ def test_what_no_engine_carries_is_refused(
     assert block_output("blocks.0.hook_resid_pre") == -1
 
 
+def test_per_token_steering_is_refused_by_every_format(
+    tmp_path: Path, steerkit_rng: np.random.Generator
+) -> None:
+    from steerkit_path import steering_function
+
+    function = steering_function(
+        steerkit_rng.normal(size=(40, D)), steerkit_rng.normal(size=D), 0.5, lam=1.0
+    )
+    adaptive = SteeringVector(
+        vector=function([1.0])[0],
+        hook_point="blocks.3.hook_resid_post",
+        positions="adaptive",
+        function=function,
+    )
+    path = _save(tmp_path, adaptive, "a")
+    for fmt in ("gguf-control", "lm-eval-pt", "safetensors", "numpy"):
+        with pytest.raises(ExportUnsupportedError, match="per-token optimal steering"):
+            export_vector(path, fmt)
+    assert main(["export", str(path), "--format", "numpy"]) == 2
+    assert not list(tmp_path.glob("a.npy"))
+
+
 def test_an_existing_file_is_not_overwritten(
     tmp_path: Path, steerkit_rng: np.random.Generator
 ) -> None:
