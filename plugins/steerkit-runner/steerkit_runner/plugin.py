@@ -1,6 +1,5 @@
 """Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
-`steer`, `features` and `configs` commands. Nothing heavy is imported here."""
-`steer`, `export` and `configs` commands. Nothing heavy is imported here."""
+`steer`, `features`, `export` and `configs` commands. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
