@@ -4,46 +4,25 @@ transposes TransformerLens reads are contiguous (no copy per pass)."""
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import pytest
 import torch
 from steerkit_transformerlens.layout import contiguous_forward_weights
-from steerkit_transformerlens.testing import tiny_model, tiny_tokenizer
+from steerkit_transformerlens.testing import tiny_model
 
 pytestmark = pytest.mark.needs_torch
 
 
 def gemma_like(seed: int = 0) -> Any:
-    """A tiny model with Gemma's parts: gated MLP, grouped-query attention, rotary, RMS."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    tokenizer = tiny_tokenizer()
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=16,
-        d_head=4,
-        n_heads=4,
-        n_key_value_heads=2,
-        d_mlp=24,
-        d_vocab=len(tokenizer),
-        n_ctx=32,
-        act_fn="gelu_pytorch_tanh",
-        gated_mlp=True,
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_dim=4,
-        seed=seed,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=tokenizer)
-    with torch.no_grad():  # every weight and bias random, so that none could hide a bug
+    """A tiny model with Gemma's parts (gated MLP, grouped-query attention, rotary, RMS) and
+    every weight and bias random, so that none could hide a bug."""
+    model = tiny_model(seed=seed, positional="rotary", gated_mlp=True, n_key_value_heads=2)
+    with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)
         for param in model.parameters():
             param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    return model.eval()
+    return model
 
 
 @pytest.mark.parametrize("build", [gemma_like, lambda: tiny_model(seed=3, positional="rotary")])
