@@ -6,8 +6,8 @@ from __future__ import annotations
 from steerkit import Register, hookimpl
 from steerkit_runner.commands import (
     ConfigsCommand,
-    FeaturesCommand,
     ExportCommand,
+    FeaturesCommand,
     ReportCommand,
     RunCommand,
     SteerCommand,

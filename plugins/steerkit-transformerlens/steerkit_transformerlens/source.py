@@ -38,6 +38,7 @@ from steerkit_transformerlens.generation import (
     generate_tokens,
     pad_batch,
 )
+from steerkit_transformerlens.layout import contiguous_forward_weights
 from steerkit_transformerlens.presets import Preset, get_preset, hook_name, layer_of
 from steerkit_transformerlens.steering import PositionWindow, steering_hooks
 
@@ -164,6 +165,7 @@ class TransformerLensSource(ActivationSource):
         self._model = model
         self._sae = sae
         self._check_model(model, sae)
+        contiguous_forward_weights(model)
 
     # -- what it is ----------------------------------------------------------------------------
 
@@ -275,7 +277,7 @@ class TransformerLensSource(ActivationSource):
         else:
             model, sae = _load_from_hub(preset, self._sae_id, device=device, dtype=dtype)
         self._check_model(model, sae)
-        unembed_without_copy(model)
+        contiguous_forward_weights(model)
         self._model, self._sae = model, sae
 
     def _check_model(self, model: Any, sae: Any) -> None:
@@ -746,26 +748,6 @@ class TransformerLensSource(ActivationSource):
                 for i, row in zip(idx, new):
                     out[i] = row
         return out
-
-
-def unembed_without_copy(model: HookedTransformer) -> None:
-    """Make `model.unembed` multiply by W_U in place instead of by a contiguous copy of W_Uᵀ.
-
-    TransformerLens 3.9's `Unembed.forward` calls `F.linear(x, W_U.T.contiguous(), b_U)`, which
-    copies the whole unembedding on every forward pass: 670 MB for Gemma-3's 262,144-token
-    vocabulary, most of a generation step on a CPU. `F.linear` on the transposed view computes the
-    same product (the same hooks run) without the copy. Applied to the models a preset loads.
-    """
-    import types
-
-    import torch.nn.functional as F
-
-    unembed = model.unembed
-
-    def forward(self: Any, residual: Any) -> Any:
-        return self.hook_out(F.linear(self.hook_in(residual), self.W_U.T, self.b_U))
-
-    unembed.forward = types.MethodType(forward, unembed)
 
 
 def _load_from_hub(

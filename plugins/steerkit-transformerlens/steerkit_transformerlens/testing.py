@@ -61,9 +61,12 @@ def tiny_model(
     n_layers: int = 2,
     d_model: int = 16,
     device: str = "cpu",
+    gated_mlp: bool = False,
+    n_key_value_heads: int | None = None,
 ) -> HookedTransformer:
     """A randomly initialised HookedTransformer (d_model 16, 4 heads, d_mlp 32, n_ctx 32) with
-    `tiny_tokenizer`. "rotary" uses rotary embeddings and RMSNorm, like Gemma."""
+    `tiny_tokenizer`. "rotary" uses rotary embeddings and RMSNorm, like Gemma; `gated_mlp` and
+    `n_key_value_heads` (grouped-query attention) add Gemma's other parts."""
     import warnings
 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -72,6 +75,10 @@ def tiny_model(
     extra: dict[str, Any] = {}
     if positional == "rotary":
         extra = {"positional_embedding_type": "rotary", "normalization_type": "RMS"}
+    if gated_mlp:
+        extra["gated_mlp"] = True
+    if n_key_value_heads is not None:
+        extra["n_key_value_heads"] = n_key_value_heads
     cfg = HookedTransformerConfig(
         n_layers=n_layers,
         d_model=d_model,
