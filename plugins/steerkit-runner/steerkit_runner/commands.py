@@ -14,8 +14,8 @@ from steerkit.command import Command
 
 __all__ = [
     "ConfigsCommand",
-    "FeaturesCommand",
     "ExportCommand",
+    "FeaturesCommand",
     "ReportCommand",
     "RunCommand",
     "SteerCommand",
