@@ -531,6 +531,19 @@ class TransformerLensSource(ActivationSource):
 
         return feature_cards(self, feature_ids, texts, **options)
 
+    def output_scores(self, feature_ids: Sequence[int], **options: Any) -> FloatArray:
+        """The output score (Arad et al. 2025) of each feature: see
+        `steerkit_transformerlens.features.output_scores` for the options. Scored 256 features at
+        a time, so the logit lens of the whole dictionary never sits in memory at once."""
+        from steerkit_transformerlens.features import output_scores
+
+        ids = list(feature_ids)
+        parts = [
+            output_scores(self, ids[start : start + 256], **options)
+            for start in range(0, len(ids), 256)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
+
     # -- steered passes --------------------------------------------------------------------
 
     def steer(self, vector: SteeringVector) -> AbstractContextManager[None]:
