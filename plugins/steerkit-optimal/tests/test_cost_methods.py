@@ -150,3 +150,18 @@ def test_cost_array_of_the_wrong_size_names_d_sae() -> None:
         QPMethod(costs=[1.0, 2.0]).compute(_context())
     with pytest.raises(ValidationError, match=r"\[0, 60\)"):
         QPMethod(exclude=[60]).compute(_context())
+
+
+def test_adaptive_function_with_costs_gives_the_weighted_qp_vector() -> None:
+    """The table is built from the rescaled rows dᵢ / cᵢ: its v*(r) is the weighted QP's."""
+    from steerkit_optimal import QPAdaptiveMethod
+
+    context = _context(4)
+    costs = np.random.default_rng(6).uniform(0.5, 4.0, D_SAE)
+    costs[7] = math.inf
+    result = QPAdaptiveMethod(lam=1.0, costs=costs).compute(context)
+    function = result.vectors[0].function
+    rhs = context.concept.rhs(context.inputs.hidden)[:, 0]
+    for i, r in enumerate(rhs):
+        expected = _by_hand(context, i, costs, lam=1.0)
+        np.testing.assert_allclose(function(np.array([r]))[0], expected, atol=1e-6)
