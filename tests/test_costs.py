@@ -243,3 +243,17 @@ def test_a_weighted_answer_that_ignores_the_costs_is_refused() -> None:
         problem, wrong.delta, status=Status.OPTIMAL, solver="liar", seconds=0.0
     )
     assert not check(problem, claimed).ok
+
+
+@pytest.mark.needs_plugins
+@pytest.mark.parametrize("name", ["path", "clarabel"])
+def test_a_float32_decoder_with_costs_matches_the_oracle(name: str) -> None:
+    """SAE decoders are float32: the rescaled rows are float64, the answer checked against the
+    float32 problem."""
+    decoder, directions, rhs, costs = _data(5)
+    problem = SteeringProblem.qp(
+        decoder=decoder.astype(np.float32), directions=directions, rhs=rhs, lam=0.5, costs=costs
+    )
+    assert problem.decoder.dtype == np.float32
+    solution = _solve(name, problem)
+    _assert_matches(name, problem, solution)
