@@ -239,7 +239,7 @@ class Solution:
         """δ = 0 for an input already past every margin (r ≤ 0), flagged `already_satisfied`.
 
         Optimal without a solve: δ = 0 is feasible and the objective is ≥ 0 on δ ≥ 0 with equality
-        only there; μ = 0 (and ν = 0) certify it, every reduced cost being 1.
+        only there; μ = 0 (and ν = 0) certify it, every reduced cost being cᵢ > 0 (1 unweighted).
         """
         if not problem.already_satisfied:
             raise ValidationError(
