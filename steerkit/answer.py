@@ -39,6 +39,7 @@ __all__ = [
     "Answer",
     "Outcome",
     "accept",
+    "all_excluded",
     "allowed_violation",
     "blocked_directions",
     "check",
@@ -49,6 +50,7 @@ __all__ = [
     "precheck",
     "recompute_duals",
     "refuse_unless_verified",
+    "reweigh",
     "verify",
 ]
 
@@ -257,7 +259,7 @@ def infeasible_message(problem: SteeringProblem, min_eps: float | None = None) -
 
 def recompute_duals(problem: SteeringProblem, delta: np.ndarray[Any, Any]) -> Duals:
     """Multipliers computed by the core from δ alone: least squares on the stationarity
-    conditions over δ's support (QP: 1 + λ dⱼ·v = aⱼᵀμ; SOCP: 1 = aⱼᵀμ − ν dⱼ·v/‖v‖), with μᵢ = 0
+    conditions over δ's support (QP: cⱼ + λ dⱼ·v = aⱼᵀμ; SOCP: cⱼ = aⱼᵀμ − ν dⱼ·v/‖v‖), with μᵢ = 0
     for a constraint δ leaves slack and ν = 0 for a slack norm (complementary slackness), clipped at
     0. The activity tolerance is tried at 1e-6 and 1e-3 (relative); the multipliers with the
     better certificate are returned. Zero multipliers for δ = 0."""
@@ -266,6 +268,7 @@ def recompute_duals(problem: SteeringProblem, delta: np.ndarray[Any, Any]) -> Du
     if support.size == 0:
         return Duals(linear=np.zeros(problem.n_constraints), norm=0.0 if socp else None)
     rows = problem.decoder[support].astype(np.float64)
+    costs = np.ones(support.size) if problem.costs is None else problem.costs[support]
     v = problem.steering_vector(delta)
     a_support = rows @ problem.directions.T  # (|S|, k): column j of A on the support
     slack = problem.directions @ v - problem.rhs
@@ -278,10 +281,10 @@ def recompute_duals(problem: SteeringProblem, delta: np.ndarray[Any, Any]) -> Du
             assert problem.eps is not None
             if norm_v > 0 and norm_v >= problem.eps * (1 - tol):
                 columns.append(-(rows @ v)[:, None] / norm_v)
-            target = np.ones(support.size)
+            target = costs
         else:
             assert problem.lam is not None
-            target = 1.0 + problem.lam * (rows @ v)
+            target = costs + problem.lam * (rows @ v)
         matrix = np.hstack(columns)
         fitted = _nonnegative_least_squares(matrix, target)
         mu = np.zeros(problem.n_constraints)
@@ -502,3 +505,32 @@ def _mark(solution: Solution) -> None:
 def is_checked(solution: Solution) -> bool:
     """True when `accept` or `precheck` made (or vouched for) this Solution."""
     return bool(getattr(solution, "_checked", False))
+
+
+def all_excluded(problem: SteeringProblem, solver: str) -> Solution:
+    """The Solution of a cost-weighted problem whose every feature has an infinite cost: δ = 0,
+    optimal when r ≤ 0, else infeasible."""
+    if problem.already_satisfied:
+        zero = Solution.satisfied(problem, solver=solver)
+        _mark(zero)
+        return zero
+    return _failure(
+        problem,
+        solver,
+        Status.INFEASIBLE,
+        "every SAE feature is excluded (infinite cost), so no δ reaches the margin; give some "
+        "features a finite cost",
+    )
+
+
+def reweigh(problem: SteeringProblem, solution: Solution, kept: Any, scale: FloatArray) -> Solution:
+    """The Solution of a cost-weighted `problem` from the `solution` of its unweighted form
+    (`SteeringProblem.unweighted`: δ[kept] = δ' / scale, 0 elsewhere; the multipliers carry
+    over), with its figures recomputed against the weighted problem and the optimal claim
+    checked by the core again."""
+    if solution.delta is None:
+        return check(problem, attrs.evolve(solution))  # a failure: nothing to map back
+    delta = np.zeros(problem.d_sae)
+    delta[kept] = np.asarray(solution.delta, dtype=np.float64) / scale
+    # a fresh Solution is unchecked: `check` recomputes its figures against `problem`
+    return check(problem, attrs.evolve(solution, delta=delta))

@@ -3,10 +3,12 @@
 Over δ ≥ 0 (one entry per SAE feature) with k linear concept constraints A δ ≥ r, where
 A = W Dᵀ (k × d_sae), D is the decoder (d_sae × d_model) and W the concept directions (k × d_model):
 
-    qp:   min 1ᵀδ + (λ/2)‖Dᵀδ‖₂²   s.t.  A δ ≥ r
-    socp: min 1ᵀδ                  s.t.  A δ ≥ r,  ‖Dᵀδ‖₂ ≤ ε
+    qp:   min cᵀδ + (λ/2)‖Dᵀδ‖₂²   s.t.  A δ ≥ r
+    socp: min cᵀδ                  s.t.  A δ ≥ r,  ‖Dᵀδ‖₂ ≤ ε
 
-The steering vector is Dᵀδ.
+The steering vector is Dᵀδ. c is a positive cost per feature: all ones (`costs=None`) unless the
+problem is cost-weighted; an infinite cost excludes a feature (δᵢ = 0). A weighted problem is the
+unweighted one over the rows dᵢ / cᵢ of the finite-cost features (δ'ᵢ = cᵢ δᵢ): `unweighted()`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,41 @@ def _rhs(value: Any, k: int) -> FloatArray:
             _OWNER, "rhs", f"a scalar or shape ({k},), one entry per direction", describe(value)
         )
     return readonly(np.array(float_array(_OWNER, "rhs", raw, ndim=1)))  # the problem's own
+
+
+def _costs(value: Any, d_sae: int) -> FloatArray | None:
+    """The validated costs (d_sae,), float64, > 0, +inf allowed; None when absent or all ones
+    (exactly the unweighted problem)."""
+    if value is None:
+        return None
+    raw = to_numpy(_OWNER, "costs", value)
+    if raw.shape != (d_sae,):
+        raise ValidationError(
+            _OWNER, "costs", f"shape ({d_sae},), one cost per SAE feature", describe(value)
+        )
+    try:
+        costs = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValidationError(_OWNER, "costs", "real numbers", describe(value)) from e
+    if np.isnan(costs).any():
+        raise ValidationError(
+            _OWNER,
+            "costs",
+            "costs > 0 (inf excludes a feature), no NaN",
+            f"NaN at feature(s) {np.flatnonzero(np.isnan(costs))[:5].tolist()}",
+        )
+    if not (costs > 0).all():
+        bad = np.flatnonzero(~(costs > 0))
+        raise ValidationError(
+            _OWNER,
+            "costs",
+            "costs > 0 (inf excludes a feature; a zero or negative cost makes a feature free "
+            "or paid to use, so the problem has no sparse optimum)",
+            f"{costs[bad[0]]!r} at feature(s) {bad[:5].tolist()}",
+        )
+    if (costs == 1.0).all():
+        return None
+    return readonly(costs)
 
 
 def _kind(value: Any) -> ProblemKind:
@@ -164,6 +201,7 @@ class SteeringProblem:
     rhs: FloatArray
     lam: float | None = None
     eps: float | None = None
+    costs: FloatArray | None = None
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -200,7 +238,10 @@ class SteeringProblem:
                 raise ValidationError(_OWNER, "lam", "None for an SOCP (use eps)", repr(lam))
             eps = positive_scalar(_OWNER, "eps", eps)
 
+        costs = _costs(self.costs, decoder.shape[0])
+
         for name, value in (
+            ("costs", costs),
             ("decoder", decoder),
             ("directions", directions),
             ("rhs", rhs),
@@ -212,14 +253,20 @@ class SteeringProblem:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def qp(cls, *, decoder: Any, directions: Any, rhs: Any, lam: float) -> SteeringProblem:
-        """min 1ᵀδ + (λ/2)‖Dᵀδ‖² s.t. (D Wᵀ)ᵀδ ≥ r, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model)."""
-        return cls(ProblemKind.QP, decoder, directions, rhs, lam=lam)
+    def qp(
+        cls, *, decoder: Any, directions: Any, rhs: Any, lam: float, costs: Any = None
+    ) -> SteeringProblem:
+        """min cᵀδ + (λ/2)‖Dᵀδ‖² s.t. (D Wᵀ)ᵀδ ≥ r, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model);
+        costs c: (d_sae,) > 0, inf excludes a feature, None = all ones."""
+        return cls(ProblemKind.QP, decoder, directions, rhs, lam=lam, costs=costs)
 
     @classmethod
-    def socp(cls, *, decoder: Any, directions: Any, rhs: Any, eps: float) -> SteeringProblem:
-        """min 1ᵀδ s.t. (D Wᵀ)ᵀδ ≥ r, ‖Dᵀδ‖ ≤ ε, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model)."""
-        return cls(ProblemKind.SOCP, decoder, directions, rhs, eps=eps)
+    def socp(
+        cls, *, decoder: Any, directions: Any, rhs: Any, eps: float, costs: Any = None
+    ) -> SteeringProblem:
+        """min cᵀδ s.t. (D Wᵀ)ᵀδ ≥ r, ‖Dᵀδ‖ ≤ ε, δ ≥ 0. D: (d_sae, d_model); W: (k, d_model);
+        costs c: (d_sae,) > 0, inf excludes a feature, None = all ones."""
+        return cls(ProblemKind.SOCP, decoder, directions, rhs, eps=eps, costs=costs)
 
     def with_rhs(self, rhs: Any) -> SteeringProblem:
         """The same problem for another input: only the right-hand side changes.
@@ -230,6 +277,33 @@ class SteeringProblem:
         other = copy.copy(self)  # no re-validation of the (large) decoder; the same cache dict
         object.__setattr__(other, "rhs", _rhs(rhs, self.n_constraints))
         return other
+
+    def unweighted(self) -> tuple[SteeringProblem, np.ndarray[Any, Any], FloatArray] | None:
+        """(problem, kept, scale) for a cost-weighted problem: the unweighted problem over the
+        rows dᵢ / cᵢ of the finite-cost features `kept`, whose δ' maps back to δ[kept] = δ' / scale
+        (scale = c[kept]); the objective, Dᵀδ, A δ and the multipliers are the same. None when
+        every feature is excluded. Built once per decoder family (shared by `with_rhs`)."""
+        if self.costs is None:
+            return self, np.arange(self.d_sae), np.ones(self.d_sae)
+        if "unweighted" not in self._cache:
+            kept = np.flatnonzero(np.isfinite(self.costs))
+            scale = self.costs[kept]
+            base = None
+            if kept.size:
+                rows = np.empty((kept.size, self.d_model))
+                for start in range(0, kept.size, _BLOCK):
+                    part = kept[start : start + _BLOCK]
+                    rows[start : start + part.size] = (
+                        self.decoder[part] / scale[start : start + part.size, None]
+                    )
+                base = SteeringProblem(
+                    self.kind, rows, self.directions, self.rhs, lam=self.lam, eps=self.eps
+                )
+            self._cache["unweighted"] = (base, kept, scale)
+        base, kept, scale = self._cache["unweighted"]
+        if base is None:
+            return None
+        return base.with_rhs(self.rhs), kept, scale
 
     # -- derived quantities -------------------------------------------------------------------
 
@@ -345,6 +419,12 @@ class SteeringProblem:
         one model or factorisation serves both."""
         if self.kind is not other.kind or self.lam != other.lam or self.eps != other.eps:
             return False
+        if (self.costs is None) != (other.costs is None) or (
+            self.costs is not None
+            and self.costs is not other.costs
+            and not np.array_equal(self.costs, other.costs)
+        ):
+            return False
         for x, y in ((self.decoder, other.decoder), (self.directions, other.directions)):
             if x is not y and (x.shape != y.shape or not np.array_equal(x, y)):
                 return False
@@ -368,7 +448,11 @@ class SteeringProblem:
     def objective(self, delta: Any) -> float:
         """The objective value of δ (whether or not it is feasible)."""
         d = np.asarray(delta, dtype=np.float64)
-        value = float(d.sum())
+        if self.costs is None:
+            value = float(d.sum())
+        else:
+            used = np.flatnonzero(d)  # 0 · inf is no cost: an excluded feature left at zero
+            value = float(self.costs[used] @ d[used])
         if self.kind is ProblemKind.QP:
             v = self.steering_vector(d)
             assert self.lam is not None
@@ -392,7 +476,12 @@ class SteeringProblem:
     def describe(self) -> str:
         """One line: kind, sizes and parameter."""
         param = f"λ = {self.lam:g}" if self.kind is ProblemKind.QP else f"ε = {self.eps:g}"
+        weights = ""
+        if self.costs is not None:
+            excluded = int(np.isinf(self.costs).sum())
+            weights = ", cost-weighted" + (f" ({excluded} excluded)" if excluded else "")
         return (
             f"{self.kind.value.upper()} over {self.d_sae} features (d_model {self.d_model}), "
-            f"{self.n_constraints} constraint{'s' if self.n_constraints != 1 else ''}, {param}"
+            f"{self.n_constraints} constraint{'s' if self.n_constraints != 1 else ''}, "
+            f"{param}{weights}"
         )

@@ -63,8 +63,9 @@ class Certificate:
 def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Certificate:
     """The duality gap and dual-feasibility violation of δ with the given multipliers.
 
-    QP, with s = 1 + λ D Dᵀδ − Aᵀμ:  gap = δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ.
-    SOCP, with u = Dᵀδ/‖Dᵀδ‖ and s = 1 − Aᵀμ + ν D u:  gap = 1ᵀδ − μᵀr + νε.
+    QP, with s = c + λ D Dᵀδ − Aᵀμ:  gap = δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ.
+    SOCP, with u = Dᵀδ/‖Dᵀδ‖ and s = c − Aᵀμ + ν D u:  gap = cᵀδ − μᵀr + νε.
+    c: the problem's costs (ones when unweighted; an infinite cost's reduced cost is +inf).
     In both, s ≥ 0 makes the dual point feasible, so the gap is then a true optimality bound.
     """
     mu = np.asarray(duals.linear, dtype=np.float64)
@@ -74,13 +75,14 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
         )
     v = problem.steering_vector(delta)
     objective = problem.objective(delta)
-    # Aᵀμ = D Wᵀμ, so every reduced cost is sᵢ = 1 + dᵢ·u for one vector u (d_model,)
+    # Aᵀμ = D Wᵀμ, so every reduced cost is sᵢ = cᵢ + dᵢ·u for one vector u (d_model,)
     u = -(problem.directions.T @ mu)
     if problem.kind is ProblemKind.QP:
         assert problem.lam is not None
         u += problem.lam * v
         support = np.flatnonzero(delta)
-        on_support = 1.0 + problem.decoder[support].astype(np.float64) @ u
+        offsets = 1.0 if problem.costs is None else problem.costs[support]
+        on_support = offsets + problem.decoder[support].astype(np.float64) @ u
         gap = float(delta[support] @ on_support + mu @ (problem.directions @ v - problem.rhs))
     else:
         assert problem.eps is not None
@@ -88,7 +90,8 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
         norm_v = float(np.linalg.norm(v))
         if norm_v > 0 and nu > 0:
             u += (nu / norm_v) * v
-        gap = float(delta.sum() - mu @ problem.rhs + nu * problem.eps)
+        linear = problem.objective(delta)  # cᵀδ: the SOCP's objective
+        gap = float(linear - mu @ problem.rhs + nu * problem.eps)
     return Certificate(
         gap=abs(gap) / max(1.0, abs(objective)),
         dual_infeasibility=max(0.0, -_min_reduced_cost(problem, u)),
@@ -96,21 +99,27 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
 
 
 def _min_reduced_cost(problem: SteeringProblem, u: FloatArray) -> float:
-    """min over all d_sae features of 1 + dᵢ·u, to float64 accuracy.
+    """min over all d_sae features of cᵢ + dᵢ·u (cᵢ = 1 unweighted), to float64 accuracy.
 
     A float32 decoder is multiplied in float32 (one pass, no copy); the features whose exact
     value could be the minimum, given the product's worst-case rounding bound
     |dᵢ·u − estimateᵢ| ≤ (d_model + 2)·2⁻²⁴·‖dᵢ‖‖u‖, are then recomputed in float64.
     """
     decoder = problem.decoder
+    costs = problem.costs
     if decoder.dtype == np.float64:
-        return 1.0 + float((decoder @ u).min())
+        values = decoder @ u
+        return 1.0 + float(values.min()) if costs is None else float((costs + values).min())
     estimate = (decoder @ u.astype(np.float32)).astype(np.float64)
+    if costs is not None:
+        estimate += costs
     scale = (problem.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(u))
     bound = problem.row_norm_bounds * scale
     candidates = np.flatnonzero(estimate - bound <= float((estimate + bound).min()))
     exact = decoder[candidates].astype(np.float64) @ u
-    return 1.0 + float(exact.min())
+    if costs is None:
+        return 1.0 + float(exact.min())
+    return float((costs[candidates] + exact).min())
 
 
 def _status(value: Any) -> Status:
@@ -230,7 +239,7 @@ class Solution:
         """δ = 0 for an input already past every margin (r ≤ 0), flagged `already_satisfied`.
 
         Optimal without a solve: δ = 0 is feasible and the objective is ≥ 0 on δ ≥ 0 with equality
-        only there; μ = 0 (and ν = 0) certify it, every reduced cost being 1.
+        only there; μ = 0 (and ν = 0) certify it, every reduced cost being cᵢ > 0 (1 unweighted).
         """
         if not problem.already_satisfied:
             raise ValidationError(

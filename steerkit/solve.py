@@ -143,7 +143,8 @@ def solve(
     an exception.
     """
     cls = select_solver(problem, solver, host=host)
-    return _checked(problem, cls().solve(problem, **options))
+    # through solve_batch: a backend that implements `solve` itself is served costs there too
+    return _checked(problem, cls().solve_batch([problem], **options)[0])
 
 
 def solve_batch(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from steerkit.answer import Answer, accept, check, precheck
+from steerkit.answer import Answer, accept, all_excluded, check, precheck, reweigh
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
 
@@ -140,6 +140,8 @@ class Solver(abc.ABC):
     def solve_batch(self, problems: Sequence[SteeringProblem], **options: Any) -> list[Solution]:
         """Solve many problems; those sharing a decoder, directions and λ/ε (only r differs)
         share one set-up. A backend without `solve_group` solves them one by one with `solve`."""
+        if any(problem.costs is not None for problem in problems):
+            return self._solve_weighted(problems, options)
         if type(self).solve_group is _by_solve:
             return [self.solve(problem, **options) for problem in problems]
         settings = self.check_options(options)
@@ -157,6 +159,26 @@ class Solver(abc.ABC):
             for i, solution in zip(group, self._run_group([problems[i] for i in group], settings)):
                 solutions[i] = solution
         return [solution for solution in solutions if solution is not None]
+
+    def _solve_weighted(
+        self, problems: Sequence[SteeringProblem], options: Mapping[str, Any]
+    ) -> list[Solution]:
+        """Cost-weighted problems through the backend's unweighted solve: each as the problem over
+        the rows dᵢ / cᵢ of its finite-cost features, answers mapped back and checked again
+        against the weighted problem (every backend serves costs, a third party's included)."""
+        forms = [problem.unweighted() for problem in problems]
+        inner = [form[0] for form in forms if form is not None]
+        solved = iter(self.solve_batch(inner, **options)) if inner else iter(())
+        solutions = []
+        for problem, form in zip(problems, forms):
+            if form is None:
+                solutions.append(all_excluded(problem, self.name))
+                continue
+            solution = next(solved)
+            if problem.costs is not None:
+                solution = reweigh(problem, solution, form[1], form[2])
+            solutions.append(solution)
+        return solutions
 
     def _run_group(self, problems: Sequence[SteeringProblem], settings: Any) -> list[Solution]:
         """One Solution per problem of a group: the backend's answers, accepted by the core; an

@@ -199,6 +199,12 @@ class ActivationSource(abc.ABC):
         model's unembedding and the SAE on every token of `texts`."""
         raise NotImplementedError(f"source {self.name!r} cannot describe SAE features")
 
+    def output_scores(self, feature_ids: Sequence[int], **options: Any) -> FloatArray:
+        """The output score (Arad, Mueller & Belinkov 2025) of each SAE feature `feature_ids`,
+        (n,) float64 in [0, 1]: how strongly amplifying the feature promotes its own logit-lens
+        top tokens. For cost-weighted steering (`costs="output_score"`)."""
+        raise NotImplementedError(f"source {self.name!r} cannot compute output scores")
+
     def at_hook(self, hook_point: str) -> ActivationSource:
         """The same model read at another hook point, without an SAE (e.g. a judge reading text
         back at the last layer); the model is shared, not loaded again."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 
 from steerkit import (
     MethodContext,
@@ -21,15 +22,22 @@ from steerkit import (
     SteeringVector,
     ValidationError,
 )
-from steerkit_optimal.methods import QPMethod, SOCPMethod, _decoder
+from steerkit_optimal.methods import QPMethod, SOCPMethod, _decoder, _weights
 
 __all__ = ["QPAdaptiveMethod", "SOCPAdaptiveMethod", "steering_function_for"]
 
 
 def steering_function_for(
-    method: str, context: MethodContext, *, lam: float | None = None, eps: float | None = None
+    method: str,
+    context: MethodContext,
+    *,
+    lam: float | None = None,
+    eps: float | None = None,
+    costs: Any = None,
 ) -> SteeringFunction:
-    """The steering function of the context's concept and SAE decoder (needs k = 1)."""
+    """The steering function of the context's concept and SAE decoder (needs k = 1). With
+    per-feature `costs` (d_sae,), the function of the rows dᵢ / cᵢ of the finite-cost features:
+    the same vectors v* = Dᵀδ as the cost-weighted problem's."""
     concept = context.concept
     if concept.k != 1:
         raise ValidationError(
@@ -45,8 +53,12 @@ def steering_function_for(
         from steerkit_path import steering_function
     except ImportError as e:
         raise SolverNotInstalledError("path", "steerkit_path", "steerkit-path") from e
+    decoder = _decoder(context, method)
+    if costs is not None:
+        kept = np.flatnonzero(np.isfinite(costs))
+        decoder = np.asarray(decoder, dtype=np.float64)[kept] / np.asarray(costs)[kept, None]
     return steering_function(
-        _decoder(context, method),
+        decoder,
         concept.directions[0],
         float(concept.thresholds[0]),
         lam=lam,
@@ -97,7 +109,8 @@ class QPAdaptiveMethod(QPMethod):
     name = "qp_adaptive"
 
     def compute(self, context: MethodContext) -> MethodResult:
-        function = steering_function_for(self.name, context, lam=self.lam)
+        costs = _weights(self, context, _decoder(context, self.name))
+        function = steering_function_for(self.name, context, lam=self.lam, costs=costs)
         return _adaptive(self.name, super().compute(context), context, function)
 
 
@@ -111,5 +124,6 @@ class SOCPAdaptiveMethod(SOCPMethod):
         super().__init__(eps=eps, on_failure=on_failure, **kwargs)
 
     def compute(self, context: MethodContext) -> MethodResult:
-        function = steering_function_for(self.name, context, eps=self.eps)
+        costs = _weights(self, context, _decoder(context, self.name))
+        function = steering_function_for(self.name, context, eps=self.eps, costs=costs)
         return _adaptive(self.name, super().compute(context), context, function)

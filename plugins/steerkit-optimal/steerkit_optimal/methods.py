@@ -31,6 +31,7 @@ from steerkit import (
     ValidationError,
 )
 from steerkit.checks import choice, optional_integer, positive_scalar, string
+from steerkit_optimal.costs import check_costs, check_exclude, resolve_costs
 from steerkit_optimal.prefilter import prefilter_pool
 
 __all__ = ["QPMethod", "SOCPMethod", "SharedMethod"]
@@ -65,13 +66,29 @@ def _decoder(context: MethodContext, method: str) -> Any:
 
 
 def _build(
-    kind: ProblemKind, decoder: Any, directions: Any, rhs: Any, lam: float | None, eps: float | None
+    kind: ProblemKind,
+    decoder: Any,
+    directions: Any,
+    rhs: Any,
+    lam: float | None,
+    eps: float | None,
+    costs: Any = None,
 ) -> SteeringProblem:
     if kind is ProblemKind.QP:
         assert lam is not None
-        return SteeringProblem.qp(decoder=decoder, directions=directions, rhs=rhs, lam=lam)
+        return SteeringProblem.qp(
+            decoder=decoder, directions=directions, rhs=rhs, lam=lam, costs=costs
+        )
     assert eps is not None
-    return SteeringProblem.socp(decoder=decoder, directions=directions, rhs=rhs, eps=eps)
+    return SteeringProblem.socp(
+        decoder=decoder, directions=directions, rhs=rhs, eps=eps, costs=costs
+    )
+
+
+def _weights(method: SteeringMethod, context: MethodContext, decoder: Any) -> Any:
+    """The method's per-feature costs for this context (None: all ones)."""
+    d_sae = int(np.shape(decoder)[0])
+    return resolve_costs(method.name, method.costs, method.exclude, context, d_sae)
 
 
 def already_satisfied(problem: SteeringProblem) -> Solution:
@@ -101,6 +118,7 @@ def _provenance(
         "objective": solution.objective,
         "support": support.tolist(),
         "support_values": solution.delta[support].tolist(),
+        "cost_weighted": problem.costs is not None,
         "flags": sorted(solution.flags),
         **extra,
     }
@@ -121,7 +139,11 @@ class _PerInputMethod(SteeringMethod):
         prefilter: int | None = None,
         on_failure: str = "raise",
         solver_options: Mapping[str, Any] | None = None,
+        costs: Any = None,
+        exclude: Any = None,
     ) -> None:
+        self.costs = check_costs(self.name, costs)
+        self.exclude = check_exclude(self.name, exclude)
         qp = self.kind is ProblemKind.QP
         self.lam = positive_scalar(self.name, "lam", lam) if qp else None
         self.eps = None if qp else positive_scalar(self.name, "eps", eps)
@@ -139,13 +161,15 @@ class _PerInputMethod(SteeringMethod):
     def problems(self, context: MethodContext) -> list[SteeringProblem]:
         """One problem per input; they share the decoder and its constraint matrix."""
         rhs = context.concept.rhs(context.inputs.hidden)
+        decoder = _decoder(context, self.name)
         base = _build(
             self.kind,
-            _decoder(context, self.name),
+            decoder,
             context.concept.directions,
             rhs[0],
             self.lam,
             self.eps,
+            _weights(self, context, decoder),
         )
         base.constraint_matrix  # computed once, shared by with_rhs  # noqa: B018
         return [base.with_rhs(r) for r in rhs]
@@ -224,6 +248,7 @@ class _PerInputMethod(SteeringMethod):
             problem.rhs,
             problem.lam,
             problem.eps,
+            None if problem.costs is None else problem.costs[pool],
         )
         answer = steerkit.solve(sub, solver, host=host, **options)
         info = {**answer.info, "prefilter_pool": int(pool.size)}
@@ -289,7 +314,8 @@ class _PerInputMethod(SteeringMethod):
 
 
 class SOCPMethod(_PerInputMethod):
-    """min 1ᵀδ s.t. W(h + Dᵀδ) ≥ t, ‖Dᵀδ‖₂ ≤ ε, δ ≥ 0, for each input h."""
+    """min cᵀδ s.t. W(h + Dᵀδ) ≥ t, ‖Dᵀδ‖₂ ≤ ε, δ ≥ 0, for each input h (c: `costs`, all
+    ones by default; see `steerkit_optimal.costs`)."""
 
     name = "socp"
     kind = ProblemKind.SOCP
@@ -299,7 +325,8 @@ class SOCPMethod(_PerInputMethod):
 
 
 class QPMethod(_PerInputMethod):
-    """min 1ᵀδ + (λ/2)‖Dᵀδ‖₂² s.t. W(h + Dᵀδ) ≥ t, δ ≥ 0, for each input h."""
+    """min cᵀδ + (λ/2)‖Dᵀδ‖₂² s.t. W(h + Dᵀδ) ≥ t, δ ≥ 0, for each input h (c: `costs`, all
+    ones by default; see `steerkit_optimal.costs`)."""
 
     name = "qp"
     kind = ProblemKind.QP
@@ -328,7 +355,11 @@ class SharedMethod(SteeringMethod):
         solver: str | None = None,
         on_failure: str = "raise",
         solver_options: Mapping[str, Any] | None = None,
+        costs: Any = None,
+        exclude: Any = None,
     ) -> None:
+        self.costs = check_costs(self.name, costs)
+        self.exclude = check_exclude(self.name, exclude)
         self.kind = ProblemKind(choice(self.name, "kind", kind, [k.value for k in ProblemKind]))
         if self.kind is ProblemKind.QP:
             self.lam: float | None = positive_scalar(self.name, "lam", 1.0 if lam is None else lam)
@@ -342,13 +373,15 @@ class SharedMethod(SteeringMethod):
     def compute(self, context: MethodContext) -> MethodResult:
         rhs: npt.NDArray[np.float64] = context.concept.rhs(context.inputs.hidden)  # (n, k)
         worst = rhs.max(axis=0)
+        decoder = _decoder(context, self.name)
         problem = _build(
             self.kind,
-            _decoder(context, self.name),
+            decoder,
             context.concept.directions,
             worst,
             self.lam,
             self.eps,
+            _weights(self, context, decoder),
         )
         if problem.already_satisfied:
             solution = already_satisfied(problem)

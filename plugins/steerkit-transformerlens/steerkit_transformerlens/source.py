@@ -74,6 +74,9 @@ class TransformerLensSource(ActivationSource):
         the same either way); cache: read and write the on-disk activation cache.
     """
 
+    #: Features scored per call of `features.output_scores` (bounds the logit lens's memory).
+    output_score_chunk = 256
+
     name = "transformerlens"
 
     def __init__(
@@ -532,6 +535,20 @@ class TransformerLensSource(ActivationSource):
         from steerkit_transformerlens.features import feature_cards
 
         return feature_cards(self, feature_ids, texts, **options)
+
+    def output_scores(self, feature_ids: Sequence[int], **options: Any) -> FloatArray:
+        """The output score (Arad et al. 2025) of each feature: see
+        `steerkit_transformerlens.features.output_scores` for the options. Scored
+        `output_score_chunk` features at a time, so the logit lens of the whole dictionary
+        (d_sae × d_vocab) never sits in memory at once."""
+        from steerkit_transformerlens.features import output_scores
+
+        ids, step = list(feature_ids), self.output_score_chunk
+        parts = [
+            output_scores(self, ids[start : start + step], **options)
+            for start in range(0, len(ids), step)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
 
     # -- steered passes --------------------------------------------------------------------
 
