@@ -307,6 +307,9 @@ class FeaturesCommand(Command):
             }
             shares = {m: v for m, v in shares.items() if v[0]}
             print("\n".join(card_lines(cards[f], shares or None, n_texts)))
+        return 0
+
+
 class ExportCommand(Command):
     """Write a saved vector in a format another engine reads."""
 

@@ -209,9 +209,9 @@ def test_per_token_steering_is_refused_by_every_format(
     path = _save(tmp_path, adaptive, "a")
     for fmt in ("gguf-control", "lm-eval-pt", "safetensors", "numpy"):
         with pytest.raises(ExportUnsupportedError, match="per-token optimal steering"):
-            export_vector(path, fmt)
+            export_vector(path, fmt, tmp_path / f"out-{fmt}")
     assert main(["export", str(path), "--format", "numpy"]) == 2
-    assert not list(tmp_path.glob("a.npy"))
+    assert not list(tmp_path.glob("out-*")) and not list(tmp_path.glob("a.npy"))
 
 
 def test_an_existing_file_is_not_overwritten(
