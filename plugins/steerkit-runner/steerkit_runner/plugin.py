@@ -1,14 +1,13 @@
 """Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
-`steer`, `features` and `configs` commands. Nothing heavy is imported here."""
-`steer`, `export` and `configs` commands. Nothing heavy is imported here."""
+`steer`, `features`, `export` and `configs` commands. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
 from steerkit import Register, hookimpl
 from steerkit_runner.commands import (
     ConfigsCommand,
-    FeaturesCommand,
     ExportCommand,
+    FeaturesCommand,
     ReportCommand,
     RunCommand,
     SteerCommand,
