@@ -40,8 +40,8 @@ OFFLINE_SAE = "offline"
 
 #: Training settings of each offline model's SAE (the trainer's defaults for the rest: BatchTopK,
 #: 4096 features, k = 32, 5 epochs, 128-token rows). Gemma-3-270M's are the TransformerLens
-#: plugin's (it shares the folder). SmolLM2 (d_model 576): 100k tokens, so that the first run
-#: trains in about ten minutes on 2 CPU cores.
+#: plugin's (it shares the folder). SmolLM2 (d_model 576): 100k tokens; measured: 21 min first run
+#: on 2 CPU cores at load 5-9 (EV 0.87 held out, L0 34, 0.3 % dead).
 SAE_SETTINGS: dict[str, dict[str, int]] = {
     "gemma-3-270m-offline": {},
     "smollm2-135m-instruct-offline": {"n_tokens": 100_000},

@@ -1,6 +1,6 @@
 """The shipped SmolLM2-135M-Instruct config (Hugging Face source, chat template, the SAE steerkit
 trains for it) on the real offline model, cut down to a few units (slow: the first run trains the
-SAE, about ten minutes on 2 CPU cores; later runs load it from the cache)."""
+SAE, about 20 minutes on 2 CPU cores; later runs load it from the cache)."""
 
 from __future__ import annotations
 
