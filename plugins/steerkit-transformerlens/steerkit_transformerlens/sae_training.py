@@ -60,11 +60,13 @@ __all__ = [
     "hook_name",
     "offline_sae",
     "offline_sae_folder",
+    "offline_sae_for_source",
     "offline_sae_with_report",
     "sae_metrics",
     "token_sequences",
     "train_on_activations",
     "train_sae",
+    "train_sae_from_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -291,13 +293,162 @@ def train_sae(
     A `heldout_fraction` of the token rows is never trained on; the report's explained
     variance, mean L0 and dead fraction are measured on it with the saved SAE.
     """
-    import torch
-
     name = hook_name(layer, hook)
     if layer >= model.cfg.n_layers:
         raise ValidationError(
             "train_sae", "layer", f"below the model's {model.cfg.n_layers} layers", str(layer)
         )
+
+    def read(tokens: torch.Tensor) -> torch.Tensor:
+        return extract_activations(model, tokens, name=name, batch_size=model_batch_size)
+
+    return _train_from_reader(
+        read,
+        model.tokenizer,
+        model=model,
+        name=name,
+        texts=texts,
+        d_sae=d_sae,
+        k=k,
+        n_tokens=n_tokens,
+        epochs=epochs,
+        context_size=context_size,
+        heldout_fraction=heldout_fraction,
+        batch_size_tokens=batch_size_tokens,
+        lr=lr,
+        out_dir=Path(out_dir),
+        model_name=model_name or model.cfg.model_name,
+        seed=seed,
+        device=device,
+        extra_stats={"layer": layer, "hook": hook, **(extra_stats or {})},
+    )
+
+
+def train_sae_from_source(
+    source: Any,
+    *,
+    texts: Sequence[str],
+    d_sae: int = DEFAULT_D_SAE,
+    k: int = DEFAULT_K,
+    n_tokens: int = DEFAULT_TOKENS,
+    epochs: int = DEFAULT_EPOCHS,
+    context_size: int = DEFAULT_CONTEXT_SIZE,
+    heldout_fraction: float = 0.1,
+    batch_size_tokens: int = DEFAULT_BATCH_SIZE_TOKENS,
+    lr: float = 1e-3,
+    model_batch_size: int = 16,
+    out_dir: Path | str,
+    model_name: str,
+    seed: int = 0,
+    device: str = "cpu",
+    extra_stats: dict[str, Any] | None = None,
+) -> TrainReport:
+    """`train_sae` for any activation source that reads every position of token rows: the SAE
+    is trained at `source.hook_point` on the activations `source.token_activations(rows)`
+    returns ((rows, context_size) token ids in, (rows, context_size, d_model) float out; the
+    Hugging Face source has it), with the texts tokenised by `source.tokenizer`. Same data
+    preparation, trainer, held-out measurement and saved layout as `train_sae`; no
+    TransformerLens model is involved (sae-lens reads the cached activations only)."""
+    reader = getattr(source, "token_activations", None)
+    tokenizer = getattr(source, "tokenizer", None)
+    if not callable(reader) or tokenizer is None:
+        raise ValidationError(
+            "train_sae_from_source",
+            "source",
+            "a source with `tokenizer` and `token_activations(token_rows)` (every position's "
+            "activation at its hook point), e.g. steerkit_huggingface.HuggingFaceSource",
+            type(source).__name__,
+        )
+    name = str(source.hook_point)
+    layer, hook = _layer_and_hook("train_sae_from_source", name)
+    model_batch_size = integer(
+        "train_sae_from_source", "model_batch_size", model_batch_size, minimum=1
+    )
+
+    def read(tokens: torch.Tensor) -> torch.Tensor:
+        import torch
+        from tqdm.auto import tqdm
+
+        out = []
+        for start in tqdm(
+            range(0, tokens.shape[0], model_batch_size), desc=f"Activations {name}", unit="batch"
+        ):
+            acts = reader(tokens[start : start + model_batch_size])
+            out.append(torch.as_tensor(acts).float().cpu())
+        return torch.cat(out)
+
+    return _train_from_reader(
+        read,
+        tokenizer,
+        model=_CachedActivationsOnly(device),
+        name=name,
+        texts=texts,
+        d_sae=d_sae,
+        k=k,
+        n_tokens=n_tokens,
+        epochs=epochs,
+        context_size=context_size,
+        heldout_fraction=heldout_fraction,
+        batch_size_tokens=batch_size_tokens,
+        lr=lr,
+        out_dir=Path(out_dir),
+        model_name=model_name,
+        seed=seed,
+        device=device,
+        extra_stats={
+            "layer": layer,
+            "hook": hook,
+            "source": getattr(source, "name", type(source).__name__),
+            **(extra_stats or {}),
+        },
+    )
+
+
+def _layer_and_hook(owner: str, hook_point: str) -> tuple[int, str]:
+    """(L, NAME) of a hook point `blocks.L.hook_NAME`."""
+    parts = hook_point.split(".")
+    if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ValidationError(owner, "source.hook_point", "blocks.L.hook_NAME", repr(hook_point))
+    if not parts[2].startswith("hook_"):
+        raise ValidationError(owner, "source.hook_point", "blocks.L.hook_NAME", repr(hook_point))
+    return int(parts[1]), parts[2].removeprefix("hook_")
+
+
+class _CachedActivationsOnly:
+    """What sae-lens's runner is handed as its model when the activations come from elsewhere:
+    it reads cached activations only, and asks the model for nothing but its device."""
+
+    tokenizer = None
+
+    def __init__(self, device: str) -> None:
+        self.cfg = type("Cfg", (), {"device": device})()
+
+
+def _train_from_reader(
+    read: Any,
+    tokenizer: Any,
+    *,
+    model: Any,
+    name: str,
+    texts: Sequence[str],
+    d_sae: int,
+    k: int,
+    n_tokens: int,
+    epochs: int,
+    context_size: int,
+    heldout_fraction: float,
+    batch_size_tokens: int,
+    lr: float,
+    out_dir: Path,
+    model_name: str,
+    seed: int,
+    device: str,
+    extra_stats: dict[str, Any],
+) -> TrainReport:
+    """Token rows from `texts`, their activations from `read` (rows in, (rows, ctx, d) out),
+    BOS dropped, a held-out share set aside, the rest shuffled and trained on."""
+    import torch
+
     for field, value, low in (("d_sae", d_sae, 1), ("k", k, 1), ("epochs", epochs, 1)):
         if value < low:
             raise ValidationError("train_sae", field, f">= {low}", str(value))
@@ -305,11 +456,9 @@ def train_sae(
         raise ValidationError("train_sae", "k", f"<= d_sae ({d_sae})", str(k))
     if not 0.0 < heldout_fraction < 1.0:
         raise ValidationError("train_sae", "heldout_fraction", "in (0, 1)", str(heldout_fraction))
-    out_dir = Path(out_dir)
-    model_name = model_name or model.cfg.model_name
 
     start = time.perf_counter()
-    tokens = token_sequences(model.tokenizer, texts, context_size=context_size, n_tokens=n_tokens)
+    tokens = token_sequences(tokenizer, texts, context_size=context_size, n_tokens=n_tokens)
     n_heldout = max(1, round(heldout_fraction * tokens.shape[0]))
     if n_heldout >= tokens.shape[0]:
         raise ValidationError(
@@ -318,7 +467,14 @@ def train_sae(
             "enough tokens for a training and a held-out row",
             str(n_tokens),
         )
-    acts = extract_activations(model, tokens, name=name, batch_size=model_batch_size)
+    acts = read(tokens)
+    if tuple(acts.shape[:2]) != tuple(tokens.shape) or acts.ndim != 3:
+        raise ValidationError(
+            "train_sae",
+            "activations",
+            f"(rows, context_size, d_model) with rows, context_size = {tuple(tokens.shape)}",
+            str(tuple(acts.shape)),
+        )
     acts = acts[:, 1:]  # drop BOS
     d_in = acts.shape[-1]
     heldout = acts[-n_heldout:].reshape(-1, d_in)
@@ -328,7 +484,7 @@ def train_sae(
     del acts
     seconds_extract = time.perf_counter() - start
 
-    report = train_on_activations(
+    return train_on_activations(
         train,
         heldout,
         tokens=tokens[:-n_heldout],
@@ -345,9 +501,8 @@ def train_sae(
         seed=seed,
         device=device,
         seconds_extract=seconds_extract,
-        extra_stats={"layer": layer, "hook": hook, **(extra_stats or {})},
+        extra_stats=extra_stats,
     )
-    return report
 
 
 def train_on_activations(
@@ -355,7 +510,7 @@ def train_on_activations(
     heldout: torch.Tensor,
     *,
     tokens: torch.Tensor,
-    model: HookedTransformer,
+    model: Any,
     name: str,
     d_sae: int,
     k: int,
@@ -553,11 +708,15 @@ class OfflineSAEError(SteerkitError):
     """A cached offline SAE is unreadable (delete the folder or retrain with --force)."""
 
 
-def offline_sae_folder(layer: int, hook: str = DEFAULT_HOOK) -> Path:
-    """The cache folder of the offline model's SAE at (layer, hook)."""
-    from steerkit_transformerlens.offline import MODEL_ID
+def offline_sae_folder(layer: int, hook: str = DEFAULT_HOOK, model_id: str | None = None) -> Path:
+    """The cache folder of an offline model's SAE at (layer, hook): `saes/MODEL/HOOK_NAME` in the
+    steerkit cache; the model is the TransformerLens offline model unless `model_id` names
+    another (e.g. the Hugging Face source's `smollm2-135m-instruct-offline`)."""
+    if model_id is None:
+        from steerkit_transformerlens.offline import MODEL_ID
 
-    return cache_root("saes", MODEL_ID, hook_name(layer, hook))
+        model_id = MODEL_ID
+    return cache_root("saes", model_id, hook_name(layer, hook))
 
 
 def offline_sae_with_report(
@@ -622,16 +781,15 @@ def offline_sae_with_report(
 
 
 def _cached_sae(
-    folder: Path, layer: int, hook: str, device: str
+    folder: Path, layer: int, hook: str, device: str, retrain: str | None = None
 ) -> tuple[SAE[Any], OfflineSAEReport]:
     """The SAE cached in `folder`, its files checked first against the sizes and checksums its
-    stats recorded (or, for an SAE trained before they were, against their own framing)."""
+    stats recorded (or, for an SAE trained before they were, against their own framing).
+    `retrain`: how the error tells the user to retrain it (default: `steerkit train-sae`)."""
     from sae_lens import SAE
 
-    fix = (
-        f"retrain it with `steerkit train-sae --layer {layer} --hook {hook} --force`, or delete "
-        f"the folder {folder} (the next use trains it again)"
-    )
+    retrain = retrain or f"`steerkit train-sae --layer {layer} --hook {hook} --force`"
+    fix = f"retrain it with {retrain}, or delete the folder {folder} (the next use trains it again)"
     try:
         stats = json.loads((folder / STATS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -655,3 +813,53 @@ def offline_sae(*, layer: int, hook: str = DEFAULT_HOOK, device: str = "cpu") ->
     """The offline model's SAE at (layer, hook), trained and cached on first use."""
     sae, _ = offline_sae_with_report(layer=layer, hook=hook, device=device)
     return sae
+
+
+def offline_sae_for_source(
+    source: Any,
+    *,
+    model_id: str,
+    device: str = "cpu",
+    force: bool = False,
+    d_sae: int = DEFAULT_D_SAE,
+    k: int = DEFAULT_K,
+    n_tokens: int = DEFAULT_TOKENS,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    context_size: int = DEFAULT_CONTEXT_SIZE,
+    batch_size_tokens: int = DEFAULT_BATCH_SIZE_TOKENS,
+    retrain: str | None = None,
+) -> tuple[SAE[Any], OfflineSAEReport]:
+    """`offline_sae_with_report` for any source `train_sae_from_source` can read: the SAE of
+    offline model `model_id` at the source's hook point, loaded from the cache (the same folder
+    layout, stats file and integrity checks), or trained on the offline corpus on first use (or
+    with `force`) and cached. `retrain` is named in the error about a damaged cached SAE."""
+    from sae_lens import SAE
+
+    layer, hook = _layer_and_hook("offline_sae_for_source", str(source.hook_point))
+    folder = offline_sae_folder(layer, hook, model_id=model_id)
+    stats_path = folder / STATS_FILE
+    if stats_path.is_file() and not force:
+        return _cached_sae(folder, layer, hook, device, retrain=retrain)
+
+    from steerkit_transformerlens.corpus import offline_corpus
+
+    corpus = offline_corpus()
+    report = train_sae_from_source(
+        source,
+        texts=corpus.texts,
+        d_sae=d_sae,
+        k=k,
+        n_tokens=n_tokens,
+        epochs=epochs,
+        context_size=context_size,
+        batch_size_tokens=batch_size_tokens,
+        out_dir=folder,
+        model_name=model_id,
+        seed=seed,
+        device=device,
+        extra_stats={"corpus": corpus.provenance()},
+    )
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    sae = SAE.load_from_disk(folder, device=device)
+    return sae, OfflineSAEReport(path=folder, trained=True, stats=stats, train=report)
