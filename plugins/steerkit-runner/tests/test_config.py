@@ -372,7 +372,11 @@ def test_shipped_configs_are_listed_and_the_default_is_there() -> None:
         f"{model}-{task}"
         for model in ("gpt2-small", "gemma-2-2b", "gemma-2-2b-it")
         for task in ("sst2", "civil_comments", "truthfulqa")
-    } | {DEFAULT_CONFIG, "smollm2-135m-instruct-offline-sentiment"}
+    } | {
+        DEFAULT_CONFIG,
+        "gemma-3-270m-offline-protocol",
+        "smollm2-135m-instruct-offline-sentiment",
+    }
     assert set(configs) == expected
     assert commands.DEFAULT_CONFIG == DEFAULT_CONFIG
     assert load_config(DEFAULT_CONFIG).run.name == DEFAULT_CONFIG
