@@ -132,7 +132,8 @@ def _cost(scored: Sequence[Entry], control: Sequence[Entry]) -> list[str]:
         return []
     reference = control[0]["fluency"]
     changes = sorted(
-        (e["fluency"] - reference, e) for e in scored if not math.isnan(e.get("fluency", math.nan))
+        ((e["fluency"] - reference, e) for e in scored if not math.isnan(e.get("fluency", math.nan))),
+        key=lambda change: change[0],  # ties (equal fluency) are common: never compare rows
     )
     if not changes:
         return []

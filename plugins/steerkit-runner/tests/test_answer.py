@@ -163,3 +163,17 @@ def test_an_undistinguishable_difference_is_said_plainly(tmp_path: pathlib.Path)
         "**yes**" if low > 0 else ("**no, it is worse**" if high < 0 else "**not distinguishable**")
     )
     assert verdict in report
+
+
+def test_methods_with_equal_fluency_are_answered_not_compared_as_rows() -> None:
+    # the default run gave several units exactly the same mean fluency (sorting the rows as a
+    # tie-break raised TypeError and lost the report)
+    from steerkit_runner.answer import _cost
+
+    scored = [
+        {"method": m, "solver": None, "param": None, "value": None, "alpha": 1.0, "fluency": f}
+        for m, f in (("a", 0.5), ("b", 0.5), ("c", 0.25))
+    ]
+    control = [{"fluency": 0.75}]
+    (line,) = _cost(scored, control)
+    assert "by -0.500 (**c** (α = 1)) to -0.250 (" in line
