@@ -64,7 +64,7 @@ def answer_section(
         return lines + _probe_only(table, families, effect)
     best = max(scored, key=lambda e: e["aggregate"])
     control = _finite([e for e in table if families.get(e["method"]) == "control"], "aggregate")
-    n = best["n_inputs"]
+    n = best.get("aggregate_n", best["n_inputs"])  # the prompts judged, not the inputs steered
     how = (
         f"on {n} test prompts, each method at the α its mean aggregate chose on {n_dev} dev prompts"
         if n_dev
@@ -131,10 +131,9 @@ def _cost(scored: Sequence[Entry], control: Sequence[Entry]) -> list[str]:
     if not control or math.isnan(control[0].get("fluency", math.nan)):
         return []
     reference = control[0]["fluency"]
-    changes = sorted(
-        ((e["fluency"] - reference, e) for e in scored if not math.isnan(e.get("fluency", math.nan))),
-        key=lambda change: change[0],  # ties (equal fluency) are common: never compare rows
-    )
+    fluent = [e for e in scored if not math.isnan(e.get("fluency", math.nan))]
+    # ties (equal fluency) are common: sort by the change alone, never compare the rows
+    changes = sorted(((e["fluency"] - reference, e) for e in fluent), key=lambda c: c[0])
     if not changes:
         return []
     (low, lowest), (high, highest) = changes[0], changes[-1]

@@ -193,6 +193,7 @@ def comparison_table(
             values = [r.get(column.name, math.nan) for r in unit_rows]
             entry[column.name] = mean(values)
             entry[f"{column.name}_ci"] = bootstrap_interval(values, f"{label(unit)}|{column.name}")
+            entry[f"{column.name}_n"] = sum(not math.isnan(v) for v in values)
         table.append(entry)
     _versus_best_baseline(table, reported, families or {})
     return table
@@ -264,7 +265,7 @@ def _table_columns(
     names = [
         k
         for k in (table[0] if table else {})
-        if k not in leading and not k.endswith("_ci") and k != VERSUS
+        if k not in leading and not k.endswith(("_ci", "_n")) and k != VERSUS
     ]
     return [Column(name) for name in names]
 

@@ -177,3 +177,17 @@ def test_methods_with_equal_fluency_are_answered_not_compared_as_rows() -> None:
     control = [{"fluency": 0.75}]
     (line,) = _cost(scored, control)
     assert "by -0.500 (**c** (α = 1)) to -0.250 (" in line
+
+
+def test_the_answer_counts_the_prompts_judged_not_the_inputs_steered(
+    tmp_path: pathlib.Path,
+) -> None:
+    # the default run judges only the first inputs' generations: the others have no score
+    records = _records()
+    for r in records:
+        if r["split"] == "test" and r["input_id"] >= 14:
+            r["concept"] = r["fluency"] = r["aggregate"] = math.nan
+    run_dir = _run(tmp_path)
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = write_report(run_dir).read_text(encoding="utf-8")
+    assert "on 10 test prompts" in report and "on 40 test prompts" not in report
