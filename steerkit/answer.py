@@ -177,7 +177,7 @@ def out_of_range(problem: SteeringProblem) -> str | None:
                     energy = float(np.float64(problem.lam) * (np.float64(reach) * rows) ** 2)
                     figures.append(("λ (r ‖d‖ / max Dw)², the size of λ‖Dᵀδ‖²", energy))
     figures.append(
-        ("λ", problem.lam) if problem.kind is ProblemKind.QP else ("ε", problem.eps or 0.0)
+        ("λ", problem.lam or 0.0) if problem.kind is ProblemKind.QP else ("ε", problem.eps or 0.0)
     )
     for name, value in figures:
         # an exact zero is no scale: a zero direction or decoder is unreachable (infeasible)

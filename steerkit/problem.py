@@ -422,7 +422,7 @@ class SteeringProblem:
         if (self.costs is None) != (other.costs is None) or (
             self.costs is not None
             and self.costs is not other.costs
-            and not np.array_equal(self.costs, other.costs)
+            and not np.array_equal(self.costs, other.costs)  # type: ignore[arg-type]
         ):
             return False
         for x, y in ((self.decoder, other.decoder), (self.directions, other.directions)):
