@@ -64,8 +64,10 @@ def pad_batch(
 
 @contextmanager
 def final_positions(model: HookedTransformer, positions: torch.Tensor | None) -> Iterator[bool]:
-    """Inside the block, the model unembeds one position per row only: `positions[b]` of row b,
-    or the last position of every row when None; its logits come out (batch, 1, d_vocab).
+    """Inside the block, the model unembeds the chosen positions only: `positions[b]` of row b
+    ((batch,): logits (batch, 1, d_vocab)), the k positions `positions[b, :]` of row b
+    ((batch, k): logits (batch, k, d_vocab), in that order), or the last position of every row
+    when None (logits (batch, 1, d_vocab)).
 
     The final norm acts on each position alone, so selecting its output changes no value; it
     saves the unembedding of every other position (for a 262,144-token vocabulary, most of a
@@ -80,7 +82,10 @@ def final_positions(model: HookedTransformer, positions: torch.Tensor | None) ->
         if positions is None:
             return normalized[:, -1:, :]
         rows = torch.arange(normalized.shape[0], device=normalized.device)
-        return normalized[rows, positions.to(normalized.device)][:, None, :]
+        at = positions.to(normalized.device)
+        if at.ndim == 2:
+            return normalized[rows[:, None], at]
+        return normalized[rows, at][:, None, :]
 
     with model.hooks(fwd_hooks=[(_FINAL_HOOK, pick)]):
         yield True

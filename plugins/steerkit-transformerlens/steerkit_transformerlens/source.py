@@ -659,15 +659,41 @@ class TransformerLensSource(ActivationSource):
             for chunk in self._batches([rows[i] for i in todo], "continuation log-probs"):
                 idx = [todo[j] for j in chunk]
                 self._window.rows = idx
-                batch = pad_batch(
-                    [rows[i] for i in idx],
-                    pad_id=self._pad_id,
-                    side=self.padding_side,
-                    device=model.cfg.device or "cpu",
+                scored = self._score_batch(
+                    [rows[i] for i in idx], [len(prompt_rows[i]) for i in idx]
                 )
-                logits = model(batch.tokens, attention_mask=batch.mask)
-                for b, i in enumerate(idx):
-                    out[i] = self._scored(logits[b], rows[i], len(prompt_rows[i]), batch.last[b])
+                for i, values in zip(idx, scored):
+                    out[i] = values
+        return out
+
+    def _score_batch(self, rows: list[list[int]], n_prompts: list[int]) -> list[FloatArray]:
+        """log p(row[t] | row[:t]) for t ≥ n_prompt of each row, in one padded forward pass that
+        unembeds only the positions scored; log-softmax in float64."""
+        import torch
+
+        model = self.model
+        batch = pad_batch(
+            rows, pad_id=self._pad_id, side=self.padding_side, device=model.cfg.device or "cpu"
+        )
+        # row b's real tokens start at last - (len - 1); token t is scored at position t - 1
+        starts = [int(batch.last[b]) - (len(row) - 1) for b, row in enumerate(rows)]
+        spans = [
+            list(range(start + n - 1, start + len(row) - 1))
+            for start, n, row in zip(starts, n_prompts, rows)
+        ]
+        width = max(len(span) for span in spans)
+        positions = torch.as_tensor(
+            [span + [span[-1]] * (width - len(span)) for span in spans], dtype=torch.long
+        )
+        with final_positions(model, positions) as picked:
+            logits = model(batch.tokens, attention_mask=batch.mask)
+        out = []
+        for b, (row, n, span) in enumerate(zip(rows, n_prompts, spans)):
+            selected = logits[b, : len(span)] if picked else logits[b, span]
+            selected = selected.to(torch.float64)
+            targets = torch.as_tensor(row[n:], dtype=torch.long, device=selected.device)
+            values = selected.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(selected, -1)
+            out.append(readonly(values.cpu().numpy()))
         return out
 
     def _continuation_tokens(
@@ -690,20 +716,6 @@ class TransformerLensSource(ActivationSource):
         )
         alone_row: list[int] = alone[0].tolist()
         return alone_row
-
-    @staticmethod
-    def _scored(logits: torch.Tensor, row: list[int], n_prompt: int, last: Any) -> FloatArray:
-        """log p(row[t] | row[:t]) for t ≥ n_prompt, from one padded row of logits (T, d_vocab)
-        whose real tokens end at `last`; log-softmax in float64."""
-        import torch
-
-        first = int(last) - (len(row) - 1)  # where the real tokens start (left padding)
-        positions = torch.arange(first + n_prompt - 1, first + len(row) - 1, device=logits.device)
-        selected = logits[positions].to(torch.float64)
-        targets = torch.as_tensor(row[n_prompt:], dtype=torch.long, device=logits.device)
-        picked = selected.gather(-1, targets[:, None])[:, 0]
-        values = (picked - torch.logsumexp(selected, dim=-1)).cpu().numpy()
-        return readonly(values)
 
     # -- generation ----------------------------------------------------------------------------
 

@@ -147,6 +147,12 @@ def test_final_positions_change_no_logit(model: Any) -> None:
             some = model(tokens)
         with final_positions(model, None):
             end = model(tokens)
+        spans = torch.tensor([[1, 3, 4], [0, 1, 1]])  # k positions per row, in that order
+        with final_positions(model, spans):
+            several = model(tokens)
+    assert several.shape == (2, 3, full.shape[-1])
+    for b in range(2):
+        torch.testing.assert_close(several[b], full[b, spans[b]], rtol=0, atol=1e-5)
     assert picked
     assert some.shape == (2, 1, full.shape[-1])
     torch.testing.assert_close(some[:, 0], full[torch.arange(2), last], rtol=0, atol=1e-5)
