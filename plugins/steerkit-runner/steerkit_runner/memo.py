@@ -2,8 +2,9 @@
 
 Within one run the model does not change, but every unit's metrics ask it again for the same
 unsteered next-token logits (KL's reference) and the same unsteered continuation scores
-(perplexity of the base generations). This wrapper answers those from memory after the first
-time; everything steered, and everything else, goes to the source itself.
+(perplexity and fluency of the base generations, and of a steered text both metrics score).
+This wrapper answers those row by row from memory after the first time; everything steered,
+and everything else, goes to the source itself.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from steerkit import Activations, ActivationSource, Intervention, SourceInfo
 
 __all__ = ["UnsteeredMemo"]
 
 
 class UnsteeredMemo(ActivationSource):
-    """Delegates to `source`; keeps the last `size` unsteered `logits` and
-    `continuation_logprobs` answers, keyed by their texts."""
+    """Delegates to `source`; keeps the last `size` unsteered answers of `logits` (a row per
+    text) and `continuation_logprobs` (an array per prompt and continuation), so that a call
+    asks the source only for the rows it has not answered before, in one call."""
 
-    def __init__(self, source: ActivationSource, *, size: int = 16) -> None:
+    def __init__(self, source: ActivationSource, *, size: int = 16384) -> None:
         self.source = source
         self.name = source.name  # type: ignore[misc]
         self.size = size
@@ -36,16 +40,22 @@ class UnsteeredMemo(ActivationSource):
     def __repr__(self) -> str:
         return f"UnsteeredMemo({self.source!r})"
 
-    def _remember(self, key: tuple[Any, ...], compute: Any) -> Any:
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            self.hits += 1
-            return self._memo[key]
-        value = compute()
-        self._memo[key] = value
+    def _rows(self, keys: Sequence[tuple[Any, ...]], compute: Any) -> list[Any]:
+        """The answer of every key: remembered ones from memory, the others from one
+        `compute(indices)` call (their answers in the order asked)."""
+        missing = [i for i, key in enumerate(keys) if key not in self._memo]
+        fresh = dict(zip(missing, compute(missing))) if missing else {}
+        out = []
+        for i, key in enumerate(keys):
+            if i in fresh:
+                self._memo[key] = fresh[i]
+            else:
+                self.hits += 1
+                self._memo.move_to_end(key)
+            out.append(self._memo[key])
         while len(self._memo) > self.size:
             self._memo.popitem(last=False)
-        return value
+        return out
 
     @property
     def hook_point(self) -> str:
@@ -72,18 +82,24 @@ class UnsteeredMemo(ActivationSource):
     def _logits(self, texts: list[str], steering: Intervention) -> Any:
         if steering.steered:
             return self.source.logits(texts, steering)
-        return self._remember(("logits", tuple(texts)), lambda: self.source.logits(texts))
+        keys = [("logits", text) for text in texts]
+        rows = self._rows(keys, lambda todo: list(self.source.logits([texts[i] for i in todo])))
+        return np.stack(rows)
 
     def _continuation_logprobs(
         self, prompts: list[str], continuations: Sequence[str], steering: Intervention
     ) -> Any:
         if steering.steered:
             return self.source.continuation_logprobs(prompts, continuations, steering)
-        key = ("continuations", tuple(prompts), tuple(continuations))
-        result = self._remember(
-            key, lambda: list(self.source.continuation_logprobs(prompts, continuations))
+        keys = [("continuation", p, c) for p, c in zip(prompts, continuations)]
+        return self._rows(
+            keys,
+            lambda todo: list(
+                self.source.continuation_logprobs(
+                    [prompts[i] for i in todo], [continuations[i] for i in todo]
+                )
+            ),
         )
-        return list(result)
 
     def _generate(
         self,
