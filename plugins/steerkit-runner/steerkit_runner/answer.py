@@ -53,9 +53,11 @@ def answer_section(
     evaluation: Mapping[str, Any],
     effect: Column | None,
     n_dev: int,
+    new_tokens: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """'## The answer': which method moves generations most toward the target and at what
-    fluency cost, and whether the optimal methods beat the best baseline, with intervals."""
+    fluency cost, and whether the optimal methods beat the best baseline, with intervals.
+    new_tokens: the generations' lengths ({"dev": …, "test": …}), said when known."""
     lines = ["## The answer", ""]
     if not table:
         return [*lines, "No result rows yet: nothing to answer."]
@@ -65,10 +67,17 @@ def answer_section(
     best = max(scored, key=lambda e: e["aggregate"])
     control = _finite([e for e in table if families.get(e["method"]) == "control"], "aggregate")
     n = best.get("aggregate_n", best["n_inputs"])  # the prompts judged, not the inputs steered
+    tokens = new_tokens or {}
+
+    def length(split: str) -> str:
+        value = tokens.get(split)
+        return f" × {value} new tokens" if isinstance(value, int) else ""
+
     how = (
-        f"on {n} test prompts, each method at the α its mean aggregate chose on {n_dev} dev prompts"
+        f"on {n} test prompts{length('test')}, each method at the α its mean aggregate chose on "
+        f"{n_dev} dev prompts{length('dev')}"
         if n_dev
-        else f"on {n} prompts at α = {num(best['alpha'])}"
+        else f"on {n} prompts{length('test')} at α = {num(best['alpha'])}"
     )
     judge = evaluation.get("concept") or "the concept column"
     lines.append(

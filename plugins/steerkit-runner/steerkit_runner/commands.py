@@ -6,7 +6,7 @@ Nothing heavy is imported here: the runner, models and plotting load inside `run
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,6 +51,14 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def time_line(seconds: float, timings: Mapping[str, float], *, top: int = 5) -> str:
+    """'time: 514 s (generation 232 s, metric fluency 113 s, …)': the wall-clock time and the
+    stages that took most of it."""
+    largest = sorted(timings.items(), key=lambda item: -item[1])[:top]
+    parts = [f"{name.replace('.', ' ')} {value:.0f} s" for name, value in largest if value >= 0.5]
+    return f"time: {seconds:.0f} s" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def _print_result(result: Any) -> None:
     from steerkit_runner.report import run_table
 
@@ -73,8 +81,7 @@ def _print_result(result: Any) -> None:
             print(f"  {failure}")
         if len(result.failed_units) > 20:
             print(f"  ... and {len(result.failed_units) - 20} more")
-    total = sum(v for k, v in result.timings.items() if "." not in k)
-    print(f"time: {total:.1f} s")
+    print(time_line(result.seconds, result.timings))
     if result.report is not None:
         print(f"report: {result.report}")
 

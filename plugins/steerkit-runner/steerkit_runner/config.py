@@ -153,6 +153,8 @@ class SteeringSection:
     each unit's α is chosen from `alphas`, by the mean aggregate score ([evaluation] concept and
     fluency); the other inputs are the test split, evaluated at the chosen α only, and every
     input of both splits is generated. 0 (the default): no selection — every input at every α.
+    dev_new_tokens: the dev split's generations' length (default: max_new_tokens); shorter
+    saves most of the selection's time, and α is then chosen on the generations' beginnings.
     """
 
     split: str = "test"
@@ -164,6 +166,12 @@ class SteeringSection:
     on_failure: str = "record"
     positions: str = "all"
     dev: int = 0
+    dev_new_tokens: int | None = None
+
+    @property
+    def dev_tokens(self) -> int:
+        """New tokens per dev generation."""
+        return self.max_new_tokens if self.dev_new_tokens is None else self.dev_new_tokens
 
 
 @attrs.frozen
@@ -478,6 +486,7 @@ _SECTIONS = ("run", "dataset", "source", "probe", "steering", "methods", "evalua
 #: their default, so that the runs of older configs still resume
 _LATER_KEYS: dict[tuple[str, str], Any] = {
     ("steering", "dev"): 0,
+    ("steering", "dev_new_tokens"): None,
     ("evaluation", "concept"): None,
     ("evaluation", "fluency"): None,
 }
@@ -585,7 +594,14 @@ def _steering(r: _Reader) -> SteeringSection:
         on_failure=r.choice("on_failure", _ON_FAILURE, "record"),
         positions=r.choice("positions", _POSITIONS, "all"),
         dev=r.integer("dev", default=0, minimum=0),
+        dev_new_tokens=r.integer("dev_new_tokens", default=None, minimum=1),
     )
+    if section.dev_new_tokens is not None and not section.dev:
+        raise r.error(
+            "dev_new_tokens",
+            "a dev split to generate for: set dev (the number of dev inputs) or remove "
+            f"dev_new_tokens, received {section.dev_new_tokens} with dev = 0",
+        )
     if section.max_inputs is not None and section.dev >= section.max_inputs:
         raise r.error(
             "dev",
@@ -603,6 +619,7 @@ def _steering(r: _Reader) -> SteeringSection:
             "on_failure",
             "positions",
             "dev",
+            "dev_new_tokens",
         )
     )
     return section

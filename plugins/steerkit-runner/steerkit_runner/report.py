@@ -105,6 +105,8 @@ class RunView:
         self.evaluation: Mapping[str, Any] = evaluation if isinstance(evaluation, Mapping) else {}
         dev = self.run.get("dev")
         self.n_dev = dev if isinstance(dev, int) and not isinstance(dev, bool) else 0
+        tokens = self.run.get("new_tokens")
+        self.new_tokens: Mapping[str, Any] = tokens if isinstance(tokens, Mapping) else {}
 
     def table(self) -> list[dict[str, Any]]:
         """The comparison table of the run (see `table.comparison_table`)."""
@@ -761,7 +763,12 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     generations = None if view.generations is None else view.generations.rows
     effects = view.role("effect")
     answer = answer_section(
-        table, view.families, view.evaluation, effects[0] if effects else None, view.n_dev
+        table,
+        view.families,
+        view.evaluation,
+        effects[0] if effects else None,
+        view.n_dev,
+        view.new_tokens,
     )
     header = _header(view.run, view.run_dir, view.results)
     sections = [

@@ -82,8 +82,9 @@ logger = logging.getLogger(__name__)
 class RunResult:
     """What a run did. rows: rows in the table now; new_rows: written by this call; units_run /
     units_skipped: (method, setting, α) units computed now / already in the table; failed_units:
-    "method setting α: message" of units recorded as failed; timings: seconds per stage;
-    notes: what the run repaired on the way (e.g. vectors rewritten)."""
+    "method setting α: message" of units recorded as failed; timings: seconds per stage
+    (`metric.NAME` for each metric); seconds: the whole call's wall-clock time; notes: what the
+    run repaired on the way (e.g. vectors rewritten)."""
 
     run_dir: Path
     config_hash: str
@@ -96,6 +97,7 @@ class RunResult:
     timings: Mapping[str, float] = attrs.field(factory=dict)
     skipped_lines: tuple[SkippedLine, ...] = ()
     notes: tuple[str, ...] = ()
+    seconds: float = 0.0
 
     @property
     def results_path(self) -> Path:
@@ -339,6 +341,7 @@ class _Runner:
 
     def execute(self, *, report: bool) -> RunResult:
         config = self.config
+        start = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(self.run_dir):
             self.files.copy_config()
@@ -377,6 +380,7 @@ class _Runner:
             timings=dict(self.clock.timings),
             skipped_lines=tuple(results.skipped),
             notes=tuple(counts.notes),
+            seconds=time.perf_counter() - start,
         )
 
     def features(self, prepared: Prepared, results: ResultsTable) -> list[str]:
@@ -498,6 +502,10 @@ class _Runner:
             },
             "n_inputs": prepared.n,
             "dev": prepared.dev,
+            "new_tokens": {
+                "dev": config.steering.dev_tokens if prepared.dev else None,
+                "test": config.steering.max_new_tokens,
+            },
             "evaluation": {
                 "concept": config.evaluation.concept,
                 "fluency": config.evaluation.fluency,
@@ -547,6 +555,8 @@ class _Counts:
 
 #: one evaluation of a unit: the inputs `ids` at scale α
 Step = tuple[float, tuple[int, ...]]
+#: A step's steered continuations ({input id: text}) and why generation failed, if it did.
+Continuations = tuple[dict[int, str], str | None]
 #: a unit's method, once computed: its result and seconds per input, or why it failed
 Outcome = tuple[MethodResult, float] | Exception
 
@@ -595,13 +605,15 @@ class _Units:
         the test inputs at the α the dev inputs chose; the method is computed once, and only
         when something is missing."""
         prepared = self.prepared
+        steering = self.config.steering
         first = prepared.dev_ids if prepared.dev else prepared.ids
-        grid = [(float(a), self.missing(unit, a, first)) for a in self.config.steering.alphas]
-        outcome = self.evaluate_steps(unit, grid, None, bar, counts)
+        grid = [(float(a), self.missing(unit, a, first)) for a in steering.alphas]
+        tokens = steering.dev_tokens if prepared.dev else steering.max_new_tokens
+        outcome = self.evaluate_steps(unit, grid, tokens, None, bar, counts)
         if prepared.dev:
             alpha = self.chosen_alpha(unit)
             test = [(alpha, self.missing(unit, alpha, prepared.test_ids))]
-            outcome = self.evaluate_steps(unit, test, outcome, bar, counts)
+            outcome = self.evaluate_steps(unit, test, steering.max_new_tokens, outcome, bar, counts)
         if outcome is None:
             counts.notes.extend(self.check_vectors(unit))
 
@@ -610,10 +622,17 @@ class _Units:
         return tuple(i for i in ids if not self.results.has(unit.key(self.hash, alpha, i)))
 
     def evaluate_steps(
-        self, unit: Unit, steps: Sequence[Step], outcome: Outcome | None, bar: Any, counts: _Counts
+        self,
+        unit: Unit,
+        steps: Sequence[Step],
+        tokens: int,
+        outcome: Outcome | None,
+        bar: Any,
+        counts: _Counts,
     ) -> Outcome | None:
-        """Evaluate the steps that have inputs missing, computing the method first if it has
-        not been; returns the method's outcome (None when nothing was missing)."""
+        """Evaluate the steps that have inputs missing (generating `tokens` new tokens per
+        prompt), computing the method first if it has not been; returns the method's outcome
+        (None when nothing was missing)."""
         todo = [(alpha, ids) for alpha, ids in steps if ids]
         counts.skipped += len(steps) - len(todo)
         bar.update(len(steps) - len(todo))
@@ -629,12 +648,25 @@ class _Units:
                 outcome = e
             else:
                 self.save(unit, outcome[0])
-        for alpha, ids in todo:
+        if not isinstance(outcome, Exception):
+            # every step's generations in one batched call (a dev split's whole α grid)
+            scaled = [outcome[0].scaled(alpha) for alpha, _ in todo]
+            texts = self.generator.continuations(
+                [
+                    (ids, result.per_input(self.prepared.n))
+                    for (_, ids), result in zip(todo, scaled)
+                ],
+                self.needs.generations,
+                tokens,
+            )
+        for k, (alpha, ids) in enumerate(todo):
             if isinstance(outcome, Exception):
                 rows, generations, problems = self.failed_rows(unit, alpha, ids, outcome), [], []
                 problems = [_describe_failure(outcome)]
             else:
-                rows, generations, problems = self.evaluate(unit, *outcome, alpha, ids)
+                rows, generations, problems = self.evaluate(
+                    unit, scaled[k], outcome[1], alpha, ids, texts[k]
+                )
             self.generations.append(generations)
             counts.new_rows += self.results.append(rows)
             counts.run += 1
@@ -833,21 +865,21 @@ class _Units:
     def evaluate(
         self,
         unit: Unit,
-        result: MethodResult,
+        scaled: MethodResult,
         method_seconds: float,
         alpha: float,
         ids: Sequence[int],
+        continuations: Continuations,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-        """The rows (one per input of `ids`) and generation rows of one α; problems: failures
-        recorded in the rows."""
-        scaled = result.scaled(alpha)
+        """The rows (one per input of `ids`) and generation rows of the result at one α
+        (`scaled`), with its steered continuations; problems: failures recorded in the rows."""
         vectors = scaled.per_input(self.prepared.n)
         ok = [i for i in ids if vectors[i] is not None]
         columns: dict[str, np.ndarray[Any, Any]] = {}
         problems: list[str] = []
         generation_rows: list[dict[str, Any]] = []
         if ok:
-            steered, problem = self.generator.continuations(ok, vectors, self.needs.generations)
+            steered, problem = continuations
             problems += [problem] if problem else []
             context = self.context(scaled, ok, steered)
             columns, failures = self.measure(unit, context, ok)
@@ -869,7 +901,7 @@ class _Units:
             support = None if vectors[i] is None else vectors[i].provenance.get("support")
             row = {
                 **self.row(unit, alpha, i),
-                "shared": bool(result.shared),
+                "shared": bool(scaled.shared),
                 "status": status,
                 "message": "; ".join([m for m in (message, *problems) if m]) or None,
                 "support": None if support is None else [int(s) for s in support],
@@ -1013,42 +1045,55 @@ class _Generator:
         self.base: dict[int, str] = {}
         self.unavailable: str | None = None
 
-    def _generate(self, ids: Sequence[int], vectors: Any) -> list[str]:
+    def _generate(self, ids: Sequence[int], vectors: Any, tokens: int) -> list[str]:
         if not ids:
             return []
         return self.source.generate(
             [self.texts[i] for i in ids],
-            max_new_tokens=self.steering.max_new_tokens,
+            max_new_tokens=tokens,
             vector=vectors,
             seed=self.seed,
         )
 
     def continuations(
-        self, ok: Sequence[int], vectors: Sequence[SteeringVector | None], needed: bool
-    ) -> tuple[dict[int, str], str | None]:
-        """{input id: steered continuation} for the inputs of `ok` below n_generate — all of
-        them with a dev split — (none when no metric needs generations), and why generation
-        failed, if it did (and failures are recorded)."""
+        self,
+        steps: Sequence[tuple[Sequence[int], Sequence[SteeringVector | None]]],
+        needed: bool,
+        tokens: int,
+    ) -> list[Continuations]:
+        """For each step (its input ids, and the vector of every input): {input id: steered
+        continuation of `tokens` new tokens} for its inputs with a vector below n_generate — all
+        of them with a dev split — and why generation failed, if it did (failures are
+        recorded). Every step's prompts go to the source in one batched call; none when no
+        metric needs generations. An input's unsteered continuation is generated once, at the
+        length of its first request (an input is either dev or test)."""
         every = self.steering.dev > 0  # scores per generation: every input is generated
-        ids = [i for i in ok if every or i < self.steering.n_generate]
-        if not needed or self.unavailable is not None or not ids:
-            return {}, None
+        wanted = [
+            [i for i in ids if vectors[i] is not None and (every or i < self.steering.n_generate)]
+            for ids, vectors in steps
+        ]
+        if not needed or self.unavailable is not None or not any(wanted):
+            return [({}, None) for _ in steps]
+        # a zero vector adds nothing: its continuation is the unsteered one
+        moved = [
+            (k, i) for k, ids in enumerate(wanted) for i in ids if not _adds_nothing(steps[k][1][i])
+        ]
         try:
             with self.stage("generation"):
-                missing = [i for i in ids if i not in self.base]
-                if missing:
-                    self.base.update(zip(missing, self._generate(missing, None)))
-                # a zero vector adds nothing: its continuation is the unsteered one
-                moved = [i for i in ids if not _adds_nothing(vectors[i])]
-                texts = dict(zip(moved, self._generate(moved, [vectors[i] for i in moved])))
-                steered = [texts[i] if i in texts else self.base[i] for i in ids]
+                missing = sorted({i for ids in wanted for i in ids} - set(self.base))
+                self.base.update(zip(missing, self._generate(missing, None, tokens)))
+                vectors = [steps[k][1][i] for k, i in moved]
+                texts = dict(zip(moved, self._generate([i for _, i in moved], vectors, tokens)))
         except NotImplementedError as e:  # the source cannot generate: say so once
             self.unavailable = str(e)
             logger.warning("no generations: %s", e)
-            return {}, None
+            return [({}, None) for _ in steps]
         except Exception as e:
             if self.steering.on_failure == "raise":
                 raise
             logger.warning("generation failed: %s", e)
-            return {}, f"generation: {_describe_failure(e)}"
-        return dict(zip(ids, steered)), None
+            return [({}, f"generation: {_describe_failure(e)}") for _ in steps]
+        return [
+            ({i: texts.get((k, i), self.base[i]) for i in ids}, None)
+            for k, ids in enumerate(wanted)
+        ]

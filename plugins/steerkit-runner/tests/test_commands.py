@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from steerkit_runner import runner as runner_module
-from steerkit_runner.commands import SteerCommand
+from steerkit_runner.commands import SteerCommand, time_line
 from steerkit_runner.config import DEFAULT_CONFIG, shipped_configs
 
 import steerkit
@@ -64,6 +64,14 @@ def test_run_prints_the_run_directory_the_table_and_the_report(
     assert len(table) == 4
     assert any("boost=2" in line and line.split()[3:6] == ["1", "6", "0"] for line in table)
     assert lines[-1] == f"report: {run_dir / 'report' / 'report.md'}"
+    # the wall-clock time, at least the stages' sum (metrics included), and the largest stages
+    took = lines[-2]
+    seconds = float(took.split()[1])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert took.startswith("time: ") and seconds >= round(sum(info["timings"].values())) - 1
+    assert time_line(514.3, {"generation": 231.5, "metric.fluency": 112.8, "probe": 0.1}) == (
+        "time: 514 s (generation 232 s, metric fluency 113 s)"
+    )
 
     assert main(["run", str(path), "--no-progress"]) == 0  # again: everything resumed
     assert "resumed: 8 units were already done, 0 computed now" in capsys.readouterr().out

@@ -26,7 +26,12 @@ def test_a_cut_down_default_run_on_the_real_model(tmp_path: Path) -> None:
         config,
         methods=methods,
         steering=attrs.evolve(
-            config.steering, alphas=(1.0,), max_inputs=6, dev=2, max_new_tokens=4
+            config.steering,
+            alphas=(1.0,),
+            max_inputs=6,
+            dev=2,
+            dev_new_tokens=None,
+            max_new_tokens=4,
         ),
     )
     result = run(config, output_dir=tmp_path, progress=False, report=False)
@@ -41,7 +46,7 @@ def test_a_cut_down_default_run_on_the_real_model(tmp_path: Path) -> None:
     )
 
     # the saved QP vector steers the model again from its sidecar alone
-    vector_file = result.run_dir / "vectors" / "qp_lam0.1.safetensors"
+    vector_file = result.run_dir / "vectors" / "qp_lam1.0.safetensors"
     (out,) = steer_prompts(vector_file, [qp[0]["text"]], max_new_tokens=4)
     generations = [
         json.loads(line) for line in (result.run_dir / "generations.jsonl").read_text().splitlines()

@@ -568,3 +568,42 @@ def test_a_zero_vector_reuses_the_unsteered_continuation(
     assert calls == [None]  # the unsteered batch only: α · 0 adds nothing
     generations = [json.loads(x) for x in open_lines(result)]
     assert generations and all(g["steered"] == g["base"] for g in generations)
+
+
+def test_the_dev_grid_is_generated_in_one_call_at_its_own_length(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[int, int, bool]] = []  # (prompts, new tokens, steered)
+    real = tiny_source.generate
+
+    def counting(prompts: Any, **kwargs: Any) -> Any:
+        calls.append((len(prompts), kwargs["max_new_tokens"], kwargs.get("vector") is not None))
+        return real(prompts, **kwargs)
+
+    monkeypatch.setattr(tiny_source, "generate", counting)
+    text = PROTOCOL.replace("dev = 2", "dev = 2\ndev_new_tokens = 1")
+    text = text.split('[[methods]]\nname = "toy_shared"')[0] + text[text.index("[evaluation]") :]
+    result = tiny_run(write_config(text), tiny_source)
+    units = {(r["method"], r["value"]) for r in result.read_rows()}
+    # per unit: the 4 α × 2 dev prompts in one steered call of 1 new token, then the 4 test
+    # prompts at the chosen α (3 tokens); the unsteered continuations once per input
+    steered = [c for c in calls if c[2]]
+    assert [c[1] for c in steered] == [1, 3] * len(units)
+    assert all(n == 8 for n, _, _ in steered[::2])  # 4 α × 2 dev prompts
+    assert all(0 < n <= 4 for n, _, _ in steered[1::2])  # (a zero vector reuses the base text)
+    assert sorted(c for c in calls if not c[2]) == [(2, 1, False), (4, 3, False)]
+    generations = [json.loads(x) for x in open_lines(result)]
+    for g in generations:  # a dev generation is one token long, a test one up to three
+        tokens = tiny_source.model.to_tokens(g["steered"], prepend_bos=False)[0]
+        assert (len(tokens) <= 1) if g["split"] == "dev" else (len(tokens) <= 3)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["new_tokens"] == {"dev": 1, "test": 3}
+
+
+def test_dev_new_tokens_needs_a_dev_split(write_config: Callable[..., Path]) -> None:
+    text = TINY_CONFIG.replace("alphas = [0.5, 1.0]", "alphas = [0.5, 1.0]\ndev_new_tokens = 4")
+    with pytest.raises(ConfigError, match=r"steering\.dev_new_tokens: .*set dev"):
+        load_config(write_config(text))
