@@ -9,6 +9,7 @@ disk under `cache_root("activations")`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -110,6 +111,7 @@ class TransformerLensSource(ActivationSource):
         self._decoder: FloatArray | None = None
         self._fingerprint: str | None = None
         self._disk = ActivationDiskCache()
+        self._last_pass: tuple[Any, tuple[FloatArray, dict[str, FloatArray]]] | None = None
 
         if preset is not None:
             if model is not None or sae is not None or hook_point is not None:
@@ -456,6 +458,10 @@ class TransformerLensSource(ActivationSource):
                 "a hook point of the model (model.hook_dict)",
                 repr(hook_point),
             )
+        if steering.steered and hook_point.endswith(".hook_resid_post"):
+            hidden = self._steered_pass(texts, steering)[1]
+            if hook_point in hidden:
+                return hidden[hook_point]
         rows = self._token_rows(texts, "texts")
         with self._steering(steering):
             return readonly(self._extract(rows, hook_point))
@@ -577,11 +583,38 @@ class TransformerLensSource(ActivationSource):
         """Next-token logits (n, d_vocab) float32 at each text's last real token, each text
         steered by its row in the same batched pass (a plain forward pass: `generated` positions
         are not steered). Only the last real positions are unembedded."""
+        if steering.steered:
+            return self._steered_pass(texts, steering)[0]
+        logits, _ = self._last_positions(self._token_rows(texts, "texts"), steering, ())
+        return readonly(logits)
+
+    def _steered_pass(
+        self, texts: list[str], steering: Intervention
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """The logits and every block's `hook_resid_post` at each text's last token, steered:
+        one pass serves a steered `logits` call and the `steered_hidden` calls at those hooks
+        with the same texts and vectors (the KL and held-out probe metrics ask both, in turn).
+        The last pass is remembered: the model is fixed for a source's life, as for the
+        activation cache."""
+        key = (tuple(texts), _steering_digest(steering))
+        if self._last_pass is not None and self._last_pass[0] == key:
+            return self._last_pass[1]
+        hooks = tuple(f"blocks.{layer}.hook_resid_post" for layer in range(self.model.cfg.n_layers))
+        logits, hidden = self._last_positions(self._token_rows(texts, "texts"), steering, hooks)
+        answer = readonly(logits), {hook: readonly(value) for hook, value in hidden.items()}
+        self._last_pass = (key, answer)
+        return answer
+
+    def _last_positions(
+        self, rows: list[list[int]], steering: Intervention, hooks: Sequence[str]
+    ) -> tuple[np.ndarray[Any, Any], dict[str, np.ndarray[Any, Any]]]:
+        """Logits (n, d_vocab) and the activations (n, d_model) at `hooks`, float32, at each
+        row's last token, each row steered by its row of `steering`."""
         import torch
 
-        rows = self._token_rows(texts, "texts")
         model = self.model
         out = np.empty((len(rows), int(model.cfg.d_vocab_out)), dtype=np.float32)
+        hidden = {hook: np.empty((len(rows), int(model.cfg.d_model)), np.float32) for hook in hooks}
         with self._steering(steering), torch.inference_mode():
             for idx in self._batches(rows, "logits"):
                 self._window.rows = idx
@@ -591,15 +624,27 @@ class TransformerLensSource(ActivationSource):
                     side=self.padding_side,
                     device=model.cfg.device or "cpu",
                 )
-                with final_positions(model, batch.last) as picked:
+                last = batch.last
+
+                def capture(
+                    activation: torch.Tensor, hook: Any, idx: Any = idx, last: Any = last
+                ) -> None:
+                    at = torch.arange(activation.shape[0], device=activation.device)
+                    picked = activation[at, last.to(activation.device)]
+                    hidden[hook.name][idx] = picked.to("cpu", torch.float32).numpy()
+
+                with (
+                    model.hooks(fwd_hooks=[(hook, capture) for hook in hooks]),
+                    final_positions(model, last) as picked,
+                ):
                     logits = model(batch.tokens, attention_mask=batch.mask)
                 if picked:
-                    last = logits[:, 0]
+                    at_last = logits[:, 0]
                 else:
-                    rows_at = torch.arange(logits.shape[0], device=logits.device)
-                    last = logits[rows_at, batch.last.to(logits.device)]
-                out[idx] = last.to(device="cpu", dtype=torch.float32).numpy()
-        return readonly(out)
+                    at = torch.arange(logits.shape[0], device=logits.device)
+                    at_last = logits[at, last.to(logits.device)]
+                out[idx] = at_last.to(device="cpu", dtype=torch.float32).numpy()
+        return out, hidden
 
     def _continuation_logprobs(
         self,
@@ -808,3 +853,17 @@ def _load_from_hub(
     except Exception as e:
         raise SteerkitError(f"could not load the model {preset.model}: {e}; {hint}") from e
     return model, sae
+
+
+def _steering_digest(steering: Intervention) -> str:
+    """What a plain forward pass's steering depends on, row by row: each vector's values, scale,
+    hook point and positions (an adaptive vector's steering function by identity)."""
+    h = hashlib.sha256()
+    for row in steering:
+        if row is None:
+            h.update(b"-")
+            continue
+        h.update(f"{row.hook_point}|{row.positions.value}|{float(row.scale)!r}|".encode())
+        h.update(np.ascontiguousarray(row.vector).tobytes())
+        h.update(f"|{id(row.function) if row.function is not None else ''};".encode())
+    return h.hexdigest()

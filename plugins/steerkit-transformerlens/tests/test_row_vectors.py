@@ -157,3 +157,41 @@ def test_final_positions_change_no_logit(model: Any) -> None:
     assert some.shape == (2, 1, full.shape[-1])
     torch.testing.assert_close(some[:, 0], full[torch.arange(2), last], rtol=0, atol=1e-5)
     torch.testing.assert_close(end[:, 0], full[:, -1], rtol=0, atol=1e-5)
+
+
+def test_steered_logits_and_hidden_share_one_pass(
+    source: TransformerLensSource, steerkit_rng: np.random.Generator, monkeypatch: Any
+) -> None:
+    vs = vectors(steerkit_rng)
+    last = f"blocks.{source.model.cfg.n_layers - 1}.hook_resid_post"
+    expected_logits, expected_hidden = plain_pass(source.model, vs, last)
+    passes: list[int] = []
+    real = source._last_positions
+    monkeypatch.setattr(source, "_last_positions", lambda *a: passes.append(len(a[0])) or real(*a))
+    logits = source.logits(TEXTS, vs)
+    hidden = source.steered_hidden(TEXTS, vs, hook_point=last)  # KL, then the held-out probe
+    assert passes == [len(TEXTS)]  # one forward pass answered both
+    np.testing.assert_allclose(logits, expected_logits, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(hidden, expected_hidden, atol=2e-5, rtol=0)
+    # another scale, another vector or other texts: a new pass, never the remembered one
+    again = [None if v is None else v.scaled(2.0) for v in vs]
+    moved = source.steered_hidden(TEXTS, again, hook_point=last)
+    np.testing.assert_allclose(moved, plain_pass(source.model, again, last)[1], atol=2e-5, rtol=0)
+    source.logits(TEXTS[:2], vs[:2])
+    assert passes == [len(TEXTS), len(TEXTS), 2]
+
+
+def plain_pass(model: Any, vs: list[SteeringVector | None], hook: str) -> tuple[Any, Any]:
+    """The oracle: one unpadded TransformerLens pass per text, its vector added by a hook of
+    this test's own; the logits and the activation at `hook` of the last token."""
+    logits, hidden = [], []
+    for text, v in zip(TEXTS, vs):
+        hooks = []
+        if v is not None:
+            add = torch.as_tensor(v.scale * np.asarray(v.vector), dtype=torch.float32)
+            hooks = [(HOOK, lambda act, hook, add=add: act + add)]
+        with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
+            out, cache = model.run_with_cache(model.to_tokens(text), names_filter=hook)
+        logits.append(out[0, -1].numpy())
+        hidden.append(cache[hook][0, -1].numpy())
+    return np.stack(logits), np.stack(hidden)
