@@ -10,9 +10,12 @@ disk under `cache_root("activations")`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +43,7 @@ from steerkit_transformerlens.generation import (
     pad_batch,
 )
 from steerkit_transformerlens.layout import contiguous_forward_weights
+from steerkit_transformerlens.paths import cache_root
 from steerkit_transformerlens.presets import Preset, get_preset, hook_name, layer_of
 from steerkit_transformerlens.steering import PositionWindow, steering_hooks
 
@@ -546,15 +550,37 @@ class TransformerLensSource(ActivationSource):
         """The output score (Arad et al. 2025) of each feature: see
         `steerkit_transformerlens.features.output_scores` for the options. Scored
         `output_score_chunk` features at a time, so the logit lens of the whole dictionary
-        (d_sae × d_vocab) never sits in memory at once."""
-        from steerkit_transformerlens.features import output_scores
+        (d_sae × d_vocab) never sits in memory at once. With `cache` (the default) the scores
+        are kept on disk per model weights, SAE weights and options, and a feature scored once
+        is never scored again (scoring a 4096-feature dictionary takes minutes on a CPU)."""
+        from steerkit_transformerlens.features import _feature_ids, output_scores
 
-        ids, step = list(feature_ids), self.output_score_chunk
-        parts = [
-            output_scores(self, ids[start : start + step], **options)
-            for start in range(0, len(ids), step)
-        ]
-        return np.concatenate(parts) if parts else np.empty(0)
+        ids = _feature_ids(feature_ids, self.d_sae)
+        path = self._scores_path(options) if self.cache else None
+        known = _read_scores(path, self.d_sae)
+        missing = sorted({i for i in ids if np.isnan(known[i])})
+        step = self.output_score_chunk
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
+            known[chunk] = output_scores(self, chunk, **options)
+            if path is not None:  # saved chunk by chunk: an interrupted scoring resumes
+                _write_scores(path, known)
+        return readonly(known[ids])
+
+    def _scores_path(self, options: Mapping[str, Any]) -> Path:
+        sae = self._require_sae()
+        if self._fingerprint is None:
+            self._fingerprint = module_fingerprint(self.model.named_parameters())
+        parts = {
+            "format": _SCORES_FORMAT,
+            "weights": self._fingerprint,
+            "sae": module_fingerprint(sae.named_parameters()),
+            "hook_point": self.hook_point,
+            "d_sae": self.d_sae,
+            "options": {key: repr(value) for key, value in sorted(options.items())},
+        }
+        payload = json.dumps(parts, sort_keys=True).encode()
+        return cache_root("scores") / f"{hashlib.sha256(payload).hexdigest()[:40]}.npy"
 
     # -- steered passes --------------------------------------------------------------------
 
@@ -867,3 +893,33 @@ def _steering_digest(steering: Intervention) -> str:
         h.update(np.ascontiguousarray(row.vector).tobytes())
         h.update(f"|{id(row.function) if row.function is not None else ''};".encode())
     return h.hexdigest()
+
+
+#: The output scores' cache entries: bump when the score's definition or defaults change.
+_SCORES_FORMAT = 1
+
+
+def _read_scores(path: Path | None, d_sae: int) -> np.ndarray[Any, Any]:
+    """The cached (d_sae,) scores (NaN: not scored yet); all NaN when there is no usable entry
+    (a damaged one is reported and scored again)."""
+    empty = np.full(d_sae, np.nan)
+    if path is None or not path.exists():
+        return empty
+    try:
+        scores = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        logger.warning("output scores cache %s is unreadable (%s): scoring again", path, e)
+        return empty
+    valid = scores.shape == (d_sae,) and scores.dtype == np.float64
+    if not valid or np.any(scores[~np.isnan(scores)] < 0) or np.any(scores > 1):
+        logger.warning("output scores cache %s does not hold scores in [0, 1]: scoring again", path)
+        return empty
+    return np.array(scores)
+
+
+def _write_scores(path: Path, scores: np.ndarray[Any, Any]) -> None:
+    """Write atomically: a temporary file in the same folder, renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(scores, dtype=np.float64))
+    os.replace(tmp, path)

@@ -3,10 +3,14 @@ model: numpy for the norm and the unembedding, a plain hooked forward pass per f
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
-from steerkit_transformerlens.features import feature_cards, logit_lens, output_scores
+from steerkit_transformerlens.features import feature_cards, logit_lens, output_scores, top_k
+from steerkit_transformerlens.paths import CACHE_ENV
 from steerkit_transformerlens.source import TransformerLensSource
 from steerkit_transformerlens.testing import tiny_model, tiny_sae
 
@@ -131,3 +135,61 @@ def test_feature_ids_out_of_range_are_refused() -> None:
         feature_cards(source, [64], TEXTS)
     with pytest.raises(ValidationError, match="feature_ids"):
         output_scores(source, [-1])
+
+
+def test_top_k_is_a_stable_argsort_cut_to_k() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 6, size=(40, 300)).astype(np.float32)  # many ties, at the k-th too
+    values[3] = 1.0  # a row of one value
+    with_nan = values.copy()
+    with_nan[5, :4] = np.nan
+    for array in (values, with_nan):
+        for k in (1, 7, 300):
+            np.testing.assert_array_equal(
+                top_k(array, k), np.argsort(-array, axis=1, kind="stable")[:, :k]
+            )
+    smooth = rng.normal(size=(8, 5000))
+    np.testing.assert_array_equal(top_k(smooth, 20), np.argsort(-smooth, axis=1)[:, :20])
+
+
+def test_output_scores_are_kept_on_disk_and_never_scored_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import steerkit_transformerlens.features as features_module
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    model = tiny_model(seed=2)
+    sae = tiny_sae(hook_name=HOOK, seed=5)
+    source = TransformerLensSource(model=model, sae=sae, hook_point=HOOK, progress=False)
+    options = {"k": 4, "prompt": PROMPT}
+    first = source.output_scores([3, 40, 3], **options)
+    hand = [_hand_output_score(source, f, 4, 10.0) for f in (3, 40, 3)]
+    np.testing.assert_allclose(first, hand, rtol=1e-4, atol=1e-6)
+
+    scored: list[list[int]] = []
+    real = features_module.output_scores
+
+    def counting(source: Any, ids: Any, **kwargs: Any) -> Any:
+        scored.append(list(ids))
+        return real(source, ids, **kwargs)
+
+    monkeypatch.setattr(features_module, "output_scores", counting)
+    # a new source of the same weights (a later run) reads them back; only feature 11 is new
+    again = TransformerLensSource(model=model, sae=sae, hook_point=HOOK, progress=False)
+    both = again.output_scores([40, 11, 3], **options)
+    assert scored == [[11]]
+    np.testing.assert_array_equal(both[[0, 2]], first[[1, 0]])
+    assert both[1] == pytest.approx(_hand_output_score(source, 11, 4, 10.0), rel=1e-4, abs=1e-6)
+    # other options, or other SAE weights, are other entries
+    again.output_scores([3], k=5, prompt=PROMPT)
+    other = tiny_sae(hook_name=HOOK, seed=6)
+    TransformerLensSource(model=model, sae=other, hook_point=HOOK).output_scores([3], **options)
+    assert scored == [[11], [3], [3]]
+    # a damaged entry is scored again, not trusted
+    for entry in (tmp_path / "scores").glob("*.npy"):
+        entry.write_bytes(b"not an array")
+    np.testing.assert_allclose(again.output_scores([3], **options), first[:1], rtol=1e-6)
+    assert scored[-1] == [3]
+    uncached = TransformerLensSource(model=model, sae=sae, hook_point=HOOK, cache=False)
+    uncached.output_scores([3], **options)
+    assert scored[-1] == [3] and len(scored) == 5
