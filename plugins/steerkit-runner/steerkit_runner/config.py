@@ -155,6 +155,8 @@ class SteeringSection:
     input of both splits is generated. 0 (the default): no selection — every input at every α.
     dev_new_tokens: the dev split's generations' length (default: max_new_tokens); shorter
     saves most of the selection's time, and α is then chosen on the generations' beginnings.
+    units_per_batch: how many units share one generation call per phase (larger batches use
+    the hardware better: on 2 CPU cores 64 prompts generate ~20% faster per prompt than 32).
     """
 
     split: str = "test"
@@ -167,6 +169,7 @@ class SteeringSection:
     positions: str = "all"
     dev: int = 0
     dev_new_tokens: int | None = None
+    units_per_batch: int = 1
 
     @property
     def dev_tokens(self) -> int:
@@ -487,6 +490,7 @@ _SECTIONS = ("run", "dataset", "source", "probe", "steering", "methods", "evalua
 _LATER_KEYS: dict[tuple[str, str], Any] = {
     ("steering", "dev"): 0,
     ("steering", "dev_new_tokens"): None,
+    ("steering", "units_per_batch"): 1,
     ("evaluation", "concept"): None,
     ("evaluation", "fluency"): None,
 }
@@ -595,6 +599,7 @@ def _steering(r: _Reader) -> SteeringSection:
         positions=r.choice("positions", _POSITIONS, "all"),
         dev=r.integer("dev", default=0, minimum=0),
         dev_new_tokens=r.integer("dev_new_tokens", default=None, minimum=1),
+        units_per_batch=r.integer("units_per_batch", default=1, minimum=1),
     )
     if section.dev_new_tokens is not None and not section.dev:
         raise r.error(
@@ -620,6 +625,7 @@ def _steering(r: _Reader) -> SteeringSection:
             "positions",
             "dev",
             "dev_new_tokens",
+            "units_per_batch",
         )
     )
     return section

@@ -587,35 +587,43 @@ class _Units:
         self.solver_in_name = {label for label, solvers in labels.items() if len(solvers) > 1}
 
     def run(self, units: Sequence[Unit]) -> _Counts:
-        """Every unit's missing evaluations, in order, with a progress bar; a unit already in
-        the table is skipped (and its vectors checked)."""
+        """Every unit's missing evaluations, in order, `[steering] units_per_batch` units at a
+        time, with a progress bar; a unit already in the table is skipped (and its vectors
+        checked)."""
         from tqdm.auto import tqdm
 
         steps = len(self.config.steering.alphas) + (1 if self.prepared.dev else 0)
+        size = self.config.steering.units_per_batch
         counts = _Counts()
         with tqdm(
             total=len(units) * steps, desc="steering", unit="unit", disable=not self.progress
         ) as bar:
-            for unit in units:
-                self.run_unit(unit, bar, counts)
+            for start in range(0, len(units), size):
+                self.run_units(units[start : start + size], bar, counts)
         return counts
 
-    def run_unit(self, unit: Unit, bar: Any, counts: _Counts) -> None:
+    def run_units(self, units: Sequence[Unit], bar: Any, counts: _Counts) -> None:
         """Every α of the grid on the dev inputs (on every input without a dev split), then
-        the test inputs at the α the dev inputs chose; the method is computed once, and only
-        when something is missing."""
+        the test inputs at the α the dev inputs chose, for each of `units`, whose generations
+        share one batched call per phase; each method is computed once, and only when
+        something is missing."""
         prepared = self.prepared
         steering = self.config.steering
         first = prepared.dev_ids if prepared.dev else prepared.ids
-        grid = [(float(a), self.missing(unit, a, first)) for a in steering.alphas]
+        grids = [[(float(a), self.missing(u, a, first)) for a in steering.alphas] for u in units]
         tokens = steering.dev_tokens if prepared.dev else steering.max_new_tokens
-        outcome = self.evaluate_steps(unit, grid, tokens, None, bar, counts)
+        outcomes = self.evaluate_steps(units, grids, tokens, [None] * len(units), bar, counts)
         if prepared.dev:
-            alpha = self.chosen_alpha(unit)
-            test = [(alpha, self.missing(unit, alpha, prepared.test_ids))]
-            outcome = self.evaluate_steps(unit, test, steering.max_new_tokens, outcome, bar, counts)
-        if outcome is None:
-            counts.notes.extend(self.check_vectors(unit))
+            tests = []
+            for unit in units:
+                alpha = self.chosen_alpha(unit)
+                tests.append([(alpha, self.missing(unit, alpha, prepared.test_ids))])
+            outcomes = self.evaluate_steps(
+                units, tests, steering.max_new_tokens, outcomes, bar, counts
+            )
+        for unit, outcome in zip(units, outcomes):
+            if outcome is None:
+                counts.notes.extend(self.check_vectors(unit))
 
     def missing(self, unit: Unit, alpha: float, ids: Sequence[int]) -> tuple[int, ...]:
         """The inputs of `ids` with no row at α yet."""
@@ -623,55 +631,67 @@ class _Units:
 
     def evaluate_steps(
         self,
-        unit: Unit,
-        steps: Sequence[Step],
+        units: Sequence[Unit],
+        steps: Sequence[Sequence[Step]],
         tokens: int,
-        outcome: Outcome | None,
+        outcomes: Sequence[Outcome | None],
         bar: Any,
         counts: _Counts,
-    ) -> Outcome | None:
-        """Evaluate the steps that have inputs missing (generating `tokens` new tokens per
-        prompt), computing the method first if it has not been; returns the method's outcome
-        (None when nothing was missing)."""
-        todo = [(alpha, ids) for alpha, ids in steps if ids]
-        counts.skipped += len(steps) - len(todo)
-        bar.update(len(steps) - len(todo))
-        if not todo:
-            return outcome
-        bar.set_postfix_str(unit.setting, refresh=False)
-        if outcome is None:
-            try:
-                outcome = self.compute(unit)
-            except Exception as e:
-                if self.config.steering.on_failure == "raise":
-                    raise
-                outcome = e
-            else:
-                self.save(unit, outcome[0])
-        if not isinstance(outcome, Exception):
-            # every step's generations in one batched call (a dev split's whole α grid)
-            scaled = [outcome[0].scaled(alpha) for alpha, _ in todo]
-            texts = self.generator.continuations(
-                [
-                    (ids, result.per_input(self.prepared.n))
-                    for (_, ids), result in zip(todo, scaled)
-                ],
-                self.needs.generations,
-                tokens,
-            )
-        for k, (alpha, ids) in enumerate(todo):
-            if isinstance(outcome, Exception):
-                rows, generations, problems = self.failed_rows(unit, alpha, ids, outcome), [], []
-                problems = [_describe_failure(outcome)]
-            else:
-                rows, generations, problems = self.evaluate(
-                    unit, scaled[k], outcome[1], alpha, ids, texts[k]
+    ) -> list[Outcome | None]:
+        """Evaluate each unit's steps that have inputs missing (generating `tokens` new tokens
+        per prompt, every unit's steps in one batched call), computing a unit's method first if
+        it has not been; returns each unit's outcome (None when nothing was missing)."""
+        plans: list[tuple[Unit, list[Step], Outcome, list[MethodResult]]] = []
+        done: list[Outcome | None] = []
+        for unit, unit_steps, outcome in zip(units, steps, outcomes):
+            todo = [(alpha, ids) for alpha, ids in unit_steps if ids]
+            counts.skipped += len(unit_steps) - len(todo)
+            bar.update(len(unit_steps) - len(todo))
+            if todo and outcome is None:
+                bar.set_postfix_str(unit.setting, refresh=False)
+                outcome = self.outcome(unit)
+            done.append(outcome)
+            if todo:
+                assert outcome is not None
+                scaled = (
+                    []
+                    if isinstance(outcome, Exception)
+                    else [outcome[0].scaled(alpha) for alpha, _ in todo]
                 )
-            self.generations.append(generations)
-            counts.new_rows += self.results.append(rows)
-            counts.run += 1
-            counts.failed.extend(f"{unit.setting} α={alpha}: {m}" for m in problems)
-            bar.update(1)
+                plans.append((unit, todo, outcome, scaled))
+        # every step's generations in one batched call (the units' whole dev grids)
+        requests = [
+            (ids, result.per_input(self.prepared.n))
+            for _, todo, _, scaled in plans
+            for (_, ids), result in zip(todo, scaled)
+        ]
+        texts = iter(self.generator.continuations(requests, self.needs.generations, tokens))
+        for unit, todo, outcome, scaled in plans:
+            for k, (alpha, ids) in enumerate(todo):
+                if isinstance(outcome, Exception):
+                    rows, generations = self.failed_rows(unit, alpha, ids, outcome), []
+                    problems = [_describe_failure(outcome)]
+                else:
+                    rows, generations, problems = self.evaluate(
+                        unit, scaled[k], outcome[1], alpha, ids, next(texts)
+                    )
+                self.generations.append(generations)
+                counts.new_rows += self.results.append(rows)
+                counts.run += 1
+                counts.failed.extend(f"{unit.setting} α={alpha}: {m}" for m in problems)
+                bar.update(1)
+        return done
+
+    def outcome(self, unit: Unit) -> Outcome:
+        """The unit's method computed (and its vectors saved), or why it failed (raised with
+        on_failure = "raise")."""
+        try:
+            outcome = self.compute(unit)
+        except Exception as e:
+            if self.config.steering.on_failure == "raise":
+                raise
+            return e
+        self.save(unit, outcome[0])
         return outcome
 
     def chosen_alpha(self, unit: Unit) -> float:

@@ -576,14 +576,7 @@ def test_the_dev_grid_is_generated_in_one_call_at_its_own_length(
     write_config: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[tuple[int, int, bool]] = []  # (prompts, new tokens, steered)
-    real = tiny_source.generate
-
-    def counting(prompts: Any, **kwargs: Any) -> Any:
-        calls.append((len(prompts), kwargs["max_new_tokens"], kwargs.get("vector") is not None))
-        return real(prompts, **kwargs)
-
-    monkeypatch.setattr(tiny_source, "generate", counting)
+    calls = count_generate_calls(tiny_source, monkeypatch)
     text = PROTOCOL.replace("dev = 2", "dev = 2\ndev_new_tokens = 1")
     text = text.split('[[methods]]\nname = "toy_shared"')[0] + text[text.index("[evaluation]") :]
     result = tiny_run(write_config(text), tiny_source)
@@ -607,3 +600,43 @@ def test_dev_new_tokens_needs_a_dev_split(write_config: Callable[..., Path]) -> 
     text = TINY_CONFIG.replace("alphas = [0.5, 1.0]", "alphas = [0.5, 1.0]\ndev_new_tokens = 4")
     with pytest.raises(ConfigError, match=r"steering\.dev_new_tokens: .*set dev"):
         load_config(write_config(text))
+
+
+def test_units_can_share_one_generation_call(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = PROTOCOL.replace("dev = 2", "dev = 2\ndev_new_tokens = 1")
+    text = text.split('[[methods]]\nname = "toy_shared"')[0] + text[text.index("[evaluation]") :]
+    alone = tiny_run(write_config(text, name="alone.toml"), tiny_source).read_rows()
+    calls = count_generate_calls(tiny_source, monkeypatch)
+    paired = text.replace("dev = 2\n", "dev = 2\nunits_per_batch = 2\n")
+    together = tiny_run(write_config(paired, name="paired.toml"), tiny_source)
+    # both units' dev grids (2 × 4 α × 2 prompts) in one call, then both units' test inputs
+    steered = [c for c in calls if c[2]]
+    assert [(n, t) for n, t, _ in steered][:1] == [(16, 1)] and len(steered) == 2
+    assert steered[1][1] == 3 and 0 < steered[1][0] <= 8
+    rows = together.read_rows()
+    key = lambda r: (r["method"], r["value"], r["alpha"], r["input_id"])  # noqa: E731
+    assert sorted(map(key, rows)) == sorted(map(key, alone))  # the same rows, none lost or twice
+    by_key = {key(r): r for r in alone}
+    for r in rows:
+        assert r["p_after"] == pytest.approx(by_key[key(r)]["p_after"], abs=1e-6)
+        assert r["aggregate"] == pytest.approx(by_key[key(r)]["aggregate"], abs=1e-6)
+
+
+def count_generate_calls(
+    source: Any, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, int, bool]]:
+    """The source's generate calls from now on, as (prompts, new tokens, steered)."""
+    calls: list[tuple[int, int, bool]] = []
+    real = source.generate
+
+    def counting(prompts: Any, **kwargs: Any) -> Any:
+        calls.append((len(prompts), kwargs["max_new_tokens"], kwargs.get("vector") is not None))
+        return real(prompts, **kwargs)
+
+    monkeypatch.setattr(source, "generate", counting)
+    return calls
