@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 _OWNER = "TransformerLensSource"
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: At most this many bytes of float32 logits per continuation-scoring pass (a 262k vocabulary:
+#: 32 rows of 32 scored tokens), whatever the batch size.
+_SCORE_BYTES = 1 << 30
 
 
 def default_device() -> str:
@@ -728,13 +731,18 @@ class TransformerLensSource(ActivationSource):
             return out
         with self._steering(steering), torch.inference_mode():
             for chunk in self._batches([rows[i] for i in todo], "continuation log-probs"):
-                idx = [todo[j] for j in chunk]
-                self._window.rows = idx
-                scored = self._score_batch(
-                    [rows[i] for i in idx], [len(prompt_rows[i]) for i in idx]
-                )
-                for i, values in zip(idx, scored):
-                    out[i] = values
+                batch = [todo[j] for j in chunk]
+                # the scored logits (rows × positions × d_vocab) stay under _SCORE_BYTES
+                width = max(len(rows[i]) - len(prompt_rows[i]) for i in batch)
+                per = max(1, _SCORE_BYTES // (4 * width * int(model.cfg.d_vocab_out)))
+                for start in range(0, len(batch), per):
+                    idx = batch[start : start + per]
+                    self._window.rows = idx
+                    scored = self._score_batch(
+                        [rows[i] for i in idx], [len(prompt_rows[i]) for i in idx]
+                    )
+                    for i, values in zip(idx, scored):
+                        out[i] = values
         return out
 
     def _score_batch(self, rows: list[list[int]], n_prompts: list[int]) -> list[FloatArray]:

@@ -66,6 +66,25 @@ def test_matches_a_plain_forward_pass(model: Any, side: Any, batch_size: int) ->
         assert np.all(values < 0)
 
 
+def test_the_scored_logits_stay_under_their_memory_cap(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import steerkit_transformerlens.source as source_module
+
+    d_vocab = int(model.cfg.d_vocab_out)
+    longest = max(len(c.split()) for _, c in PAIRS)
+    monkeypatch.setattr(source_module, "_SCORE_BYTES", 4 * d_vocab * longest * 2)  # 2 rows
+    source = TransformerLensSource(model=model, hook_point=HOOK, batch_size=16, cache=False)
+    passes: list[int] = []
+    real = source._score_batch
+    monkeypatch.setattr(source, "_score_batch", lambda r, n: passes.append(len(r)) or real(r, n))
+    prompts, continuations = zip(*PAIRS)
+    result = source.continuation_logprobs(list(prompts), list(continuations))
+    assert sum(passes) == len(PAIRS) and max(passes) <= 2 and len(passes) >= 3
+    for (prompt, continuation), values in zip(PAIRS, result):
+        np.testing.assert_allclose(values, oracle(model, prompt, continuation), atol=1e-5, rtol=0)
+
+
 def test_batching_does_not_change_results(model: Any) -> None:
     prompts, continuations = (list(x) for x in zip(*PAIRS))
     one = TransformerLensSource(model=model, hook_point=HOOK, batch_size=1, cache=False)
