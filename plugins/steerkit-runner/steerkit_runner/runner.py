@@ -1047,6 +1047,13 @@ def _metric_columns(name: str, values: Any, n: int) -> dict[str, np.ndarray[Any,
     return out
 
 
+def _call_key(vector: SteeringVector) -> tuple[Any, ...]:
+    """Vectors with equal keys can steer one batched call: the same hook point, positions mode,
+    width and (adaptive) steering function."""
+    function = None if vector.function is None else id(vector.function)
+    return (vector.hook_point, vector.positions, np.shape(vector.vector), function)
+
+
 def _adds_nothing(vector: SteeringVector | None) -> bool:
     return vector is None or vector.scale == 0.0 or not np.any(vector.vector)
 
@@ -1094,16 +1101,33 @@ class _Generator:
         ]
         if not needed or self.unavailable is not None or not any(wanted):
             return [({}, None) for _ in steps]
-        # a zero vector adds nothing: its continuation is the unsteered one
-        moved = [
-            (k, i) for k, ids in enumerate(wanted) for i in ids if not _adds_nothing(steps[k][1][i])
-        ]
+        # a zero vector adds nothing: its continuation is the unsteered one; the others go in
+        # one call per kind of intervention (one hook point, positions mode and steering
+        # function per call: two units' adaptive tables cannot share a pass)
+        calls: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+        for k, ids in enumerate(wanted):
+            for i in ids:
+                if not _adds_nothing(steps[k][1][i]):
+                    calls.setdefault(_call_key(steps[k][1][i]), []).append((k, i))
+        texts: dict[tuple[int, int], str] = {}
+        problems: dict[int, str] = {}
         try:
             with self.stage("generation"):
                 missing = sorted({i for ids in wanted for i in ids} - set(self.base))
                 self.base.update(zip(missing, self._generate(missing, None, tokens)))
-                vectors = [steps[k][1][i] for k, i in moved]
-                texts = dict(zip(moved, self._generate([i for _, i in moved], vectors, tokens)))
+                for call in calls.values():
+                    vectors = [steps[k][1][i] for k, i in call]
+                    try:
+                        texts.update(
+                            zip(call, self._generate([i for _, i in call], vectors, tokens))
+                        )
+                    except NotImplementedError:
+                        raise
+                    except Exception as e:
+                        if self.steering.on_failure == "raise":
+                            raise
+                        logger.warning("generation failed: %s", e)
+                        problems.update((k, f"generation: {_describe_failure(e)}") for k, _ in call)
         except NotImplementedError as e:  # the source cannot generate: say so once
             self.unavailable = str(e)
             logger.warning("no generations: %s", e)
@@ -1114,6 +1138,8 @@ class _Generator:
             logger.warning("generation failed: %s", e)
             return [({}, f"generation: {_describe_failure(e)}") for _ in steps]
         return [
-            ({i: texts.get((k, i), self.base[i]) for i in ids}, None)
+            ({}, problems[k])
+            if k in problems
+            else ({i: texts.get((k, i), self.base[i]) for i in ids}, None)
             for k, ids in enumerate(wanted)
         ]

@@ -640,3 +640,27 @@ def count_generate_calls(
 
     monkeypatch.setattr(source, "generate", counting)
     return calls
+
+
+def test_units_with_different_interventions_are_generated_in_separate_calls(
+    toy_host: steerkit.PluginHost,
+    tiny_source: Any,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # two adaptive units (two steering functions) and fixed vectors, four units per batch
+    text = PROTOCOL.replace("dev = 2", "dev = 2\nunits_per_batch = 4").replace(
+        "[evaluation]", '[[methods]]\nname = "qp_adaptive"\nlam = [0.5, 1.0]\n\n[evaluation]'
+    )
+    text = text.replace('[[methods]]\nname = "toy_shared"\n\n', "")
+    calls = count_generate_calls(tiny_source, monkeypatch)
+    result = tiny_run(write_config(text), tiny_source)
+    assert not result.failed_units
+    rows = result.read_rows()
+    assert {r["method"] for r in rows} == {"toy_direction", "qp", "qp_adaptive"}
+    assert all(np.isfinite(r["aggregate"]) for r in rows), [r["message"] for r in rows]
+    # per phase: one call for the fixed vectors of toy_direction ×2 and qp, one per table (an
+    # input already past the margin adds nothing and reuses the unsteered text)
+    steered = [n for n, _, is_steered in calls if is_steered]
+    assert len(steered) == 6  # dev, then test: 3 calls each
+    assert steered[0] == 3 * 4 * 2 and all(0 < n <= 4 * 2 for n in steered[1:3])
