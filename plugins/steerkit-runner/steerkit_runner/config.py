@@ -155,8 +155,9 @@ class SteeringSection:
     input of both splits is generated. 0 (the default): no selection — every input at every α.
     dev_new_tokens: the dev split's generations' length (default: max_new_tokens); shorter
     saves most of the selection's time, and α is then chosen on the generations' beginnings.
-    units_per_batch: how many units share one generation call per phase (larger batches use
-    the hardware better: on 2 CPU cores 64 prompts generate ~20% faster per prompt than 32).
+    units_per_batch: how many units share one generation call per phase (vectors one pass
+    cannot steer together still get calls of their own); larger batches can use the hardware
+    better, up to the source's own batch size.
     """
 
     split: str = "test"
