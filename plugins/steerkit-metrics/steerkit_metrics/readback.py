@@ -48,7 +48,6 @@ from steerkit_metrics.probe_shift import probe_shift_columns, target_column
 __all__ = ["HeldOutProbe", "Readback", "held_out_hook"]
 
 _MEMO_SIZE = 4
-_READ_ROWS = 16384  # activations remembered by `readback` (40 MB at d_model 640)
 # (id(source), hook, probe, params, texts digest, seed) → (source, reader, probe)
 _FITTED: OrderedDict[tuple[Any, ...], tuple[ActivationSource, ActivationSource, Probe]] = (
     OrderedDict()
@@ -184,8 +183,6 @@ class Readback(_HeldOut):
         if not isinstance(with_prompt, bool):
             raise ValidationError(self.name, "with_prompt", "true or false", repr(with_prompt))
         self.with_prompt = with_prompt
-        # (id(reader), text) → its activation: the unsteered generations are read once per run
-        self._read: OrderedDict[tuple[int, str], np.ndarray[Any, Any]] = OrderedDict()
 
     def columns(self) -> tuple[Column, ...]:
         return (
@@ -218,25 +215,11 @@ class Readback(_HeldOut):
             return out
         reader, probe, column = self.fitted(context)
         texts = [(context.prompts[i] if self.with_prompt else "") + text for _, i, text in scored]
-        p = np.asarray(probe.predict_proba(self.read(reader, texts)), dtype=np.float64)[:, column]
+        hidden = reader.activations(texts).hidden
+        p = np.asarray(probe.predict_proba(hidden), dtype=np.float64)[:, column]
         for (which, i, _), value in zip(scored, p):
             out["readback" if which == "steered" else "readback_base"][i] = float(value)
         return out
-
-    def read(self, reader: ActivationSource, texts: list[str]) -> np.ndarray[Any, Any]:
-        """(n, d_model) activations of `texts` at the held-out hook; a text this reader has read
-        before is not read again."""
-        memo, who = self._read, id(reader)
-        new = list(dict.fromkeys(t for t in texts if (who, t) not in memo))
-        fresh = dict(zip(new, np.asarray(reader.activations(new).hidden))) if new else {}
-        rows = [fresh[t] if t in fresh else memo[(who, t)] for t in texts]
-        for t in texts:
-            if t in fresh:
-                memo[(who, t)] = fresh[t]
-            memo.move_to_end((who, t))
-        while len(memo) > _READ_ROWS:
-            memo.popitem(last=False)
-        return np.stack(rows)
 
 
 class HeldOutProbe(_HeldOut):

@@ -154,37 +154,6 @@ def test_readback_is_the_held_out_probe_on_prompt_and_generation(
     assert np.ptp(out["readback"][[0, 3]]) > 1e-3
 
 
-def test_readback_reads_each_text_once_per_run(
-    world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    metric = Readback()
-
-    def make(generations: list[str]) -> Any:
-        return context(
-            world,
-            MethodResult(vectors(1.0)),
-            prompts=TEXTS[:4],
-            generations=generations,
-            base_generations=BASE,
-        )
-
-    first = metric.compute(make(GENERATIONS))
-    reader, _, _ = metric.fitted(make(GENERATIONS))
-    read: list[list[str]] = []
-    real = reader.activations
-    monkeypatch.setattr(
-        reader, "activations", lambda texts: read.append(list(texts)) or real(texts)
-    )
-    other = ["", " is rather good.", GENERATIONS[2], " fine"]
-    second = metric.compute(make(other))  # a later unit: the base generations again
-    np.testing.assert_allclose(second["readback_base"], first["readback_base"], atol=1e-6)
-    assert read == [[TEXTS[1] + " is rather good.", TEXTS[3] + " fine"]]  # the new texts only
-    for i in (1, 3):
-        hidden = plain_hidden(world.model, TEXTS[i] + other[i], LAST)
-        expected = metric.fitted(make(other))[1].predict_proba(hidden[None, :])[0, 1]
-        assert second["readback"][i] == pytest.approx(expected, abs=1e-4)
-
-
 def test_readback_without_the_prompt_reads_the_generation_alone(
     world: SimpleNamespace, oracle_probe: LogisticProbe
 ) -> None:

@@ -2,9 +2,10 @@
 
 Within one run the model does not change, but every unit's metrics ask it again for the same
 unsteered next-token logits (KL's reference) and the same unsteered continuation scores
-(perplexity and fluency of the base generations, and of a steered text both metrics score).
-This wrapper answers those row by row from memory after the first time; everything steered,
-and everything else, goes to the source itself.
+(perplexity and fluency of the base generations, and of a steered text both metrics score),
+and the held-out judges read the same unsteered texts at another hook. This wrapper answers
+those row by row from memory after the first time; everything steered, and everything else,
+goes to the source itself.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ __all__ = ["UnsteeredMemo"]
 
 
 class UnsteeredMemo(ActivationSource):
-    """Delegates to `source`; keeps the last `size` unsteered answers of `logits` (a row per
-    text) and `continuation_logprobs` (an array per prompt and continuation), so that a call
-    asks the source only for the rows it has not answered before, in one call."""
+    """Delegates to `source`; keeps unsteered answers row by row — `logits` (a row per text),
+    `continuation_logprobs` (an array per prompt and continuation) and `activations` (a row
+    per text, also of the sources `at_hook` gives, each with a memo of its own) — so that a
+    call asks the source only for the rows it has not answered before, in one call. The
+    oldest rows are dropped past `max_bytes` (a logits row of a 262k vocabulary is 1 MB)."""
 
-    def __init__(self, source: ActivationSource, *, size: int = 16384) -> None:
+    def __init__(self, source: ActivationSource, *, max_bytes: int = 1 << 30) -> None:
         self.source = source
         self.name = source.name  # type: ignore[misc]
-        self.size = size
+        self.max_bytes = max_bytes
         self._memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
 
     def __getattr__(self, name: str) -> Any:  # preset, model, ...
@@ -42,19 +46,23 @@ class UnsteeredMemo(ActivationSource):
 
     def _rows(self, keys: Sequence[tuple[Any, ...]], compute: Any) -> list[Any]:
         """The answer of every key: remembered ones from memory, the others from one
-        `compute(indices)` call (their answers in the order asked)."""
-        missing = [i for i, key in enumerate(keys) if key not in self._memo]
-        fresh = dict(zip(missing, compute(missing))) if missing else {}
-        out = []
+        `compute(indices)` call (their answers in the order asked; a key asked twice is
+        computed once)."""
+        first: dict[tuple[Any, ...], int] = {}
         for i, key in enumerate(keys):
-            if i in fresh:
-                self._memo[key] = fresh[i]
-            else:
+            if key not in self._memo:
+                first.setdefault(key, i)
+        fresh = dict(zip(first, compute(list(first.values())))) if first else {}
+        out = [fresh[key] if key in fresh else self._memo[key] for key in keys]
+        for key in keys:
+            if key not in fresh:
                 self.hits += 1
                 self._memo.move_to_end(key)
-            out.append(self._memo[key])
-        while len(self._memo) > self.size:
-            self._memo.popitem(last=False)
+        for key, value in fresh.items():
+            self._memo[key] = value
+            self._bytes += _nbytes(value)
+        while self._bytes > self.max_bytes and self._memo:
+            self._bytes -= _nbytes(self._memo.popitem(last=False)[1])
         return out
 
     @property
@@ -65,7 +73,21 @@ class UnsteeredMemo(ActivationSource):
         return self.source.describe()
 
     def activations(self, texts: Sequence[str]) -> Activations:
-        return self.source.activations(texts)
+        if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
+            return self.source.activations(texts)  # the source names what is wrong
+
+        def compute(todo: list[int]) -> list[tuple[Any, Any]]:
+            read = self.source.activations([texts[i] for i in todo])
+            features = read.features
+            return [
+                (read.hidden[j], None if features is None else features[j])
+                for j in range(len(todo))
+            ]
+
+        rows = self._rows([("activations", text) for text in texts], compute)
+        features = None if rows[0][1] is None else np.stack([f for _, f in rows])
+        hidden = np.stack([h for h, _ in rows])
+        return Activations(hidden=hidden, hook_point=self.hook_point, features=features)
 
     def decoder(self) -> Any:
         return self.source.decoder()
@@ -74,7 +96,7 @@ class UnsteeredMemo(ActivationSource):
         return self.source.encode(hidden)
 
     def at_hook(self, hook_point: str) -> ActivationSource:
-        return self.source.at_hook(hook_point)
+        return UnsteeredMemo(self.source.at_hook(hook_point), max_bytes=self.max_bytes)
 
     def _steered_hidden(self, texts: list[str], steering: Intervention, hook_point: str) -> Any:
         return self.source.steered_hidden(texts, steering, hook_point=hook_point)
@@ -113,3 +135,9 @@ class UnsteeredMemo(ActivationSource):
         return self.source.generate(
             prompts, max_new_tokens=max_new_tokens, vector=steering, seed=seed, **options
         )
+
+
+def _nbytes(value: Any) -> int:
+    """The bytes of a remembered answer: an array, or a tuple of arrays (None: nothing)."""
+    parts = value if isinstance(value, tuple) else (value,)
+    return sum(np.asarray(part).nbytes for part in parts if part is not None)
