@@ -1082,6 +1082,13 @@ class _Generator:
             seed=self.seed,
         )
 
+    def _failure(self, error: Exception) -> str:
+        """Why generation failed, as the rows record it (raised with on_failure = "raise")."""
+        if self.steering.on_failure == "raise":
+            raise error
+        logger.warning("generation failed: %s", error)
+        return f"generation: {_describe_failure(error)}"
+
     def continuations(
         self,
         steps: Sequence[tuple[Sequence[int], Sequence[SteeringVector | None]]],
@@ -1123,20 +1130,16 @@ class _Generator:
                         )
                     except NotImplementedError:
                         raise
-                    except Exception as e:
-                        if self.steering.on_failure == "raise":
-                            raise
-                        logger.warning("generation failed: %s", e)
-                        problems.update((k, f"generation: {_describe_failure(e)}") for k, _ in call)
+                    except Exception as e:  # this call's units fail, the others go on
+                        message = self._failure(e)
+                        problems.update((k, message) for k, _ in call)
         except NotImplementedError as e:  # the source cannot generate: say so once
             self.unavailable = str(e)
             logger.warning("no generations: %s", e)
             return [({}, None) for _ in steps]
-        except Exception as e:
-            if self.steering.on_failure == "raise":
-                raise
-            logger.warning("generation failed: %s", e)
-            return [({}, f"generation: {_describe_failure(e)}") for _ in steps]
+        except Exception as e:  # the unsteered continuations: every step fails
+            message = self._failure(e)
+            return [({}, message) for _ in steps]
         return [
             ({}, problems[k])
             if k in problems
