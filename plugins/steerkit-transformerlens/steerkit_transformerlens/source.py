@@ -118,7 +118,9 @@ class TransformerLensSource(ActivationSource):
         self._decoder: FloatArray | None = None
         self._fingerprint: str | None = None
         self._disk = ActivationDiskCache()
-        self._last_pass: tuple[Any, tuple[FloatArray, dict[str, FloatArray]]] | None = None
+        self._last_pass: (
+            tuple[Any, Intervention, tuple[FloatArray, dict[str, FloatArray]]] | None
+        ) = None
 
         if preset is not None:
             if model is not None or sae is not None or hook_point is not None:
@@ -627,11 +629,13 @@ class TransformerLensSource(ActivationSource):
         activation cache."""
         key = (tuple(texts), _steering_digest(steering))
         if self._last_pass is not None and self._last_pass[0] == key:
-            return self._last_pass[1]
+            return self._last_pass[2]
         hooks = tuple(f"blocks.{layer}.hook_resid_post" for layer in range(self.model.cfg.n_layers))
         logits, hidden = self._last_positions(self._token_rows(texts, "texts"), steering, hooks)
         answer = readonly(logits), {hook: readonly(value) for hook, value in hidden.items()}
-        self._last_pass = (key, answer)
+        # the steering is kept with the key: its functions stay alive, so their ids in the
+        # digest cannot be reused by other functions while the pass is remembered
+        self._last_pass = (key, steering, answer)
         return answer
 
     def _last_positions(
