@@ -120,6 +120,9 @@ class Breakpoint:
     T: float
     excluded: frozenset[int] = frozenset()
     violation: float | None = None
+    #: rounds of pivoting that found this point away from the walked path (`steerkit_path.jump`);
+    #: 0 for a breakpoint of the walked path
+    jump: int = 0
 
     def beta(self, alpha: float) -> FloatArray:
         """β on `active` at α (rounding below zero clipped)."""
@@ -175,6 +178,8 @@ class Homotopy:
         self.repairs = 0
         self.checked_columns = 0
         self.screened_columns = 0  # KKT columns screened against a nearby checked one
+        self.jump_rounds = 0  # rounds of pivoting towards a point far along (`jump`)
+        self.last_violation = 0.0  # of the last `full_violators` check that passed
         self.records: list[Breakpoint] = []
         self.complete = False
         self._row_norms: FloatArray | None = row_norms
@@ -738,6 +743,52 @@ class Homotopy:
             return None
         self.screened_columns += 1
         return flagged, self.rows(flagged) @ res, None
+
+    def outside_violators(
+        self, fitted: FloatArray, alpha: float, active: IntArray
+    ) -> tuple[IntArray, FloatArray]:
+        """The pool features outside `active` whose cᵢ = aᵢ − dᵢᵀfitted exceeds α beyond the KKT
+        tolerance (exact values), and by how much: cᵢ/α (cᵢ at α = 0). A float32 pool is
+        multiplied in float32 and the features within its rounding bound of α recomputed."""
+        limit = alpha + self._tolerance(alpha)
+        if self.Dp.dtype == np.float64:
+            c = self.a_p - self.Dp @ fitted
+            near = np.flatnonzero(c > limit)
+            values = c[near]
+        else:
+            estimate = np.subtract(self.a_p, self.Dp @ fitted.astype(np.float32), dtype=np.float64)
+            scale = (self.d_model + 2) * _U32 * 1.01 * math.sqrt(float(fitted @ fitted))
+            near = np.flatnonzero(estimate + self._pool_norms * scale + self._a_p_slack > limit)
+            values = self.a_p[near] - self.Dp[near].astype(np.float64) @ fitted
+            keep = values > limit
+            near, values = near[keep], values[keep]
+        features = self.pool[near]
+        outside = ~np.isin(features, active, assume_unique=True)
+        ratio = values[outside] / alpha if alpha > 0 else values[outside]
+        return features[outside], ratio
+
+    def full_violators(
+        self, fitted: FloatArray, alpha: float, active: IntArray
+    ) -> tuple[IntArray, FloatArray]:
+        """KKT at the point with fit `fitted` and level α over every feature: the features
+        outside `active` with cᵢ above α beyond the tolerance (they join the pool), and cᵢ/α
+        (cᵢ at α = 0). When there are none, `last_violation` is the largest cᵢ − α outside
+        `active` (at least 0)."""
+        residual = (self.w - fitted)[:, None]
+        [(features, values, _)] = self.correlations(residual, np.array([alpha]), [active])
+        idx = np.arange(self.d_sae) if features is None else features
+        excess = values - alpha
+        if features is None:
+            excess[active] = -math.inf
+        over = excess > self._tolerance(alpha)
+        bad = idx[over]
+        if bad.size:
+            self._grow_pool(bad)
+            ratio = values[over] / alpha if alpha > 0 else values[over]
+            return bad, ratio
+        worst = float(excess.max(initial=-math.inf))
+        self.last_violation = max(worst, 0.0) if math.isfinite(worst) else 0.0
+        return bad, np.empty(0)
 
     def check(self, indices: Iterable[int]) -> list[int]:
         """Check KKT over all features at the given breakpoints not yet checked, and record each

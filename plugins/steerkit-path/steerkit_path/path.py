@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from steerkit_path.homotopy import Breakpoint, Homotopy
+from steerkit_path.jump import Target, jump
 from steerkit_path.projection import ProjectedRows, row_norm_bounds
 
 __all__ = ["Path", "PathPoints", "Regime", "cache_info", "clear_cache", "path_for"]
@@ -41,6 +42,11 @@ FloatArray = npt.NDArray[np.float64]
 
 #: max(a) at or below this × ‖w‖ × max‖dᵢ‖: no decoder row has a positive component along w.
 ORTHOGONAL_RTOL = 1e-12
+#: A query with at most this many answers past the walked path's end finds each by pivoting
+#: (`steerkit_path.jump`) instead of walking there; more answers walk (one walk serves all).
+JUMP_TARGETS = 4
+#: Points found by pivoting kept per path, to start the next one from the nearest.
+KEEP_POINTS = 64
 
 
 class Regime(str, enum.Enum):
@@ -132,6 +138,10 @@ class Path:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.RLock()
+        #: the path's end (α = 0) found by pivoting, before the walk reaches it
+        self._end: Breakpoint | None = None
+        self._end_failed = False
+        self._points: list[Breakpoint] = []  # points found by pivoting, the latest last
         scale = float(np.linalg.norm(self.w)) * float(np.sqrt((decoder[:64] ** 2).sum(1)).max())
         top = float(self.a.max())
         self.orthogonal = not top > ORTHOGONAL_RTOL * scale
@@ -189,10 +199,15 @@ class Path:
         return np.where(r <= 0, 0.0, r * end)
 
     def _end_ratio(self) -> float:
-        """h(0), the path's end ratio, with the end checked against every feature."""
+        """h(0), the path's end ratio, with the end checked against every feature: found by
+        pivoting (`steerkit_path.jump`) unless the walked path is complete or that fails."""
         h = self.homotopy
         if h is None:
             return math.inf
+        if not h.complete:
+            end = self._jump_to_end()
+            if end is not None:
+                return _end_ratio_of(end)
         while True:
             h.complete_path()
             failed = h.check([len(h.records) - 1])
@@ -217,8 +232,16 @@ class Path:
             assert h is not None
             target = lam_a[live] * r[live]
             with self._lock:
-                seg = self._locate(lambda: h.margins_over_alpha(), target, g_target=target.max())
-                recs = snapshot = tuple(h.records)
+                far = self._jump_far("qp", target)
+                walk = np.array([j not in far for j in range(live.size)], dtype=bool)
+                if walk.any():
+                    seg = self._locate(
+                        lambda: h.margins_over_alpha(), target[walk], g_target=target[walk].max()
+                    )
+                recs = tuple(h.records)
+                jumped = tuple(dict.fromkeys(far.values()))  # each jumped point once
+                snapshot = recs + jumped
+            if walk.any():
                 P = np.array([recs[k].P for k in seg])
                 Q = np.array([recs[k].Q for k in seg])
                 hi = np.array([recs[k].alpha for k in seg])
@@ -226,9 +249,15 @@ class Path:
                 kkt_abs = np.array(
                     [max(recs[k].violation or 0.0, recs[k + 1].violation or 0.0) for k in seg]
                 )
-            at = np.clip(P / (target + Q), lo, hi)
-            segment[live], alpha[live], mu[live] = seg, at, 1.0 / at
-            kkt[live] = kkt_abs / at
+                at = np.clip(P / (target[walk] + Q), lo, hi)
+                rows = live[walk]
+                segment[rows], alpha[rows], mu[rows] = seg, at, 1.0 / at
+                kkt[rows] = kkt_abs / at
+            for j, rec in far.items():
+                i = live[j]
+                segment[i] = len(recs) + jumped.index(rec)
+                alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
+                kkt[i] = (rec.violation or 0.0) / rec.alpha
         return PathPoints(
             path=self,
             breakpoints=snapshot,
@@ -267,12 +296,21 @@ class Path:
                 alpha[live[single]] = h.alpha0
                 mu[live[single]] = 1.0 / h.alpha0
                 rest = live[~single]
+                jumped: dict[int, Breakpoint] = {}
                 if rest.size:
-                    self._socp_on_path(rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt)
-                snapshot = tuple(h.records)  # the answers' segments, before min_eps may repair
+                    jumped = self._socp_on_path(
+                        rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt
+                    )
+                # the answers' segments, before min_eps may repair; then the jumped points
+                snapshot = tuple(h.records)
+                extra = tuple(dict.fromkeys(jumped.values()))
+                for i, rec in jumped.items():
+                    segment[i] = len(snapshot) + extra.index(rec)
+                snapshot += extra
         else:
             snapshot = self._snapshot()
-        if h is not None and (min_eps or h.complete) and live.size:
+        known = h is not None and (h.complete or self._end is not None)
+        if h is not None and (min_eps or known) and live.size:
             smallest[live] = self.min_eps(r[live])
         return PathPoints(
             path=self,
@@ -300,11 +338,28 @@ class Path:
         mu: FloatArray,
         nu: FloatArray,
         kkt: FloatArray,
-    ) -> None:
+    ) -> dict[int, Breakpoint]:
         """Answers for the inputs with ε/r below the first segment's ratio: a root of a
-        quadratic on the right segment, or infeasible past the path's end."""
+        quadratic on the right segment, or infeasible past the path's end. Returns the answers
+        found by pivoting (`_jump_far`), by row."""
         h = self.homotopy
         assert h is not None
+        far = self._jump_far("socp", rho)
+        jumped = {int(rows[j]): rec for j, rec in far.items()}
+        for i, rec in jumped.items():
+            alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
+            nu[i] = float(np.linalg.norm(rec.fitted)) / rec.alpha
+            kkt[i] = (rec.violation or 0.0) / rec.alpha
+        keep = np.array([j not in far for j in range(rows.size)], dtype=bool)
+        rows, rho = rows[keep], rho[keep]
+        end = self._end
+        if end is not None and not h.complete and rows.size:  # the end is known, not walked to
+            below = rho < _end_ratio_of(end)
+            for i in rows[below]:
+                regime[i] = Regime.BELOW_MIN_EPS
+            rows, rho = rows[~below], rho[~below]
+        if rows.size == 0:
+            return jumped
 
         def ratios() -> FloatArray:
             values = np.minimum.accumulate(h.norm_ratios())
@@ -343,6 +398,61 @@ class Path:
             nu[on[j]] = float(np.linalg.norm(_fit_on(rec, recs[k + 1], at))) / at
             worst = max(rec.violation or 0.0, recs[k + 1].violation or 0.0)
             kkt[on[j]] = worst / at
+        return jumped
+
+    def _jump_far(self, kind: str, targets: FloatArray) -> dict[int, Breakpoint]:
+        """{j: the path's point at targets[j]} for the targets past the walked path's end (QP:
+        λr above its last g; SOCP: ε/r below its last h), found by pivoting, when they are at
+        most JUMP_TARGETS; {} when the walk should reach them (then it does). A target whose
+        pivoting does not settle is left to the walk; an SOCP target past the path's end too
+        (it is infeasible: the caller compares it with the end)."""
+        h = self.homotopy
+        assert h is not None
+        if h.complete or JUMP_TARGETS <= 0:
+            return {}
+        if kind == "qp":
+            beyond = np.flatnonzero(targets > h.margins_over_alpha()[-1])
+        else:
+            beyond = np.flatnonzero(targets < h.norm_ratios()[-1])
+        if beyond.size == 0 or np.unique(targets[beyond]).size > JUMP_TARGETS:
+            return {}
+        found: dict[float, Breakpoint | None] = {}
+        out: dict[int, Breakpoint] = {}
+        for j in beyond[np.argsort(targets[beyond])]:
+            value = float(targets[j])
+            if value not in found:
+                target = Target.qp(value) if kind == "qp" else Target.socp(value)
+                found[value] = jump(h, target, self._nearest_point(kind, value))
+                if found[value] is not None:
+                    self._points.append(found[value])
+                    del self._points[:-KEEP_POINTS]
+                if found[value] is None and kind == "socp":
+                    self._jump_to_end()  # no point at ε/r: is it past the end?
+            rec = found[value]
+            if rec is not None:
+                out[int(j)] = rec
+        return out
+
+    def _nearest_point(self, kind: str, value: float) -> npt.NDArray[np.int64] | None:
+        """The active set of the point found by pivoting before whose target (λr for a QP, ε/r
+        for an SOCP) is nearest `value` on a log scale, to start from (None: the walked
+        path's end)."""
+        best, start = math.inf, None
+        for rec in self._points:
+            point = rec.margin / rec.alpha if kind == "qp" else rec.norm / rec.margin
+            if point > 0 and value > 0:
+                distance = abs(math.log(point / value))
+                if distance < best:
+                    best, start = distance, rec.active
+        return start
+
+    def _jump_to_end(self) -> Breakpoint | None:
+        """The path's end found by pivoting (once; None when that did not settle)."""
+        h = self.homotopy
+        if self._end is None and not self._end_failed and h is not None and JUMP_TARGETS > 0:
+            self._end = jump(h, Target.end())
+            self._end_failed = self._end is None
+        return self._end
 
     def _locate(self, values: Any, target: FloatArray, *, g_target: float) -> Any:
         """Segments k with g_k ≤ target < g_{k+1}, both ends checked over all features."""
@@ -460,6 +570,11 @@ def _regimes(r: FloatArray, orthogonal: bool) -> list[Regime]:
         Regime.SATISFIED if x <= 0 else (Regime.NO_DIRECTION if orthogonal else Regime.PATH)
         for x in r
     ]
+
+
+def _end_ratio_of(end: Breakpoint) -> float:
+    """h(0) = ‖Dᵀβ(0)‖/aᵀβ(0) at the path's end."""
+    return float(np.linalg.norm(end.fitted)) / end.P
 
 
 def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:

@@ -107,7 +107,8 @@ def test_a_one_row_dictionary_and_rank_deficient_rows() -> None:
     assert end.alpha == 0.0 and end.active.size <= 3
     one = Path(decoder[:1], w)
     points = one.qp(1.0, 1.0)
-    assert one.complete or one.steps >= 1
+    jumped = points.breakpoints[int(points.segment[0])].jump > 0  # found without walking
+    assert one.complete or one.steps >= 1 or jumped
     assert points.dense(0)[0] > 0
 
 

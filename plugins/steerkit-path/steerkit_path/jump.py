@@ -1,0 +1,279 @@
+"""One point far along the path without walking to it: an active-set solve at the target.
+
+A point of the path is fixed by its active set A alone: on A, β_A(α) = x − α v with
+x = G_AA⁻¹ a_A and v = G_AA⁻¹ 1 (see `homotopy`), and the target picks α in closed form —
+the QP's λr = aᵀβ(α)/α gives α = P/(λr + Q), the SOCP's ε/r = ‖Dᵀβ(α)‖/aᵀβ(α) is a quadratic
+in α, and the path's end (the smallest feasible ε) is α = 0. A is right when β_A(α) ≥ 0 and no
+feature outside A has cᵢ(α) = dᵢᵀ(w − Dᵀβ(α)) above α: the KKT conditions of the
+non-negative Lasso at α, so the point is then the path's point at the target exactly.
+
+Real SAE decoders have correlated rows and paths of hundreds of breakpoints; when one answer
+lies far along, walking every breakpoint costs a product of the pool per breakpoint. Here A is
+found by block principal pivoting (Júdice & Pires; Kim & Park for NNLS) from the walked path's
+last breakpoint: every infeasible feature changes side at once — the features with β < 0 leave,
+the outside ones above α enter (at most half as many as A holds, the largest cᵢ/α first, so that
+a cold start does not overshoot) — and after three rounds without fewer infeasible features, one
+at a time (the largest index: Murty's rule, which cannot cycle). A round costs one Cholesky
+factorisation of G_AA (its entries cached across rounds) and one product of the pool.
+
+Pricing is on the homotopy's pool; the answer is then checked over every feature with the
+homotopy's own KKT check, and a feature outside the pool that violates it joins the pool and
+the rounds go on. So an answer that comes back is certified like a walked breakpoint; when the
+rounds do not settle (or G_AA is singular: duplicated rows), the result is None and the caller
+walks the path instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+from steerkit_path.homotopy import Breakpoint, _one_thread
+
+if TYPE_CHECKING:
+    from steerkit_path.homotopy import Homotopy
+
+__all__ = ["Target", "jump"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Rounds of pivoting before giving up (the caller then walks the path).
+MAX_ROUNDS = 60
+#: Rounds without fewer infeasible features before pivoting one feature at a time, and before
+#: giving up: near the path's end (|A| close to d_model) the rounds can circle for long, and the
+#: walk is then cheaper than circling.
+STALL_ROUNDS = 3
+GIVE_UP_ROUNDS = 8
+#: At most this share of |A| (at least MIN_ENTER) enters in one round.
+ENTER_SHARE = 0.5
+MIN_ENTER = 32
+#: β_j below −this × max β: feature j leaves (rounding at a breakpoint's zero stays).
+NEGATIVE_RTOL = 1e-12
+#: A decoder of at most this many entries is priced whole every round (one float32 pass costs
+#: little more than the pool's, and the best features to enter are then never missed: 14
+#: rounds instead of 19–36 for λ = 1 on the 4096 × 640 SAE); a larger one on the pool.
+WHOLE_PRICING = 2**22
+
+
+class Target:
+    """Where on the path: `qp(λr)`, `socp(ε/r)` or `end()` (α = 0)."""
+
+    def __init__(self, kind: str, value: float = math.nan) -> None:
+        self.kind = kind
+        self.value = float(value)
+
+    @classmethod
+    def qp(cls, g: float) -> Target:
+        return cls("qp", g)
+
+    @classmethod
+    def socp(cls, rho: float) -> Target:
+        return cls("socp", rho)
+
+    @classmethod
+    def end(cls) -> Target:
+        return cls("end")
+
+    def alpha(
+        self, P: float, Q: float, FF: float, FU: float, UU: float, top: float
+    ) -> tuple[float, bool]:
+        """(α on A's segment where the target holds, in (0, top] (0 for the end), True); with no
+        such α on A, (the end of (0, top] to move towards, False)."""
+        if self.kind == "end":
+            return 0.0, True
+        if self.kind == "qp":
+            denominator = self.value + Q
+            if not denominator > 0 or P / denominator > top:
+                return top, False  # g(α) = P/α − Q exceeds the target for every α ≤ top
+            return P / denominator, True
+        rho2 = self.value * self.value
+        if FF * UU - FU * FU <= 1e-12 * FF * UU:
+            # F ∥ U (one feature): h is constant on A's segment, its "root" is β = 0; further
+            return top * 1e-9, False
+        qa = UU - rho2 * Q * Q
+        qb = -2.0 * (FU - rho2 * P * Q)
+        qc = FF - rho2 * P * P
+        roots: list[float] = []
+        if qa != 0.0:
+            disc = qb * qb - 4.0 * qa * qc
+            if disc >= 0.0:
+                root = math.sqrt(disc)
+                q = -0.5 * (qb + math.copysign(root, qb))
+                roots = [q / qa] + ([qc / q] if q != 0.0 else [])
+        elif qb != 0.0:
+            roots = [-qc / qb]
+        # a root at α₀ itself is the first breakpoint's β = 0 (h is constant on the first
+        # segment): never the answer
+        valid = [r for r in roots if 0.0 < r < top * (1 - 1e-9) and P - r * Q > 1e-9 * abs(P)]
+        if valid:
+            return max(valid), True
+        # h(0⁺) on A = ‖F‖/P: above the target, the answer lies further (smaller α)
+        further = rho2 * P * P < FF
+        return (top * 1e-9 if further else top), False
+
+
+class _Gram:
+    """G = D Dᵀ among the features seen so far, in float64, grown by blocks."""
+
+    def __init__(self, h: Homotopy) -> None:
+        self.h = h
+        self.where = np.full(h.d_sae, -1, dtype=np.int64)
+        self.rows = np.empty((0, h.d_model))
+        self.G = np.empty((0, 0))
+        self.n = 0
+
+    def ensure(self, features: IntArray) -> None:
+        new = features[self.where[features] < 0]
+        if new.size == 0:
+            return
+        n, k = self.n, new.size
+        if n + k > self.G.shape[0]:
+            capacity = max(n + k, 2 * self.G.shape[0], 64)
+            rows = np.empty((capacity, self.h.d_model))
+            rows[:n] = self.rows[:n]
+            G = np.empty((capacity, capacity))
+            G[:n, :n] = self.G[:n, :n]
+            self.rows, self.G = rows, G
+        fresh = self.h.rows(new)
+        self.rows[n : n + k] = fresh
+        block = fresh @ self.rows[: n + k].T  # (k, n + k)
+        self.G[n : n + k, : n + k] = block
+        self.G[: n + k, n : n + k] = block.T
+        self.where[new] = np.arange(n, n + k)
+        self.n = n + k
+
+    def active(self, A: IntArray) -> tuple[FloatArray, FloatArray]:
+        """(G_AA, D_A in float64)."""
+        self.ensure(A)
+        at = self.where[A]
+        return self.G[np.ix_(at, at)], self.rows[at]
+
+
+def jump(h: Homotopy, target: Target, start: IntArray | None = None) -> Breakpoint | None:
+    """The path's point at `target`, found by pivoting from `start` (default: the last walked
+    breakpoint's active set) and checked over every feature; None when the pivoting does not
+    settle (walk the path then). The Breakpoint's `jump` counts the rounds."""
+    with _one_thread():  # scipy's BLAS (the factorisations) single-threaded, as in the walk
+        return _jump(h, target, start)
+
+
+def _jump(h: Homotopy, target: Target, start: IntArray | None) -> Breakpoint | None:
+    gram = _Gram(h)
+    A = np.sort(np.asarray(h.records[-1].active if start is None else start, dtype=np.int64))
+    best, stall = math.inf, 0
+    top = h.alpha0
+    previous = float(h.records[-1].alpha)  # α of the last round (the walked path's end first)
+    for rounds in range(1, MAX_ROUNDS + 1):
+        h.jump_rounds += 1
+        if A.size == 0 or A.size > h.d_model:
+            return None
+        G, DA = gram.active(A)
+        try:
+            factor = cho_factor(G, lower=False, check_finite=False)
+        except LinAlgError:
+            return None  # rows in the span of the others (duplicates): walk instead
+        a_A = h.a[A]
+        xv = cho_solve(factor, np.column_stack([a_A, np.ones(A.size)]), check_finite=False)
+        x, v = xv[:, 0].copy(), xv[:, 1].copy()
+        if not (np.isfinite(x).all() and np.isfinite(v).all()):
+            return None
+        F, U = xv.T @ DA
+        P, Q = float(a_A @ x), float(a_A @ v)
+        FF, FU, UU = float(F @ F), float(F @ U), float(U @ U)
+        alpha, exact = target.alpha(P, Q, FF, FU, UU, top)
+        if not exact and target.kind == "socp":
+            alpha = _socp_step(alpha, previous, P, Q, top)
+        previous = alpha
+        beta = x - alpha * v
+        leave = A[beta < -NEGATIVE_RTOL * max(float(np.abs(beta).max()), 1e-300)]
+        fitted = F - alpha * U
+        whole = h.d_sae * h.d_model <= WHOLE_PRICING
+        if whole:
+            enter, excess = h.full_violators(fitted, alpha, A)
+        else:
+            enter, excess = h.outside_violators(fitted, alpha, A)
+        if whole and leave.size == 0 and enter.size == 0:
+            if not exact:
+                return None
+            return _point(A, x, v, alpha, fitted, P, Q, FF, FU, UU, h.last_violation, rounds)
+        if leave.size == 0 and enter.size == 0:
+            if not exact:
+                return None  # a consistent A with no α at the target: past the path's end
+            outside = h.full_violators(fitted, alpha, A)
+            if outside[0].size == 0:
+                return _point(A, x, v, alpha, fitted, P, Q, FF, FU, UU, h.last_violation, rounds)
+            enter, excess = outside
+            best = math.inf  # the pool grew: a new problem to count from
+        count = leave.size + enter.size
+        if not exact:
+            pass  # the target moved (an SOCP's α stepped): no count to compare with
+        elif count < best:
+            best, stall = count, 0
+        else:
+            stall += 1
+        if stall >= GIVE_UP_ROUNDS:
+            return None
+        if stall >= STALL_ROUNDS:  # one feature, the largest index: no cycling
+            j = int(max(leave.max(initial=-1), enter.max(initial=-1)))
+            A = np.setdiff1d(A, [j]) if j in set(leave.tolist()) else np.union1d(A, [j])
+            continue
+        # at most d_model active rows (more are linearly dependent: G_AA singular)
+        room = h.d_model - (A.size - leave.size)
+        most = min(max(MIN_ENTER, int(ENTER_SHARE * A.size)), room)
+        if most <= 0 and leave.size == 0:
+            return None
+        if enter.size > most:
+            enter = enter[np.argsort(-excess, kind="stable")[:most]]
+        A = np.union1d(np.setdiff1d(A, leave, assume_unique=True), enter)
+    return None
+
+
+def _socp_step(towards: float, previous: float, P: float, Q: float, top: float) -> float:
+    """An SOCP target with no α on A: move from the last round's α towards it — further along
+    (`towards` small: ε/r below every h on A) as the QP would with twice the margin per α
+    (g = P/α − Q doubled), or back (`towards` = α₀) to twice the last α."""
+    if towards >= top:
+        return min(2.0 * previous, top)
+    g = P / previous - Q
+    denominator = 2.0 * max(g, 0.0) + Q
+    if g > 0 and denominator > 0:
+        return min(P / denominator, 0.5 * previous)
+    return 0.5 * previous
+
+
+def _point(
+    A: IntArray,
+    x: FloatArray,
+    v: FloatArray,
+    alpha: float,
+    fitted: FloatArray,
+    P: float,
+    Q: float,
+    FF: float,
+    FU: float,
+    UU: float,
+    violation: float,
+    rounds: int,
+) -> Breakpoint:
+    """The settled point as a Breakpoint at α (its segment's other end is not known)."""
+    return Breakpoint(
+        alpha=alpha,
+        active=A,
+        x=x,
+        v=v,
+        fitted=fitted,
+        P=P,
+        Q=Q,
+        FF=FF,
+        FU=FU,
+        UU=UU,
+        S=float(x.sum()),
+        T=float(v.sum()),
+        violation=violation,
+        jump=rounds,
+    )
