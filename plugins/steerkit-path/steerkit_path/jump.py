@@ -49,9 +49,14 @@ MAX_ROUNDS = 60
 #: walk is then cheaper than circling.
 STALL_ROUNDS = 3
 GIVE_UP_ROUNDS = 8
-#: At most this share of |A| (at least MIN_ENTER) enters in one round.
+#: At most this share of |A| (at least MIN_ENTER, or d_model/8 when smaller) enters in one
+#: round.
 ENTER_SHARE = 0.5
 MIN_ENTER = 32
+#: An SOCP's point is approached through at most this many QP points, and its own pivoting
+#: from one of them gets this many rounds to settle.
+SOCP_ROUNDS = 30
+SOCP_SETTLE = 6
 #: β_j below −this × max β: feature j leaves (rounding at a breakpoint's zero stays).
 NEGATIVE_RTOL = 1e-12
 #: A decoder of at most this many entries is priced whole every round (one float32 pass costs
@@ -159,16 +164,52 @@ def jump(h: Homotopy, target: Target, start: IntArray | None = None) -> Breakpoi
     breakpoint's active set) and checked over every feature; None when the pivoting does not
     settle (walk the path then). The Breakpoint's `jump` counts the rounds."""
     with _one_thread():  # scipy's BLAS (the factorisations) single-threaded, as in the walk
-        return _jump(h, target, start)
+        gram = _Gram(h)
+        if target.kind == "socp":
+            return _socp(h, gram, target.value, start)
+        return _pivot(h, gram, target, start, MAX_ROUNDS)
 
 
-def _jump(h: Homotopy, target: Target, start: IntArray | None) -> Breakpoint | None:
-    gram = _Gram(h)
+def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Breakpoint | None:
+    """The SOCP's point at ε/r = ρ through QP points: h(g), the norm ratio at the QP's point
+    for λr = g, falls as g grows, so g is moved (by the root of ρ on the last point's segment,
+    within a bracket, else doubled or bisected) until the SOCP's own pivoting, started from
+    the last QP point's active set, settles in a few rounds."""
+    top = h.alpha0
+    first = h.records[-1] if start is None else None
+    lo, hi = 0.0, math.inf  # g with h(g) ≥ ρ, and with h(g) ≤ ρ
+    A = first.active if first is not None else start
+    g = 2.0 * h.a[A].max() / top  # the QP's λr at α₀/2 on the first feature, as a start
+    for _ in range(SOCP_ROUNDS):
+        point = _pivot(h, gram, Target.qp(g), A, MAX_ROUNDS)
+        if point is None:
+            return None
+        A = point.active
+        if point.norm / point.margin >= rho:
+            lo = g
+        else:
+            hi = g
+        alpha, exact = Target.socp(rho).alpha(point.P, point.Q, point.FF, point.FU, point.UU, top)
+        if exact:
+            found = _pivot(h, gram, Target.socp(rho), A, SOCP_SETTLE)
+            if found is not None:
+                return found
+            g_next = point.P / alpha - point.Q
+        else:
+            g_next = 2.0 * g
+        if not lo < g_next < hi:
+            g_next = 2.0 * lo if math.isinf(hi) else math.sqrt(max(lo, hi * 1e-6) * hi)
+        g = g_next
+    return None
+
+
+def _pivot(
+    h: Homotopy, gram: _Gram, target: Target, start: IntArray | None, limit: int
+) -> Breakpoint | None:
     A = np.sort(np.asarray(h.records[-1].active if start is None else start, dtype=np.int64))
     best, stall = math.inf, 0
     top = h.alpha0
-    previous = float(h.records[-1].alpha)  # α of the last round (the walked path's end first)
-    for rounds in range(1, MAX_ROUNDS + 1):
+    for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
             return None
@@ -186,9 +227,6 @@ def _jump(h: Homotopy, target: Target, start: IntArray | None) -> Breakpoint | N
         P, Q = float(a_A @ x), float(a_A @ v)
         FF, FU, UU = float(F @ F), float(F @ U), float(U @ U)
         alpha, exact = target.alpha(P, Q, FF, FU, UU, top)
-        if not exact and target.kind == "socp":
-            alpha = _socp_step(alpha, previous, P, Q, top)
-        previous = alpha
         beta = x - alpha * v
         leave = A[beta < -NEGATIVE_RTOL * max(float(np.abs(beta).max()), 1e-300)]
         fitted = F - alpha * U
@@ -224,26 +262,13 @@ def _jump(h: Homotopy, target: Target, start: IntArray | None) -> Breakpoint | N
             continue
         # at most d_model active rows (more are linearly dependent: G_AA singular)
         room = h.d_model - (A.size - leave.size)
-        most = min(max(MIN_ENTER, int(ENTER_SHARE * A.size)), room)
+        most = min(max(min(MIN_ENTER, h.d_model // 8 + 1), int(ENTER_SHARE * A.size)), room)
         if most <= 0 and leave.size == 0:
             return None
         if enter.size > most:
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
         A = np.union1d(np.setdiff1d(A, leave, assume_unique=True), enter)
     return None
-
-
-def _socp_step(towards: float, previous: float, P: float, Q: float, top: float) -> float:
-    """An SOCP target with no α on A: move from the last round's α towards it — further along
-    (`towards` small: ε/r below every h on A) as the QP would with twice the margin per α
-    (g = P/α − Q doubled), or back (`towards` = α₀) to twice the last α."""
-    if towards >= top:
-        return min(2.0 * previous, top)
-    g = P / previous - Q
-    denominator = 2.0 * max(g, 0.0) + Q
-    if g > 0 and denominator > 0:
-        return min(P / denominator, 0.5 * previous)
-    return 0.5 * previous
 
 
 def _point(

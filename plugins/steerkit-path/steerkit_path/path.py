@@ -172,6 +172,11 @@ class Path:
         return 0 if self.homotopy is None else int(self.homotopy.pool.size)
 
     @property
+    def jump_rounds(self) -> int:
+        """Rounds of pivoting towards points past the walked path's end (`steerkit_path.jump`)."""
+        return 0 if self.homotopy is None else self.homotopy.jump_rounds
+
+    @property
     def repairs(self) -> int:
         """Times a KKT check over all features failed and the pool grew."""
         return 0 if self.homotopy is None else self.homotopy.repairs

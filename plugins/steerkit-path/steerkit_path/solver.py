@@ -202,6 +202,7 @@ def _answer(
         "regime": str(regime),
         "pool_size": path.pool_size,
         "repairs": path.repairs,
+        "jump_rounds": path.jump_rounds,
     }
     if socp:
         smallest = float(points.min_eps[j])
@@ -240,22 +241,25 @@ def _answer(
     if regime is Regime.SINGLE:
         flags.add("first_segment")
     segment = int(points.segment[j])
-    if idx.size > points.breakpoints[segment].active.size:
+    point = points.breakpoints[segment]
+    if idx.size > point.active.size:
         flags.add("twins_spread")
     duals = Duals(
         linear=np.array([float(points.mu[j])]),
         norm=float(points.nu[j]) if socp else None,
     )
+    # a point found by pivoting (steerkit_path.jump) lies on no walked segment: its rounds
     info.update(
         kkt_max_violation=float(points.kkt[j]),
-        segment=segment,
+        segment=None if point.jump else segment,
+        jump=point.jump,
         alpha=float(points.alpha[j]),
     )
     return Answer(
         Outcome.OPTIMAL,
         delta=delta,
         duals=duals,
-        iterations=segment + 1,
+        iterations=point.jump or segment + 1,
         flags=flags,
         info=info,
         seconds=shared + time.perf_counter() - start,

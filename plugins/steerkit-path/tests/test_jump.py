@@ -1,0 +1,120 @@
+"""Points found by pivoting (`steerkit_path.jump`) against the walked path and Clarabel.
+
+The decoders here have correlated rows (a few shared directions plus noise, like a trained
+SAE's), so that the paths are long and a point far along is found by pivoting, not by walking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import steerkit_path.jump as jump_module
+import steerkit_path.path as path_module
+from steerkit_path import Path, PathSolver
+
+from steerkit import SteeringProblem
+from steerkit.testing.oracle import reference_solve
+
+
+def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any]:
+    """Rows = a mix of 4 shared directions + noise (unit norm), and a probe direction."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(4, d_model))
+    decoder = rng.normal(size=(d_sae, 4)) @ shared + 0.6 * rng.normal(size=(d_sae, d_model))
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    return decoder.astype(np.float32), rng.normal(size=d_model) * 2.0
+
+
+def walked(problem: SteeringProblem, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The same problem solved by walking the path (pivoting switched off)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(path_module, "JUMP_TARGETS", 0)
+        return PathSolver().solve(problem, cache=False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "setting", [("qp", 0.3), ("qp", 3.0), ("socp", 1.05), ("socp", 1.2), ("socp", 1.5)]
+)
+def test_a_point_far_along_equals_the_walked_path_and_clarabel(
+    seed: int, setting: tuple[str, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QP at λ and SOCP at a multiple of the smallest feasible ε, one input from scratch: the
+    pivoted answer is the walked path's (δ to 1e-7) and Clarabel's (objective to 1e-6). Close
+    to the smallest ε (1.05×) the pivoting may give up and walk: the answer must not change."""
+    decoder, w = correlated(seed)
+    kind, value = setting
+    r = 2.0
+    if kind == "qp":
+        problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=r, lam=value)
+    else:
+        with monkeypatch.context() as patch:
+            patch.setattr(path_module, "JUMP_TARGETS", 0)
+            smallest = float(Path(decoder, w).min_eps(r)[0])
+        problem = SteeringProblem.socp(decoder=decoder, directions=w, rhs=r, eps=value * smallest)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok, solution.message
+    if value != 1.05:
+        assert solution.info.get("jump", 0) > 0, "the answer was walked to, not pivoted to"
+    assert solution.dual_infeasibility <= 1e-9 and solution.gap <= 1e-9
+    walk = walked(problem, monkeypatch)
+    assert walk.info.get("jump", 0) == 0 and walk.ok
+    scale = float(np.abs(walk.delta).max())
+    assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * scale
+    reference = reference_solve(problem)
+    assert solution.objective <= reference.objective * (1 + 1e-6)
+    assert solution.objective >= reference.objective * (1 - 1e-6)
+
+
+def test_pivoting_that_does_not_settle_falls_back_to_the_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One round allowed: the pivoting gives up, the path is walked, the answer is the same."""
+    decoder, w = correlated(5)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=3.0)
+    expected = PathSolver().solve(problem, cache=False)
+    assert expected.info["jump"] > 1
+    monkeypatch.setattr(jump_module, "MAX_ROUNDS", 1)
+    path = Path(decoder, w)
+    points = path.qp(3.0, 2.0)
+    assert path.steps > 0 and points.breakpoints[int(points.segment[0])].jump == 0
+    assert np.abs(points.dense(0) - expected.delta).max() <= 1e-7 * expected.delta.max()
+
+
+@pytest.mark.parametrize(("seed", "pivoted"), [(1, True), (7, False)])
+def test_the_end_found_by_pivoting_is_the_walked_end(
+    seed: int, pivoted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smallest feasible ε equals the walked path's whether the end was found by pivoting
+    (seed 1: without a step) or the pivoting gave up there (seed 7: near the end |A| nears
+    d_model and the rounds circle; the path is walked), and an SOCP below it is infeasible with
+    that ε in the reason."""
+    decoder, w = correlated(seed, d_sae=120, d_model=16)
+    path = Path(decoder, w)
+    smallest = float(path.min_eps(1.0)[0])
+    assert (path._end is not None) is pivoted
+    assert (path.steps == 0) is pivoted
+    with monkeypatch.context() as patch:
+        patch.setattr(path_module, "JUMP_TARGETS", 0)
+        walked_end = Path(decoder, w)
+        assert float(walked_end.min_eps(1.0)[0]) == pytest.approx(smallest, rel=1e-9)
+        assert walked_end.complete
+    problem = SteeringProblem.socp(decoder=decoder, directions=w, rhs=2.0, eps=1.9 * smallest)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.status.value == "infeasible"
+    assert f"{2 * smallest:.6g}" in solution.message
+
+
+def test_many_answers_past_the_end_walk_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than JUMP_TARGETS answers past the walked path's end: one walk serves them all, and
+    the answers equal those found one by one by pivoting."""
+    decoder, w = correlated(11)
+    lams = np.linspace(0.5, 3.0, path_module.JUMP_TARGETS + 2)
+    batch = Path(decoder, w).qp(lams, 2.0)
+    assert all(batch.breakpoints[int(k)].jump == 0 for k in batch.segment)
+    for i, lam in enumerate(lams):
+        one = Path(decoder, w).qp(lam, 2.0)
+        assert one.breakpoints[int(one.segment[0])].jump > 0
+        assert np.allclose(one.dense(0), batch.dense(i), rtol=1e-7, atol=1e-12)
