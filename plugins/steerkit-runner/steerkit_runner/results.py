@@ -37,6 +37,7 @@ __all__ = [
     "RUNNER_COLUMNS",
     "SCORE_COLUMNS",
     "JsonlTable",
+    "MemoryTable",
     "Results",
     "ResultsError",
     "ResultsTable",
@@ -256,7 +257,17 @@ class JsonlTable:
             keys.append(key)
         if not new:
             return 0
-        text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in new)
+        self._write(new)
+        self._needs_newline = False
+        first = max(self._lines, default=0) + 1
+        self._lines.extend(range(first, first + len(new)))
+        self._keys.update(keys)
+        self._rows.extend(new)
+        return len(new)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Append the rows to the file in one write, flushed and fsynced."""
+        text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
         if self._needs_newline:
             text = "\n" + text
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,12 +275,30 @@ class JsonlTable:
             handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
-        self._needs_newline = False
-        first = max(self._lines, default=0) + 1
-        self._lines.extend(range(first, first + len(new)))
-        self._keys.update(keys)
-        self._rows.extend(new)
-        return len(new)
+
+
+class MemoryTable(JsonlTable):
+    """A table in memory, for an executor's worker that has no access to the run directory:
+    seeded with the rows already written (as written), it keys and dedups like the file and
+    keeps what was appended in `added` (as the file would have it), for the driver to write."""
+
+    def __init__(
+        self, rows: Iterable[Mapping[str, Any]] = (), *, key: Sequence[str] = RESULT_KEY
+    ) -> None:
+        self._seed = list(rows)
+        self.added: list[dict[str, Any]] = []
+        super().__init__("<memory>", key=key)
+
+    def _read(self) -> None:
+        for number, row in enumerate(self._seed, start=1):
+            key = self.key(row, f"row {number}")
+            if key not in self._keys:
+                self._keys.add(key)
+                self._rows.append(dict(row))
+                self._lines.append(number)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        self.added.extend(rows)
 
 
 class ResultsTable(JsonlTable):
