@@ -1,9 +1,10 @@
 """The results schema and the one reader of a run's tables.
 
-results.jsonl holds one JSON object per (unit, α, input), never rewritten: each completed unit's
-rows go to the file in one write, then flush and fsync, so an interrupted run loses at most the
-unit it was writing. A line that is not a JSON object was cut short by an interrupted write: it is
-skipped and reported, never rewritten, and the next append starts on a fresh line. Rows are keyed
+results.jsonl holds one JSON object per (unit, α, input), never rewritten: each completed batch's
+rows (`[steering] units_per_batch` units, one by default) go to the file in one write, then flush
+and fsync, so an interrupted run loses at most the batch it was writing. A line that is not a
+JSON object was cut short by an interrupted write: it is skipped and reported, never rewritten,
+and the next append starts on a fresh line. Rows are keyed
 (config hash, method, solver, param, value, alpha, input id) — `RESULT_KEY` — and `append` never
 writes a key that is already there, so a resumed run cannot duplicate a row. JSON has no NaN: NaN
 and ±inf are written as null and read back as NaN in the metric columns.

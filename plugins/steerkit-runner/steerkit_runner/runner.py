@@ -3,11 +3,13 @@
 Read top to bottom, this file is one run. `run` loads the config and resolves every plugin name
 through the registries. `_Runner.prepare` turns the dataset, the source and the probe into one
 frozen `Prepared` value: what every unit shares. The config's `Unit`s — one [[methods]] entry at
-one grid setting — then run in order (`_Units.run`): each computes its method once
-(`_Units.compute`, a `MethodResult`), saves its vectors, and is evaluated at each α still missing
-(`_Units.evaluate`): generations when a metric needs them, then every metric, into one result row
-per input, appended to results.jsonl in one write per α. Nothing here imports a plugin or knows
-one by name: methods, metrics and sources describe themselves.
+one grid setting — then run in batches on the [execution] executor (`execution.py`; in this
+process by default), each batch through `_Units.run_units`: each unit computes its method once
+(`_Units.compute`, a `MethodResult`), has its vectors saved, and is evaluated at each α still
+missing (`_Units.evaluate`): generations when a metric needs them, then every metric, into one
+result row per input; the driver appends each batch's rows to results.jsonl in one write.
+Nothing here imports a plugin or knows one by name: methods, metrics and sources describe
+themselves.
 
 A run resumes: `run` skips every (unit, α) already in the table and never rewrites or duplicates
 a row. The same config resumes in the same run directory (`<name>-<config hash[:10]>` under the
