@@ -12,10 +12,17 @@ public API (`steerkit_runner.run`, `Executor.map`):
    median of `--repeats` interleaved runs, after one Ray run on fresh workers (reported apart:
    a fresh worker imports torch and the plugins before its first unit).
 
+With `--preset gemma-3-270m-offline`, the sweep is on the real offline model instead (dataset
+`sentiment-offline`, 8 steered inputs, 4 of them generated for 8 tokens, metrics probe_shift,
+sparsity, kl and perplexity): units that cost seconds, and a prepared run (the model) of ~1 GB
+that each worker receives once.
+
 A local Ray is started once with `--cpus` CPUs (not counted); its start-up time is printed.
 
     python plugins/steerkit-runner/benchmarks/bench_executors.py
     python plugins/steerkit-runner/benchmarks/bench_executors.py --units 64 --cpus 2
+    python plugins/steerkit-runner/benchmarks/bench_executors.py --preset gemma-3-270m-offline \
+        --units 4 --repeats 1
 """
 
 from __future__ import annotations
@@ -65,21 +72,28 @@ class WordsData(Dataset):
         return Splits(train=train, test=test)
 
 
-def config_text(units: int, output: str) -> str:
+def config_text(units: int, output: str, preset: str | None = None) -> str:
     half = max(1, units // 2)
     lams = ", ".join(repr(float(x)) for x in np.geomspace(0.1, 10.0, half))
     epss = ", ".join(repr(float(x)) for x in np.geomspace(5.0, 100.0, units - half))
+    if preset is None:
+        data, source = 'name = "bench-words"\nn_per_class = 20', 'name = "transformerlens"'
+        steering, metrics = "n_generate = 0", '"probe_shift", "sparsity", "norm", "kl"'
+    else:
+        data = 'name = "sentiment-offline"\nn_per_class = 40\ntest_size = 0.4'
+        source = f'name = "transformerlens"\npreset = "{preset}"\nlayer = 6\nhook = "resid_post"'
+        steering = "max_inputs = 8\nn_generate = 4\nmax_new_tokens = 8"
+        metrics = '"probe_shift", "sparsity", "kl", "perplexity"'
     return f"""
 [run]
 name = "bench-executors"
 output_dir = "{output}"
 
 [dataset]
-name = "bench-words"
-n_per_class = 20
+{data}
 
 [source]
-name = "transformerlens"
+{source}
 
 [probe]
 name = "logistic"
@@ -87,7 +101,7 @@ margin = 1.0
 
 [steering]
 alphas = [0.5, 1.0]
-n_generate = 0
+{steering}
 
 [[methods]]
 name = "qp"
@@ -100,7 +114,7 @@ solver = "path"
 eps = [{epss}]
 
 [evaluation]
-metrics = ["probe_shift", "sparsity", "norm", "kl"]
+metrics = [{metrics}]
 """
 
 
@@ -132,13 +146,13 @@ def overhead(executor: Any, tasks: int, shared_mb: float) -> float:
     return seconds / tasks
 
 
-def sweep(executor: str, units: int, folder: Path) -> tuple[float, int]:
+def sweep(executor: str, units: int, folder: Path, preset: str | None) -> tuple[float, int]:
     """(seconds of the units stage, units run) of the benchmark config on `executor`."""
-    config = parse_config(config_text(units, str(folder / executor)))
+    config = parse_config(config_text(units, str(folder / executor), preset))
     result = run(
         config,
-        source=tiny_source(),
-        dataset=WordsData(),
+        source=tiny_source() if preset is None else None,
+        dataset=WordsData() if preset is None else None,
         progress=False,
         report=False,
         executor=executor,
@@ -155,6 +169,9 @@ def main() -> None:
     parser.add_argument("--shared-mb", type=float, default=16.0, help="shared value (16 MB)")
     parser.add_argument("--cpus", type=int, default=2, help="the local Ray's CPUs (default: 2)")
     parser.add_argument("--repeats", type=int, default=3, help="median of (default: 3)")
+    parser.add_argument(
+        "--preset", default=None, help="a real model's preset, e.g. gemma-3-270m-offline"
+    )
     args = parser.parse_args()
 
     import ray
@@ -181,17 +198,18 @@ def main() -> None:
         "shared_mb": args.shared_mb,
     }
     with tempfile.TemporaryDirectory() as folder:  # fresh workers import torch and the plugins
-        seconds, units = sweep("ray", args.units, Path(folder))
+        seconds, units = sweep("ray", args.units, Path(folder), args.preset)
     cold = units / seconds
     rates: dict[str, list[float]] = {"local": [], "ray": []}
     for _ in range(args.repeats):
         for executor in ("local", "ray"):  # interleaved: the machine's load hits both
             with tempfile.TemporaryDirectory() as folder:
-                seconds, units = sweep(executor, args.units, Path(folder))
+                seconds, units = sweep(executor, args.units, Path(folder), args.preset)
             rates[executor].append(units / seconds)
     local_rate, ray_rate = statistics.median(rates["local"]), statistics.median(rates["ray"])
     out["sweep"] = {
         "units": args.units,
+        "model": args.preset or "tiny",
         "units_per_s_local": round(local_rate, 2),
         "units_per_s_ray": round(ray_rate, 2),
         "ray_over_local": round(ray_rate / local_rate, 3),

@@ -221,7 +221,9 @@ def test_a_worker_that_dies_loses_and_duplicates_nothing(
 ) -> None:
     steerkit_host_factory(*toy_plugins(), ("dies", DiesPlugin()))
     marker = tmp_path / "attempts.txt"
-    text = TINY_CONFIG.replace(
+    # two units per task (their generations share calls, on Ray as locally)
+    text = TINY_CONFIG.replace("max_new_tokens = 3\n", "max_new_tokens = 3\nunits_per_batch = 2\n")
+    text = text.replace(
         '[[methods]]\nname = "toy_shared"\n',
         '[[methods]]\nname = "toy_shared"\n\n'
         f'[[methods]]\nname = "dies_once"\nmarker = "{marker}"\n',
