@@ -258,6 +258,10 @@ def run_on_executor(driver: _Units, units: Sequence[Unit], executor: Executor) -
                 if isinstance(partial, BatchResult):
                     _write(driver, partial, counts, clock)
                 raise
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:  # stopped early: the executor cancels what is in flight
+                    close()
     finally:
         executor.close()
     return counts

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -45,8 +46,23 @@ def _call(task: Callable[[Any, Any], Any], box: list[Any], item: Any) -> Any:
     key = box[0].hex()
     if key not in _SHARED:
         _SHARED.clear()  # a new run: drop the last one's model
-        _SHARED[key] = ray.get(box[0])
+        _SHARED[key] = _fetch(ray, box[0])
     return task(_SHARED[key], item)
+
+
+def _fetch(ray: Any, ref: Any, attempts: int = 3) -> Any:
+    """`ray.get(ref)`, again after a moment when unpickling met a module another thread of this
+    fresh worker was still importing ("partially initialized module": seen here with sae-lens's
+    import of wandb); any other error is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return ray.get(ref)
+        except Exception as e:
+            if attempt == attempts - 1 or "partially initialized module" not in str(e):
+                raise
+            logger.warning("fetching the shared value again: %s", str(e).splitlines()[-1])
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class RayExecutor(Executor):

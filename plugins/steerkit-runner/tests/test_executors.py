@@ -81,9 +81,14 @@ def ray_cluster() -> Iterator[Any]:
     ray.shutdown()
 
 
-def rows_of(run_dir: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The table's rows by key, timing columns left out; no key may repeat."""
+def rows_of(run_dir: Path, torn: int | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The table's rows by key, timing columns left out; no key may repeat. torn: the one line
+    (1-based) a kill cut short, left out."""
     lines = (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    if torn is not None:
+        with pytest.raises(ValueError):
+            json.loads(lines[torn - 1])
+        del lines[torn - 1]
     rows = [json.loads(line) for line in lines if line.strip()]
     out = {tuple(row[k] for k in RESULT_KEY): row for row in rows}
     assert len(out) == len(rows), "a key is written twice"
@@ -239,40 +244,41 @@ def test_a_worker_that_dies_loses_and_duplicates_nothing(
     assert any(key[1] == "dies_once" for key in rows_of(remote.run_dir))
 
 
-def test_a_driver_killed_mid_run_resumes_without_losing_or_repeating_a_row(
+def test_a_driver_stopped_mid_run_resumes_without_losing_or_repeating_a_row(
     ray_cluster: Any,
     toy_host: steerkit.PluginHost,
     write_config: Callable[..., Path],
     tiny_source: Any,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from steerkit_runner import execution
+
     path = write_config()
     local = run_tiny(path, tiny_source, tmp_path / "local", "local")
-    # what a killed driver leaves: the rows of the batches it wrote, and a line cut short
+    # the driver stops (Ctrl-C, a kill) after writing two batches, with tasks still in flight
+    write = execution._write
+    written: list[int] = []
+
+    def write_then_stop(*args: Any) -> None:
+        write(*args)
+        written.append(1)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(execution, "_write", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(path, tiny_source, tmp_path / "ray", "ray")
+    monkeypatch.setattr(execution, "_write", write)
     run_dir = run_dir_for(load_config(path), tmp_path / "ray")
-    run_dir.mkdir(parents=True)
-    lines = (local.run_dir / "results.jsonl").read_text().splitlines(keepends=True)
-    kept = len(lines) // 2
-    (run_dir / "results.jsonl").write_text("".join(lines[:kept]) + lines[kept][:40])
+    table = run_dir / "results.jsonl"
+    assert len(table.read_text().splitlines()) == 2 * 2 * 6  # two units, 2 α, 6 inputs
+    with open(table, "a", encoding="utf-8") as handle:  # and a kill cut its last write short
+        handle.write('{"config_hash": "' + local.config_hash[:20])
     remote = run_tiny(path, tiny_source, tmp_path / "ray", "ray")
-    assert remote.new_rows == len(lines) - kept and remote.units_skipped > 0
-    same_rows(rows_of_skipping_torn(run_dir), rows_of(local.run_dir))
-
-
-def rows_of_skipping_torn(run_dir: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """rows_of, leaving out the one line a killed driver cut short."""
-    text = (run_dir / "results.jsonl").read_text()
-    kept = []
-    for line in text.splitlines():
-        try:
-            kept.append(json.loads(line))
-        except ValueError:
-            continue
-    (run_dir / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    clean = run_dir / "clean"
-    clean.mkdir()
-    (run_dir / "clean.jsonl").rename(clean / "results.jsonl")
-    return rows_of(clean)
+    assert remote.units_skipped == 2 * 2 and remote.units_run == 8 - 4
+    assert remote.new_rows == 48 - 24 and [s.line for s in remote.skipped_lines] == [25]
+    same_rows(rows_of(run_dir, torn=25), rows_of(local.run_dir))
 
 
 def test_a_layer_sweep_runs_one_probe_and_sae_per_layer_on_ray(
