@@ -383,7 +383,7 @@ class PluginHost:
 
     def registry(self, kind: str) -> Registry[Any]:
         """The registry of one kind: dataset, activation_source, probe, steering_method,
-        solver or metric."""
+        solver, metric, command or executor."""
         self.load()
         return self.registries[kind]
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -46,23 +45,8 @@ def _call(task: Callable[[Any, Any], Any], box: list[Any], item: Any) -> Any:
     key = box[0].hex()
     if key not in _SHARED:
         _SHARED.clear()  # a new run: drop the last one's model
-        _SHARED[key] = _fetch(ray, box[0])
+        _SHARED[key] = ray.get(box[0])
     return task(_SHARED[key], item)
-
-
-def _fetch(ray: Any, ref: Any, attempts: int = 3) -> Any:
-    """`ray.get(ref)`, again after a moment when unpickling met a module another thread of this
-    fresh worker was still importing ("partially initialized module": seen here with sae-lens's
-    import of wandb); any other error is raised at once."""
-    for attempt in range(attempts):
-        try:
-            return ray.get(ref)
-        except Exception as e:
-            if attempt == attempts - 1 or "partially initialized module" not in str(e):
-                raise
-            logger.warning("fetching the shared value again: %s", str(e).splitlines()[-1])
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 class RayExecutor(Executor):
@@ -126,8 +110,11 @@ class RayExecutor(Executor):
                     index = pending.pop(ref)
                     yield index, self._get(ray, ref, index)
         finally:
-            for ref in pending:  # interrupted: the tasks left are not needed
-                ray.cancel(ref)
+            # interrupted: the tasks left are not needed. Their workers are killed, not
+            # interrupted: an interrupt inside an import (a fresh worker unpickling the shared
+            # value imports torch) leaves half-imported modules that break the worker's next task
+            for ref in pending:
+                ray.cancel(ref, force=True)
 
     def _get(self, ray: Any, ref: Any, index: int) -> Any:
         try:
