@@ -260,7 +260,7 @@ def run_on_executor(driver: _Units, units: Sequence[Unit], executor: Executor) -
                 raise
             finally:
                 close = getattr(results, "close", None)
-                if close is not None:  # stopped early: the executor cancels what is in flight
+                if close is not None:  # stopped early: the executor stops submitting
                     close()
     finally:
         executor.close()

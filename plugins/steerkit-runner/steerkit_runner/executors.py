@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -101,20 +102,26 @@ class RayExecutor(Executor):
             num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=self.max_retries
         )
         box = [ray.put(shared)]
-        pending = {remote.remote(task, box, item): index for index, item in enumerate(items)}
-        refs = list(pending)
-        try:
-            while refs:
-                done, refs = ray.wait(refs, num_returns=min(len(refs), 16), timeout=1.0)
-                for ref in done:
-                    index = pending.pop(ref)
-                    yield index, self._get(ray, ref, index)
-        finally:
-            # interrupted: the tasks left are not needed. Their workers are killed, not
-            # interrupted: an interrupt inside an import (a fresh worker unpickling the shared
-            # value imports torch) leaves half-imported modules that break the worker's next task
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        # at most `window` tasks submitted at a time: enough to keep every CPU busy, few enough
+        # that a driver which stops leaves little running behind it
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        window = max(2, int(2 * cpus / resources.cpus)) if resources.cpus > 0 else 64
+        # A driver that stops early (an error, Ctrl-C) cancels nothing: the tasks in flight
+        # finish and their results are dropped (Ray ends them all when the driver's process
+        # exits). Cancelling would interrupt a worker that may be importing torch while it
+        # unpickles the shared value, leaving it half-imported for its next task; force-killing
+        # it races with tasks completing at that moment.
+        todo = iter(enumerate(items))
+        pending: dict[Any, int] = {}
+        while True:
+            for index, item in itertools.islice(todo, window - len(pending)):
+                pending[remote.remote(task, box, item)] = index
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                yield index, self._get(ray, ref, index)
 
     def _get(self, ray: Any, ref: Any, index: int) -> Any:
         try:
