@@ -12,6 +12,7 @@ from steerkit.command import Command
 from steerkit.dataset import Dataset, LabelledTexts, Splits
 from steerkit.errors import (
     DuplicatePluginError,
+    ExecutorNotInstalledError,
     InfeasibleError,
     PluginError,
     SolverCapabilityError,
@@ -21,6 +22,7 @@ from steerkit.errors import (
     UnknownPluginError,
     ValidationError,
 )
+from steerkit.executor import Executor, Resources
 from steerkit.hookspecs import hookimpl
 from steerkit.intervention import Intervention, RowVectors
 from steerkit.method import MethodContext, MethodResult, SteeringMethod
@@ -57,6 +59,8 @@ __all__ = [
     "Duals",
     "DuplicatePluginError",
     "EvalContext",
+    "Executor",
+    "ExecutorNotInstalledError",
     "InfeasibleError",
     "Intervention",
     "LabelledTexts",
@@ -72,6 +76,7 @@ __all__ = [
     "Probe",
     "ProblemKind",
     "Register",
+    "Resources",
     "RowVectors",
     "Solution",
     "Solver",

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "DuplicatePluginError",
+    "ExecutorNotInstalledError",
     "InfeasibleError",
     "PluginError",
     "SolverCapabilityError",
@@ -100,6 +101,19 @@ class SolverNotInstalledError(SteerkitError):
         self.install = install
         super().__init__(
             f"solver {solver!r} is not installed: {missing}; "
+            f"install it with `pip install {install}`"
+        )
+
+
+class ExecutorNotInstalledError(SteerkitError):
+    """An executor whose engine is missing (e.g. Ray); the message names what to install."""
+
+    def __init__(self, executor: str, missing: str, install: str) -> None:
+        self.executor = executor
+        self.missing = missing
+        self.install = install
+        super().__init__(
+            f"executor {executor!r} is not installed: {missing}; "
             f"install it with `pip install {install}`"
         )
 

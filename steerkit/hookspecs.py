@@ -52,3 +52,8 @@ def register_metrics(register: Register) -> None:
 @hookspec
 def register_commands(register: Register) -> None:
     """Register Command subclasses: `steerkit` CLI subcommands (e.g. `train-sae`)."""
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register Executor subclasses: where a run's units execute (in process, on a cluster)."""

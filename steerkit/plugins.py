@@ -37,6 +37,7 @@ import pluggy
 from steerkit import hookspecs
 from steerkit.command import BUILTIN_COMMANDS, Command
 from steerkit.dataset import Dataset
+from steerkit.executor import Executor
 from steerkit.method import SteeringMethod
 from steerkit.metric import Metric
 from steerkit.probe import Probe
@@ -91,6 +92,7 @@ KINDS: Mapping[str, tuple[str, type]] = {
     "solver": ("register_solvers", Solver),
     "metric": ("register_metrics", Metric),
     "command": ("register_commands", Command),
+    "executor": ("register_executors", Executor),
 }
 
 
@@ -213,6 +215,14 @@ class PluginHost:
             )
         self._loaded = False
         self._lock = threading.RLock()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """A host travels to another process (an executor's worker) as how it was made — its
+        inline plugins, and the allow, block and override choices in force here — and loads
+        there again on first use."""
+        chosen = [f"{kind}:{name}={plugin}" for (kind, name), plugin in self._chosen.items()]
+        arguments = (self._use_entry_points, tuple(self._inline), self._allow, self._block, chosen)
+        return _rebuilt_host, arguments
 
     def _rank(self, kind: str, name: str, origin: Origin) -> Rank:
         """How strongly `origin`'s registration of `name` holds it (see steerkit.registry)."""
@@ -373,7 +383,7 @@ class PluginHost:
 
     def registry(self, kind: str) -> Registry[Any]:
         """The registry of one kind: dataset, activation_source, probe, steering_method,
-        solver or metric."""
+        solver, metric, command or executor."""
         self.load()
         return self.registries[kind]
 
@@ -400,6 +410,22 @@ class PluginHost:
 
 
 _FAILED = ("failed", "conflict")
+
+
+def _rebuilt_host(
+    entry_points: bool,
+    plugins: tuple[tuple[str, object], ...],
+    allow: frozenset[str] | None,
+    block: frozenset[str],
+    override: list[str],
+) -> PluginHost:
+    """The host `PluginHost.__reduce__` describes (not loaded yet)."""
+    host = PluginHost(
+        entry_points=entry_points, plugins=plugins, allow=(), block=block, override=override
+    )
+    host._allow = allow  # None: no allow-list (not this process's environment variable)
+    return host
+
 
 _host: PluginHost | None = None
 _host_lock = threading.Lock()

@@ -4,12 +4,12 @@ availability is decided by `importlib.util.find_spec`, so listing solvers import
 from __future__ import annotations
 
 import abc
-import importlib.util
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from steerkit.answer import Answer, accept, all_excluded, check, precheck, reweigh
+from steerkit.executor import first_missing
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
 
@@ -60,14 +60,7 @@ class Solver(abc.ABC):
     @classmethod
     def missing(cls) -> str | None:
         """Why the backend is not installed (the first missing module), or None if it is."""
-        for module in cls.requires:
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                return f"module {module!r} is not importable"
-        return None
+        return first_missing(cls.requires)
 
     @classmethod
     def is_installed(cls) -> bool:

@@ -225,3 +225,23 @@ def test_an_override_given_to_the_host_chooses_between_two_plugins(installed: li
         (row,) = [r for r in host.rows() if r.status == "replaced"]
         assert (row.distribution, row.name) == ("steerkit-one", "toy-reference")
         assert host.failures == []
+
+
+def test_a_host_pickles_as_how_it_was_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor's worker gets the driver's plugins and choices, not its own environment's."""
+    import pickle
+
+    monkeypatch.setenv(ALLOW_ENV, "only-this")
+    host = PluginHost(
+        entry_points=False,
+        plugins=[("toy", toy_plugins.SolverPlugin())],
+        block=["blocked-one"],
+        override=["solver:toy-reference=toy"],
+    )
+    monkeypatch.setenv(ALLOW_ENV, "something-else")
+    monkeypatch.setenv(BLOCK_ENV, "toy")
+    copy = pickle.loads(pickle.dumps(host))
+    assert copy.solvers.names() == host.solvers.names()
+    assert "toy-reference" in copy.solvers
+    assert copy._allow == frozenset({"only-this"}) and copy._block == frozenset({"blocked-one"})
+    assert copy._chosen == {("solver", "toy-reference"): "toy"}

@@ -39,6 +39,18 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    parser.add_argument(
+        "--executor",
+        default=None,
+        help="where the units run: 'local' (this process) or 'ray' (a Ray cluster), or another "
+        "registered executor (default: the config's [execution] executor, 'local')",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="the executor's cluster: for Ray, 'auto' (the cluster `ray start` runs here), "
+        "HOST:PORT or ray://HOST:10001 (default: the config's, else a local Ray)",
+    )
 
 
 def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,7 +60,22 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "progress": not args.no_progress,
         "output_dir": args.output_dir,
         "report": not args.no_report,
+        "executor": args.executor,
+        "address": args.address,
     }
+
+
+def _layers(text: str) -> list[int]:
+    """`--layers 3,6,9` as [3, 6, 9]."""
+    try:
+        layers = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected block indices separated by commas (e.g. 3,6,9), received {text!r}"
+        ) from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"expected block indices ≥ 0, received {text!r}")
+    return layers
 
 
 def time_line(seconds: float, timings: Mapping[str, float], *, top: int = 5) -> str:
@@ -131,7 +158,7 @@ class RunCommand(Command):
 
 
 class SweepCommand(Command):
-    """The Pareto sweep over a config's [sweep] λ and ε grids."""
+    """The Pareto sweep over a config's [sweep] λ and ε grids (and layers)."""
 
     name: ClassVar[str] = "sweep"
     help: ClassVar[str] = (
@@ -147,13 +174,21 @@ class SweepCommand(Command):
             default=None,
             help="per-input QP/SOCP or one shared vector (default: the config's sweep.mode)",
         )
+        parser.add_argument(
+            "--layers",
+            type=_layers,
+            default=None,
+            help="sweep these blocks, one run (probe, SAE, activations) each, e.g. 3,6,9 "
+            "(default: the config's sweep.layers, else the [source]'s layer)",
+        )
         _run_options(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from steerkit_runner.runner import sweep
+        from steerkit_runner.runner import sweep_layers
 
-        result = sweep(args.config, mode=args.mode, **_run_arguments(args))
-        _print_result(result)
+        results = sweep_layers(args.config, args.layers, mode=args.mode, **_run_arguments(args))
+        for result in results:
+            _print_result(result)
         return 0
 
 

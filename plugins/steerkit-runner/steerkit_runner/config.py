@@ -6,7 +6,8 @@ the SHA-256 of the canonical JSON of the parsed, normalised config (defaults fil
 file's bytes: reordering keys or adding a comment keeps the hash; changing a value changes it.
 
 Sections (see the README for every key): [run], [dataset], [source], [probe], [steering],
-[[methods]], [evaluation] and, for `steerkit sweep`, [sweep]. In [dataset], [source], [probe] and
+[[methods]], [evaluation], [execution] (where the units run; not part of the hash) and, for
+`steerkit sweep`, [sweep]. In [dataset], [source], [probe] and
 each [[methods]] table, keys other than the ones the runner reads are the plugin's own
 parameters (passed to its constructor; a `params` sub-table may hold them too). In a
 [[methods]] table a list-valued parameter is a grid: one unit per value.
@@ -49,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DatasetSection",
     "EvaluationSection",
+    "ExecutionSection",
     "MethodEntry",
     "PluginSection",
     "ProbeSection",
@@ -232,7 +234,9 @@ class SweepSection:
 
     mode "per_input" runs `qp` and `socp`; "shared" runs `shared` with kind qp and socp. alphas,
     metrics and n_generate replace [steering] / [evaluation] for the sweep (defaults: α = 1, the
-    metrics that need no generation, no generations).
+    metrics that need no generation, no generations). layers: sweep these blocks too — one run
+    (probe, SAE, activations) per layer, the [source]'s `layer` parameter set to each; none: the
+    [source]'s own layer only.
     """
 
     lam: tuple[float, ...] = ()
@@ -242,6 +246,22 @@ class SweepSection:
     alphas: tuple[float, ...] = (1.0,)
     metrics: tuple[str, ...] = SWEEP_METRICS
     n_generate: int = 0
+    layers: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class ExecutionSection:
+    """[execution]: where the units run. executor: a registered executor's name ("local", the
+    default: in this process, as before; "ray": on a Ray cluster); num_cpus and num_gpus: what
+    one task asks of a worker (num_gpus None: 1 when the source runs on a CUDA device, else 0);
+    params: the executor's own parameters (Ray's: address, max_retries). Where units run does not
+    change what they compute: [execution] is not part of the config hash, and a run started on
+    one executor resumes on another."""
+
+    executor: str = "local"
+    num_cpus: float = 1.0
+    num_gpus: float | None = None
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
 @attrs.frozen(eq=False)
@@ -256,6 +276,7 @@ class Config:
     methods: tuple[MethodEntry, ...] = ()
     evaluation: EvaluationSection = EvaluationSection()
     sweep: SweepSection | None = None
+    execution: ExecutionSection = ExecutionSection()
     path: Path | None = None
     text: str | None = None
 
@@ -268,13 +289,14 @@ class Config:
 
     @property
     def hash(self) -> str:
-        """SHA-256 of the canonical JSON of `to_dict()` without run.output_dir, run.description
-        and [sweep]: they do not change what `run` computes (a sweep runs a config derived from
-        [sweep], with its own hash)."""
+        """SHA-256 of the canonical JSON of `to_dict()` without run.output_dir, run.description,
+        [sweep] and [execution]: they do not change what `run` computes (a sweep runs a config
+        derived from [sweep], with its own hash; units compute the same on every executor)."""
         data = self.to_dict()
         data["run"].pop("output_dir", None)
         data["run"].pop("description", None)
         data.pop("sweep", None)
+        data.pop("execution", None)
         # keys added later count only when set: a config written before them keeps its hash
         for section, key in _LATER_KEYS:
             if data[section].get(key) == _LATER_KEYS[(section, key)]:
@@ -485,7 +507,17 @@ class _Context:
         )
 
 
-_SECTIONS = ("run", "dataset", "source", "probe", "steering", "methods", "evaluation", "sweep")
+_SECTIONS = (
+    "run",
+    "dataset",
+    "source",
+    "probe",
+    "steering",
+    "methods",
+    "evaluation",
+    "sweep",
+    "execution",
+)
 #: (section, key) → default of the keys added after the first release: left out of the hash at
 #: their default, so that the runs of older configs still resume
 _LATER_KEYS: dict[tuple[str, str], Any] = {
@@ -531,6 +563,7 @@ def parse_config(text: str, *, path: str | Path | None = None) -> Config:
         methods=_methods(top.raw("methods"), ctx) if top.has("methods") else (),
         evaluation=_evaluation(_Reader(_table(top, "evaluation"), ("evaluation",), ctx)),
         sweep=_sweep(_Reader(top.raw("sweep"), ("sweep",), ctx)) if top.has("sweep") else None,
+        execution=_execution(_Reader(_table(top, "execution"), ("execution",), ctx)),
         path=Path(path) if path is not None else None,
         text=text,
     )
@@ -728,11 +761,47 @@ def _sweep(r: _Reader) -> SweepSection:
         alphas=r.numbers("alphas", default=(1.0,)),
         metrics=r.strings("metrics", default=SWEEP_METRICS),
         n_generate=r.integer("n_generate", default=0, minimum=0),
+        layers=_layers(r),
     )
     if not section.lam and not section.eps:
         raise r.error(None, "expected a grid: `lam = [...]` and/or `eps = [...]`")
-    r.finish(("lam", "eps", "mode", "solver", "alphas", "metrics", "n_generate"))
+    r.finish(("lam", "eps", "mode", "solver", "alphas", "metrics", "n_generate", "layers"))
     return section
+
+
+def _layers(r: _Reader) -> tuple[int, ...]:
+    if not r.has("layers"):
+        return ()
+    value = r.raw("layers")
+    if not isinstance(value, list):
+        raise r.error("layers", f"expected a list of block indices, received {_kind(value)}")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise r.ctx.error(
+                ("sweep", "layers", i), f"expected a block index ≥ 0, received {_shown(item)}"
+            )
+    if len(set(value)) != len(value):
+        raise r.error("layers", f"expected distinct layers, received {value}")
+    return tuple(value)
+
+
+def _execution(r: _Reader) -> ExecutionSection:
+    executor = r.string("executor", default="local")
+    if not executor.strip():
+        raise r.error(
+            "executor", "expected an executor's name (e.g. 'local' or 'ray'), received ''"
+        )
+    num_cpus = r.number("num_cpus", default=1.0)
+    if num_cpus <= 0:
+        raise r.error("num_cpus", f"expected a number > 0 (CPUs per task), received {num_cpus}")
+    num_gpus: float | None = None
+    if r.has("num_gpus"):
+        num_gpus = r.number("num_gpus", default=0.0)
+        if num_gpus < 0:
+            raise r.error("num_gpus", f"expected a number ≥ 0 (GPUs per task), received {num_gpus}")
+    return ExecutionSection(
+        executor=executor, num_cpus=num_cpus, num_gpus=num_gpus, params=r.params()
+    )
 
 
 # -- files and shipped configs ----------------------------------------------------------------
@@ -871,7 +940,8 @@ def resolve_config(config: Config, host: Any = None, *, skip: Iterable[str] = ()
     methods, solvers, metrics) and every parameter against the class's constructor, without
     loading a model; each [[methods]] entry's method is built once per grid value, so its
     constructor checks the values (λ > 0, k ≥ 1, …). Returns {"dataset": class, "source": class,
-    "probe": class, "methods": [class per entry], "metrics": [class per metric]}.
+    "probe": class, "methods": [class per entry], "metrics": [class per metric], "executor":
+    class}.
     skip: sections not to check ("dataset", "source": objects the caller supplies itself)."""
     if host is None:
         import steerkit
@@ -907,6 +977,17 @@ def resolve_config(config: Config, host: Any = None, *, skip: Iterable[str] = ()
             f"metric {metric!r}",
         )
         metrics.append(cls)
+    execution = config.execution
+    out["executor"] = _lookup(
+        config, host, "executor", execution.executor, ("execution", "executor")
+    )
+    _check_params(
+        config,
+        out["executor"],
+        execution.params,
+        ("execution",),
+        f"executor {execution.executor!r}",
+    )
     if config.sweep is not None:
         for kind, name in (("solver", config.sweep.solver),):
             if name is not None:
@@ -991,4 +1072,17 @@ def config_to_toml(config: Config) -> str:
         parts.append(_toml_table(f"[evaluation.params.{json.dumps(metric)}]", params))
     if config.sweep is not None:
         parts.append(_toml_table("[sweep]", attrs.asdict(config.sweep)))
+    execution = config.execution
+    if execution != ExecutionSection():
+        parts.append(
+            _toml_table(
+                "[execution]",
+                {
+                    "executor": execution.executor,
+                    "num_cpus": execution.num_cpus,
+                    "num_gpus": execution.num_gpus,
+                    **execution.params,
+                },
+            )
+        )
     return "\n".join(parts)

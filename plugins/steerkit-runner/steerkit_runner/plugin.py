@@ -1,5 +1,6 @@
 """Entry point of the steerkit-runner distribution: registers the `run`, `sweep`, `report`,
-`steer`, `features`, `export` and `configs` commands. Nothing heavy is imported here."""
+`steer`, `features`, `export` and `configs` commands, and the "local" and "ray" executors.
+Nothing heavy is imported here (Ray only when a run uses it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from steerkit_runner.commands import (
     SteerCommand,
     SweepCommand,
 )
+from steerkit_runner.executors import LocalExecutor, RayExecutor
 
 
 @hookimpl
@@ -24,3 +26,9 @@ def register_commands(register: Register) -> None:
     register(FeaturesCommand)
     register(ExportCommand)
     register(ConfigsCommand)
+
+
+@hookimpl
+def register_executors(register: Register) -> None:
+    register(LocalExecutor)
+    register(RayExecutor)

@@ -1,9 +1,10 @@
 """The results schema and the one reader of a run's tables.
 
-results.jsonl holds one JSON object per (unit, α, input), never rewritten: each completed unit's
-rows go to the file in one write, then flush and fsync, so an interrupted run loses at most the
-unit it was writing. A line that is not a JSON object was cut short by an interrupted write: it is
-skipped and reported, never rewritten, and the next append starts on a fresh line. Rows are keyed
+results.jsonl holds one JSON object per (unit, α, input), never rewritten: each completed batch's
+rows (`[steering] units_per_batch` units, one by default) go to the file in one write, then flush
+and fsync, so an interrupted run loses at most the batch it was writing. A line that is not a
+JSON object was cut short by an interrupted write: it is skipped and reported, never rewritten,
+and the next append starts on a fresh line. Rows are keyed
 (config hash, method, solver, param, value, alpha, input id) — `RESULT_KEY` — and `append` never
 writes a key that is already there, so a resumed run cannot duplicate a row. JSON has no NaN: NaN
 and ±inf are written as null and read back as NaN in the metric columns.
@@ -37,6 +38,7 @@ __all__ = [
     "RUNNER_COLUMNS",
     "SCORE_COLUMNS",
     "JsonlTable",
+    "MemoryTable",
     "Results",
     "ResultsError",
     "ResultsTable",
@@ -256,7 +258,17 @@ class JsonlTable:
             keys.append(key)
         if not new:
             return 0
-        text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in new)
+        self._write(new)
+        self._needs_newline = False
+        first = max(self._lines, default=0) + 1
+        self._lines.extend(range(first, first + len(new)))
+        self._keys.update(keys)
+        self._rows.extend(new)
+        return len(new)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Append the rows to the file in one write, flushed and fsynced."""
+        text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
         if self._needs_newline:
             text = "\n" + text
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,12 +276,30 @@ class JsonlTable:
             handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
-        self._needs_newline = False
-        first = max(self._lines, default=0) + 1
-        self._lines.extend(range(first, first + len(new)))
-        self._keys.update(keys)
-        self._rows.extend(new)
-        return len(new)
+
+
+class MemoryTable(JsonlTable):
+    """A table in memory, for an executor's worker that has no access to the run directory:
+    seeded with the rows already written (as written), it keys and dedups like the file and
+    keeps what was appended in `added` (as the file would have it), for the driver to write."""
+
+    def __init__(
+        self, rows: Iterable[Mapping[str, Any]] = (), *, key: Sequence[str] = RESULT_KEY
+    ) -> None:
+        self._seed = list(rows)
+        self.added: list[dict[str, Any]] = []
+        super().__init__("<memory>", key=key)
+
+    def _read(self) -> None:
+        for number, row in enumerate(self._seed, start=1):
+            key = self.key(row, f"row {number}")
+            if key not in self._keys:
+                self._keys.add(key)
+                self._rows.append(dict(row))
+                self._lines.append(number)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        self.added.extend(rows)
 
 
 class ResultsTable(JsonlTable):

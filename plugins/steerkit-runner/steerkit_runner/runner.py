@@ -3,11 +3,13 @@
 Read top to bottom, this file is one run. `run` loads the config and resolves every plugin name
 through the registries. `_Runner.prepare` turns the dataset, the source and the probe into one
 frozen `Prepared` value: what every unit shares. The config's `Unit`s — one [[methods]] entry at
-one grid setting — then run in order (`_Units.run`): each computes its method once
-(`_Units.compute`, a `MethodResult`), saves its vectors, and is evaluated at each α still missing
-(`_Units.evaluate`): generations when a metric needs them, then every metric, into one result row
-per input, appended to results.jsonl in one write per α. Nothing here imports a plugin or knows
-one by name: methods, metrics and sources describe themselves.
+one grid setting — then run in batches on the [execution] executor (`execution.py`; in this
+process by default), each batch through `_Units.run_units`: each unit computes its method once
+(`_Units.compute`, a `MethodResult`), has its vectors saved, and is evaluated at each α still
+missing (`_Units.evaluate`): generations when a metric needs them, then every metric, into one
+result row per input; the driver appends each batch's rows to results.jsonl in one write.
+Nothing here imports a plugin or knows one by name: methods, metrics and sources describe
+themselves.
 
 A run resumes: `run` skips every (unit, α) already in the table and never rewrites or duplicates
 a row. The same config resumes in the same run directory (`<name>-<config hash[:10]>` under the
@@ -34,6 +36,7 @@ from steerkit import (
     Concept,
     Dataset,
     EvalContext,
+    Executor,
     InfeasibleError,
     MethodContext,
     MethodResult,
@@ -73,7 +76,18 @@ from steerkit_runner.results import (
 from steerkit_runner.rundir import RUN_JSON, RunFiles, RunLock, Stopwatch
 from steerkit_runner.vectors import check_saved, save_vector, save_vectors, vector_paths
 
-__all__ = ["Prepared", "RunResult", "Unit", "run", "run_dir_for", "sweep", "sweep_config"]
+__all__ = [
+    "Prepared",
+    "RunResult",
+    "Unit",
+    "layer_config",
+    "run",
+    "run_dir_for",
+    "sweep",
+    "sweep_config",
+    "sweep_layers",
+    "with_execution",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,22 +148,48 @@ def run(
     source: ActivationSource | None = None,
     dataset: Dataset | None = None,
     host: steerkit.PluginHost | None = None,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> RunResult:
     """Run a config (a Config, a TOML path or a shipped config's name) end to end and write the
     report. `source` / `dataset` replace the ones [source] / [dataset] would build (tests, or
     a model already in memory); `host` replaces the process-wide plugin host, for every plugin
-    the run uses (methods solve through it too)."""
+    the run uses (methods solve through it too); `executor` and `address` replace [execution]'s
+    (see `with_execution`)."""
     if not isinstance(config, Config):
         config = load_config(config)
+    host = host if host is not None else steerkit.get_host()
+    config = with_execution(config, executor, address, host=host)
     runner = _Runner(
         config,
         run_dir=run_dir_for(config, output_dir, resume=resume),
         progress=progress,
         source=source,
         dataset=dataset,
-        host=host if host is not None else steerkit.get_host(),
+        host=host,
     )
     return runner.execute(report=report)
+
+
+def with_execution(
+    config: Config,
+    executor: str | None = None,
+    address: str | None = None,
+    *,
+    host: steerkit.PluginHost | None = None,
+) -> Config:
+    """The config with [execution] executor (its parameters dropped when it names another
+    executor) and address replaced; None keeps the config's. An executor no plugin registered
+    raises UnknownPluginError listing those that are. The config hash does not change."""
+    execution = config.execution
+    if executor is not None:
+        host = host if host is not None else steerkit.get_host()
+        host.registry("executor").get(executor)  # UnknownPluginError lists the executors
+        if executor != execution.executor:
+            execution = attrs.evolve(execution, executor=executor, params={})
+    if address is not None:
+        execution = attrs.evolve(execution, params={**execution.params, "address": address})
+    return attrs.evolve(config, execution=execution)
 
 
 def sweep_config(config: Config, *, mode: str | None = None) -> Config:
@@ -198,10 +238,72 @@ def sweep(
     **options: Any,
 ) -> RunResult:
     """The Pareto sweep over [sweep]'s λ and ε grids (mode: "per_input" or "shared", default
-    [sweep].mode): the same results table, vectors and report as `run` (same `options`)."""
+    [sweep].mode): the same results table, vectors and report as `run` (same `options`). A
+    [sweep] with `layers` is swept by `sweep_layers` (one run per layer)."""
     if not isinstance(config, Config):
         config = load_config(config)
+    if config.sweep is not None and config.sweep.layers:
+        raise config.error(
+            ("sweep", "layers"),
+            f"this sweep covers layers {list(config.sweep.layers)}, one run each: call "
+            "sweep_layers (the CLI's `steerkit sweep` does)",
+        )
     return run(sweep_config(config, mode=mode), **options)
+
+
+def layer_config(config: Config, layer: int) -> Config:
+    """The config at one layer: its [source] `layer` parameter set (the source builds that
+    block's model hook and SAE) and its run named `<name>-layer<L>`; [sweep] without layers."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+        raise ConfigError(f"expected a block index ≥ 0, received {layer!r}", key="sweep.layers")
+    sweep_section = config.sweep
+    if sweep_section is not None:
+        sweep_section = attrs.evolve(sweep_section, layers=())
+    return attrs.evolve(
+        config,
+        run=attrs.evolve(config.run, name=f"{config.run.name}-layer{layer}"),
+        source=attrs.evolve(config.source, params={**config.source.params, "layer": layer}),
+        sweep=sweep_section,
+        text=None,
+    )
+
+
+def sweep_layers(
+    config: Config | str | Path,
+    layers: Sequence[int] | None = None,
+    *,
+    mode: str | None = None,
+    source: Any = None,
+    **options: Any,
+) -> list[RunResult]:
+    """The sweep at each layer (default: [sweep] layers; none there: the [source]'s own layer
+    only), one after another, each a run of its own — its own activations, probe, SAE, run
+    directory and report — whose units go to the [execution] executor. `source`: an
+    ActivationSource (one layer only), or a function layer → ActivationSource that replaces
+    the one [source] would build at that layer. Other `options` are `run`'s."""
+    if not isinstance(config, Config):
+        config = load_config(config)
+    if layers is None:
+        layers = config.sweep.layers if config.sweep is not None else ()
+    if not layers:
+        plain = (
+            config
+            if config.sweep is None
+            else attrs.evolve(config, sweep=attrs.evolve(config.sweep, layers=()))
+        )
+        return [sweep(plain, mode=mode, source=source, **options)]
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"expected distinct layers, received {list(layers)}", key="sweep.layers")
+    if source is not None and not callable(source):
+        raise ConfigError(
+            "a layer sweep builds one source per layer: pass a function layer → source",
+            key="sweep.layers",
+        )
+    results = []
+    for layer in layers:
+        at_layer = source(layer) if source is not None else None
+        results.append(sweep(layer_config(config, layer), mode=mode, source=at_layer, **options))
+    return results
 
 
 # -- the values between the stages --------------------------------------------------------------
@@ -350,6 +452,7 @@ class _Runner:
             resumed_rows = len(results)
             self.files.update(
                 name=config.run.name,
+                executor=config.execution.executor,
                 steerkit_version=steerkit.__version__,
                 dataset=config.dataset.name,
                 target_class=config.probe.target_class,
@@ -357,9 +460,13 @@ class _Runner:
                 status="running",
             )
             try:
+                from steerkit_runner.execution import run_on_executor
+
                 prepared = self.prepare()
-                units = _Units(self, prepared, results, generations)
-                counts = units.run(units_of(config, self.classes["methods"]))
+                units = _Units(self, prepared, results, generations, self.clock.stage)
+                counts = run_on_executor(
+                    units, units_of(config, self.classes["methods"]), self.executor()
+                )
                 counts.notes.extend(self.features(prepared, results))
                 self.files.update(status="complete", failed_units=counts.failed)
                 report_path = self.report() if report else None
@@ -405,6 +512,13 @@ class _Runner:
             logger.warning("feature cards failed: %s", e)
             return [f"feature cards: {_describe_failure(e)}"]
         return []
+
+    def executor(self) -> Executor:
+        """The [execution] executor, built with its parameters (its engine must be installed)."""
+        execution = self.config.execution
+        cls: type[Executor] = self.classes["executor"]
+        cls.require()
+        return cls(**execution.params)
 
     def report(self) -> Path:
         from steerkit_runner import report as report_module
@@ -562,19 +676,27 @@ Outcome = tuple[MethodResult, float] | Exception
 
 
 class _Units:
-    """The units of one prepared run: compute, save, evaluate, write rows."""
+    """The units of one prepared run: compute, save, evaluate, write rows.
+
+    plan: what the run is (config, run_dir, host, metrics, needs, progress: the `_Runner`, or an
+    `execution.Plan` on an executor's worker); stage: the stopwatch's context manager."""
 
     def __init__(
-        self, runner: _Runner, prepared: Prepared, results: ResultsTable, generations: JsonlTable
+        self,
+        plan: Any,
+        prepared: Prepared,
+        results: JsonlTable,
+        generations: JsonlTable,
+        stage: Any,
     ) -> None:
-        self.config = runner.config
-        self.hash = runner.config.hash
-        self.run_dir = runner.run_dir
-        self.host = runner.host
-        self.progress = runner.progress
-        self.metrics = runner.metrics
-        self.needs = runner.needs
-        self.stage = runner.clock.stage
+        self.config = plan.config
+        self.hash = plan.config.hash
+        self.run_dir = plan.run_dir
+        self.host = plan.host
+        self.progress = plan.progress
+        self.metrics = plan.metrics
+        self.needs = plan.needs
+        self.stage = stage
         self.prepared = prepared
         self.results = results
         self.generations = generations
@@ -586,21 +708,19 @@ class _Units:
             labels.setdefault(entry.label, set()).add(entry.solver)
         self.solver_in_name = {label for label, solvers in labels.items() if len(solvers) > 1}
 
-    def run(self, units: Sequence[Unit]) -> _Counts:
-        """Every unit's missing evaluations, in order, `[steering] units_per_batch` units at a
-        time, with a progress bar; a unit already in the table is skipped (and its vectors
-        checked)."""
-        from tqdm.auto import tqdm
+    @property
+    def steps_per_unit(self) -> int:
+        """Evaluations of one unit: one per α, and the test inputs' with a dev split."""
+        return len(self.config.steering.alphas) + (1 if self.prepared.dev else 0)
 
-        steps = len(self.config.steering.alphas) + (1 if self.prepared.dev else 0)
-        size = self.config.steering.units_per_batch
-        counts = _Counts()
-        with tqdm(
-            total=len(units) * steps, desc="steering", unit="unit", disable=not self.progress
-        ) as bar:
-            for start in range(0, len(units), size):
-                self.run_units(units[start : start + size], bar, counts)
-        return counts
+    def pending(self, unit: Unit) -> bool:
+        """Whether the unit has an evaluation missing from the table (what `run_units` would
+        compute): an α of the grid on the first inputs, or the test inputs at the chosen α."""
+        prepared = self.prepared
+        first = prepared.dev_ids if prepared.dev else prepared.ids
+        if any(self.missing(unit, float(a), first) for a in self.config.steering.alphas):
+            return True
+        return bool(prepared.dev and self.missing(unit, self.chosen_alpha(unit), prepared.test_ids))
 
     def run_units(self, units: Sequence[Unit], bar: Any, counts: _Counts) -> None:
         """Every α of the grid on the dev inputs (on every input without a dev split), then

@@ -83,22 +83,37 @@ def test_run_and_sweep_pass_their_options_to_the_runner(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    def fake(config: Any, **kwargs: Any) -> Any:
-        seen.update(config=config, **kwargs)
+    def fake(config: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.update(config=config, args=args, **kwargs)
         raise steerkit.SteerkitError("stop here")
 
-    monkeypatch.setattr(runner_module, command, fake)
-    extra = ["--mode", "shared"] if command == "sweep" else []
+    # `steerkit sweep` sweeps layers when asked (one run per layer): through sweep_layers
+    monkeypatch.setattr(runner_module, "run" if command == "run" else "sweep_layers", fake)
+    extra = ["--mode", "shared", "--layers", "3,6,9"] if command == "sweep" else []
     argv = [command, "my.toml", *extra, "--no-resume", "--no-report", "--output-dir", "out"]
-    assert main(argv) == 1
+    assert main([*argv, "--executor", "ray", "--address", "auto"]) == 1
     assert seen == {
         "config": "my.toml",
+        "args": ([3, 6, 9],) if command == "sweep" else (),
         "resume": False,
         "progress": True,
         "output_dir": "out",
         "report": False,
+        "executor": "ray",
+        "address": "auto",
         **({"mode": "shared"} if command == "sweep" else {}),
     }
+    seen.clear()
+    assert main(argv) == 1  # no --executor: the config's [execution] decides
+    assert seen["executor"] is None and seen["address"] is None
+
+
+def test_sweep_refuses_a_malformed_layers_option(
+    toy_host: steerkit.PluginHost, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "my.toml", "--layers", "3,x"])
+    assert "expected block indices separated by commas" in capsys.readouterr().err
 
 
 def test_run_reports_a_bad_config_with_its_line(
