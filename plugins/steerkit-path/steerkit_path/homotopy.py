@@ -627,6 +627,16 @@ class Homotopy:
                 else:
                     self._anticipate(stop)
 
+    def walk(
+        self, steps: int, *, g_target: float | None = None, h_target: float | None = None
+    ) -> None:
+        """Step at most `steps` breakpoints towards the targets (as `extend`, without checks)."""
+        with _one_thread():
+            for _ in range(steps):
+                if self._reached(g_target, h_target):
+                    return
+                self.step()
+
     def complete_path(self) -> None:
         """Step to α = 0 (on the pool: breakpoints are checked only when asked)."""
         with _one_thread():
@@ -766,6 +776,42 @@ class Homotopy:
         outside = ~np.isin(features, active, assume_unique=True)
         ratio = values[outside] / alpha if alpha > 0 else values[outside]
         return features[outside], ratio
+
+    def priced(
+        self, fitted: FloatArray, alpha: float, active: IntArray
+    ) -> tuple[IntArray, FloatArray]:
+        """Every feature outside `active` whose cᵢ = dᵢᵀ(w − fitted) exceeds α beyond the KKT
+        tolerance, and cᵢ/α (cᵢ at α = 0), from one product with the whole decoder: for a
+        float32 decoder only the features within the product's rounding bound of the threshold
+        are recomputed exactly (the others are surely above or below it, and their float32
+        value is good enough to rank them). The pool is left as it is. When there are none,
+        `last_violation` is the largest cᵢ − α outside `active` (at least 0), exactly."""
+        residual = self.w - fitted
+        limit = alpha + self._tolerance(alpha)
+        self.checked_columns += 1
+        if self.decoder.dtype == np.float64:
+            values = self.decoder @ residual
+            values[active] = -math.inf
+            over = np.flatnonzero(values > limit)
+        else:
+            values = (self.decoder @ residual.astype(np.float32)).astype(np.float64)
+            values[active] = -math.inf
+            error = (self.d_model + 4) * _U32 * 1.01 * float(np.linalg.norm(residual))
+            reach = self._norms() * error
+            unsure = np.flatnonzero(np.abs(values - limit) <= reach)
+            if unsure.size:
+                values[unsure] = self.rows(unsure) @ residual
+            over = np.flatnonzero(values > limit)
+        if over.size == 0:
+            worst = float(values.max(initial=-math.inf))
+            if self.decoder.dtype != np.float64:  # the largest exactly, not its estimate
+                top = np.flatnonzero(values + reach >= worst)
+                top = top[np.isfinite(values[top])]
+                worst = float((self.rows(top) @ residual).max(initial=-math.inf))
+            excess = worst - alpha
+            self.last_violation = max(excess, 0.0) if math.isfinite(excess) else 0.0
+        ratio = values[over] / alpha if alpha > 0 else values[over]
+        return over, ratio
 
     def full_violators(
         self, fitted: FloatArray, alpha: float, active: IntArray
@@ -974,6 +1020,24 @@ class _NoLimit:
 
 
 _others: Any = None
+_every_blas: Any = None
+
+
+def _single_threaded() -> Any:
+    """Inside, every BLAS library runs single-threaded, numpy's too: for work made of many small
+    products and factorisations (`steerkit_path.jump`), where threads cost more than they
+    save, and on a loaded machine much more (a round of pivoting took 30 ms with numpy's two
+    threads against 4 ms with one, at load 2.5 on 2 cores)."""
+    global _every_blas
+    try:
+        if _every_blas is None:
+            import scipy.linalg  # noqa: F401  (load its BLAS, so that it is seen)
+            from threadpoolctl import ThreadpoolController
+
+            _every_blas = ThreadpoolController().select(user_api="blas") or False
+        return _every_blas.limit(limits=1) if _every_blas else _NoLimit()
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return _NoLimit()
 
 
 def _one_thread() -> Any:

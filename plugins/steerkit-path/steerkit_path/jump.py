@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-from steerkit_path.homotopy import Breakpoint, _one_thread
+from steerkit_path.homotopy import Breakpoint, _single_threaded
 
 if TYPE_CHECKING:
     from steerkit_path.homotopy import Homotopy
@@ -163,7 +163,7 @@ def jump(h: Homotopy, target: Target, start: IntArray | None = None) -> Breakpoi
     """The path's point at `target`, found by pivoting from `start` (default: the last walked
     breakpoint's active set) and checked over every feature; None when the pivoting does not
     settle (walk the path then). The Breakpoint's `jump` counts the rounds."""
-    with _one_thread():  # scipy's BLAS (the factorisations) single-threaded, as in the walk
+    with _single_threaded():  # small products and factorisations: threads cost more
         gram = _Gram(h)
         if target.kind == "socp":
             return _socp(h, gram, target.value, start)
@@ -232,7 +232,7 @@ def _pivot(
         fitted = F - alpha * U
         whole = h.d_sae * h.d_model <= WHOLE_PRICING
         if whole:
-            enter, excess = h.full_violators(fitted, alpha, A)
+            enter, excess = h.priced(fitted, alpha, A)
         else:
             enter, excess = h.outside_violators(fitted, alpha, A)
         if whole and leave.size == 0 and enter.size == 0:

@@ -45,6 +45,9 @@ ORTHOGONAL_RTOL = 1e-12
 #: A query with at most this many answers past the walked path's end finds each by pivoting
 #: (`steerkit_path.jump`) instead of walking there; more answers walk (one walk serves all).
 JUMP_TARGETS = 4
+#: Breakpoints walked (unchecked, as between the walk's checkpoints) before pivoting to a
+#: point past them: the answers on them cost less walked to.
+WALK_FIRST = 16
 #: Points found by pivoting kept per path, to start the next one from the nearest.
 KEEP_POINTS = 64
 
@@ -414,6 +417,14 @@ class Path:
         h = self.homotopy
         assert h is not None
         if h.complete or JUMP_TARGETS <= 0:
+            return {}
+        # a short walk first: answers near the path's start are cheaper walked to, and the
+        # pivoting then starts from a few right features
+        reach = {"g_target": float(targets.max())} if kind == "qp" else {}
+        if kind == "socp":
+            reach = {"h_target": float(targets.min())}
+        h.walk(WALK_FIRST, **reach)
+        if h.complete:
             return {}
         if kind == "qp":
             beyond = np.flatnonzero(targets > h.margins_over_alpha()[-1])

@@ -18,6 +18,12 @@ from steerkit import SteeringProblem
 from steerkit.testing.oracle import reference_solve
 
 
+@pytest.fixture(autouse=True)
+def pivot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No short walk first: these paths are short, and the pivoting is what is tested."""
+    monkeypatch.setattr(path_module, "WALK_FIRST", 0)
+
+
 def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any]:
     """Rows = a mix of 4 shared directions + noise (unit norm), and a probe direction."""
     rng = np.random.default_rng(seed)
