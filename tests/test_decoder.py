@@ -186,3 +186,27 @@ def test_cost_weighted_problems_on_a_decoder_stay_exact() -> None:
     assert solution.ok and reference.delta is not None
     assert solution.objective == pytest.approx(reference.objective, rel=1e-7)
     assert solution.dual_infeasibility <= 1e-12
+
+
+def test_a_decoder_is_accepted_where_arrays_are() -> None:
+    steerkit_path = pytest.importorskip("steerkit_path")
+
+    rng = np.random.default_rng(6)
+    decoder = _unit_rows(rng, 400, 12)
+    w = rng.normal(size=12)
+    dec = Decoder(decoder)
+    steerkit_path.clear_cache()
+    path = steerkit_path.path_for(dec, w)
+    assert steerkit_path.path_for(dec.array, w) is path  # the same cached path
+    # the path's answer equals Clarabel's on the plain float64 array (oracle)
+    from steerkit.testing.oracle import reference_solve
+
+    plain = SteeringProblem.qp(decoder=decoder.astype(np.float64), directions=w, rhs=2.0, lam=1.0)
+    reference = reference_solve(plain)
+    points = path.qp(np.array([1.0]), np.array([2.0]))
+    idx, values = points.sparse(0)
+    delta = np.zeros(400)
+    delta[idx] = values
+    assert plain.objective(delta) == pytest.approx(reference.objective, rel=1e-7)
+    # a method's context takes it too: np.asarray gives the read-only array
+    assert np.asarray(dec).flags.writeable is False
