@@ -268,8 +268,9 @@ class SteeringProblem:
                     rows[start : start + part.size] = (
                         self.decoder[part] / scale[start : start + part.size, None]
                     )
+                rows.flags.writeable = False  # the Decoder adopts it: no second copy
                 base = SteeringProblem(
-                    self.kind, rows, self.directions, self.rhs, lam=self.lam, eps=self.eps
+                    self.kind, Decoder(rows), self.directions, self.rhs, lam=self.lam, eps=self.eps
                 )
             self._cache["unweighted"] = (base, kept, scale)
         base, kept, scale = self._cache["unweighted"]
