@@ -318,10 +318,13 @@ class Decoder:
             if residual < eta:
                 theta, eta, b = t, residual, other
         slack = eta * (1 + 1e-12) + (1 - theta) * a.radius + theta * b.radius
-        floor = (1.0 - theta) * a.values.astype(np.float64)
+        # the float64 rounding of the lines below: |D u'| ≤ ‖dᵢ‖(‖u'‖ + ρ'), a few ulps of each
+        sizes = float(np.linalg.norm(a.u) + np.linalg.norm(b.u)) + a.radius + b.radius + slack
+        slack += 1e-15 * sizes
+        floor = np.multiply(a.values, 1.0 - theta, dtype=np.float64)
         if theta > 0.0:
-            floor += theta * b.values
-        floor += 1.0 - 1e-15 * (1.0 + np.abs(floor))  # the rounding of this combination
+            floor += np.multiply(b.values, theta, dtype=np.float64)
+        floor += 1.0 - 1e-15
         floor -= self.row_norm_bounds * slack
         return floor
 
