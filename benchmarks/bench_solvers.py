@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -203,6 +204,55 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 steerkit.solve_batch([base.with_rhs(r) for r in rhs], "path")
 
         sweep_solutions, _ = timed(from_scratch(grid_solutions), 1)
+
+        # issue 15, items 2–4: problems built on a Decoder (validated once), every answer a
+        # Solution whose certificate the core verified (screened against the dual points it
+        # keeps); a Decoder (or, before it existed, the array) made inside each timed run
+        make_decoder = getattr(steerkit, "Decoder", lambda array: array)
+
+        def certified_grid() -> list[tuple[bool, float, float]]:
+            """(optimal, dual infeasibility, gap) of every answer; each λ's Solutions (dense δ,
+            256 × d_sae) are dropped once read, as a sweep that streams its results would."""
+            dec = make_decoder(decoder)
+            out = []
+            for value in LAMS:
+                base = SteeringProblem.qp(decoder=dec, directions=w, rhs=rhs[0], lam=value)
+                batch = steerkit.solve_batch([base.with_rhs(r) for r in rhs], "path")
+                out += [(s.ok, s.dual_infeasibility, s.gap) for s in batch]
+            return out
+
+        certified, grid_answers = timed(from_scratch(certified_grid), args.repeats)
+        grid_worst = max(s[1] for s in grid_answers)
+        grid_gap = max(s[2] for s in grid_answers)
+        grid_ok = sum(s[0] for s in grid_answers)
+
+        def loop() -> list[Any]:
+            dec = make_decoder(decoder)
+            return [
+                steerkit.solve(
+                    SteeringProblem.qp(decoder=dec, directions=w, rhs=r, lam=lam), solver="path"
+                )
+                for r in rhs
+            ]
+
+        looped, loop_answers = timed(from_scratch(loop), args.repeats)
+        loop_ok = sum(s.ok for s in loop_answers)
+
+        # item 4: peak memory of the certified grid above what is allocated before it (the
+        # decoder included), traced by tracemalloc (numpy reports its buffers to it); untimed
+        clear_path_cache()
+        tracemalloc.start()
+        before_grid = tracemalloc.get_traced_memory()[0]
+        certified_grid()
+        peak = tracemalloc.get_traced_memory()[1] - before_grid
+        tracemalloc.stop()
+        clear_path_cache()
+        print(
+            f"  certified grid {certified:.3f} s ({grid_ok}/{len(grid_answers)} optimal, max "
+            f"dual infeasibility {grid_worst:.1e}); loop of {len(rhs)} solves {looped:.3f} s; "
+            f"grid peak memory {peak / 1e6:.1f} MB = {peak / decoder.nbytes:.2f}× the decoder",
+            flush=True,
+        )
         warm, _ = timed(lambda: steerkit.solve(problem.with_rhs(rhs[1]), "path"), 5)
         figures.update(
             {
@@ -218,6 +268,15 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 "speedup_one": ref_time / one,
                 "objective_vs_reference": (solution.objective - ref_obj) / abs(ref_obj),
                 "speedup_grid_extrapolated": ref_time * args.batch * len(LAMS) / sweep,
+                "path_grid_certified_seconds": certified,
+                "speedup_grid_certified": ref_time * args.batch * len(LAMS) / certified,
+                "path_grid_certified_max_dual_infeasibility": grid_worst,
+                "path_grid_certified_max_gap": grid_gap,
+                "path_loop_seconds": looped,
+                "speedup_loop": ref_time * len(rhs) / looped,
+                "grid_peak_bytes": peak,
+                "decoder_bytes": decoder.nbytes,
+                "grid_peak_over_decoder": peak / decoder.nbytes,
                 "kkt_dual_infeasibility": solution.dual_infeasibility,
                 "kkt_gap": solution.gap,
             }
@@ -272,6 +331,30 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 "status": "solve_batch per λ: dense δ, certificate recomputed by the core",
             }
         )
+        rows.append(
+            {
+                "what": f"(c) path, {args.batch} inputs × {len(LAMS)} λ as certified Solutions "
+                "on a Decoder (issue 15, item 2)",
+                "seconds": certified,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": f"{grid_ok} optimal, dual infeasibility ≤ {grid_worst:.1e}, gap ≤ "
+                f"{grid_gap:.1e}; peak memory {peak / 1e6:.0f} MB "
+                f"({peak / decoder.nbytes:.2f}× the decoder's {decoder.nbytes / 1e6:.0f} MB)",
+            }
+        )
+        rows.append(
+            {
+                "what": f"(c) path, a loop of {len(rhs)} steerkit.solve on one Decoder "
+                "(issue 15, item 3)",
+                "seconds": looped,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": f"{loop_ok} optimal; per solve {looped / len(rhs) * 1e3:.2f} ms",
+            }
+        )
 
     best = min(
         (
@@ -304,6 +387,13 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
             f"path, {args.batch} × {len(LAMS)} λ: {figures['speedup_grid_extrapolated']:.0f}× "
             f"less time than (a)'s per-solve time × {args.batch * len(LAMS)} (extrapolated "
             f"from {args.ref_solves} reference solves; target ≥ 10,000×)"
+        )
+        print(
+            f"path, {args.batch} × {len(LAMS)} λ as certified Solutions: "
+            f"{figures['speedup_grid_certified']:.0f}× (target ≥ 10,000×); a loop of "
+            f"{args.batch} steerkit.solve: {figures['speedup_loop']:.0f}× per solve (target ≥ "
+            f"1,000×); grid peak memory {figures['grid_peak_bytes'] / 1e6:.1f} MB above the "
+            f"start = {figures['grid_peak_over_decoder']:.2f}× the decoder (target ≤ 2×)"
         )
     figures["rows"] = rows
     return figures

@@ -10,6 +10,7 @@ from steerkit import answer, checks
 from steerkit.answer import Answer, Outcome
 from steerkit.command import Command
 from steerkit.dataset import Dataset, LabelledTexts, Splits
+from steerkit.decoder import Decoder
 from steerkit.errors import (
     DuplicatePluginError,
     ExecutorNotInstalledError,
@@ -56,6 +57,7 @@ __all__ = [
     "Command",
     "Concept",
     "Dataset",
+    "Decoder",
     "Duals",
     "DuplicatePluginError",
     "EvalContext",

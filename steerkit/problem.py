@@ -17,7 +17,6 @@ import collections
 import copy
 import enum
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -25,13 +24,13 @@ import numpy as np
 
 from steerkit._arrays import (
     FloatArray,
-    check_finite,
     describe,
     float_array,
     positive_scalar,
     readonly,
     to_numpy,
 )
+from steerkit.decoder import Decoder, _validation_pass
 from steerkit.errors import ValidationError
 
 __all__ = ["ProblemKind", "SteeringProblem"]
@@ -102,85 +101,52 @@ def _kind(value: Any) -> ProblemKind:
         raise ValidationError(_OWNER, "kind", "'qp' or 'socp'", repr(value)) from e
 
 
-#: Rows of a float32 decoder converted to float64 at a time.
-_BLOCK = 2048
-
-
-def _blocks64(decoder: np.ndarray[Any, Any]) -> Iterator[tuple[int, FloatArray]]:
-    """(first row, rows as float64) over a decoder, block by block, through one reused buffer:
-    a fresh allocation per block costs page faults that double the time."""
-    buffer = np.empty((min(_BLOCK, decoder.shape[0]), decoder.shape[1]))
-    for start in range(0, decoder.shape[0], _BLOCK):
-        rows = decoder[start : start + _BLOCK]
-        block = buffer[: rows.shape[0]]
-        np.copyto(block, rows)
-        yield start, block
-
-
-#: Rows per block of the decoder's one validation pass (the block stays in cache for both sums).
-_PASS_BLOCK = 256
-#: How many entries of private decoder copies the core keeps for reuse by later problems (two
-#: per decoder: the caller's array and the copy itself lead to the same copy).
+#: How many Decoders made from callers' arrays the core keeps for reuse by later problems (two
+#: entries per decoder: the caller's array and the Decoder's own lead to the same Decoder).
 _COPIES_KEPT = 4
-_copies: collections.OrderedDict[tuple[Any, ...], tuple[FloatArray, FloatArray, FloatArray]] = (
-    collections.OrderedDict()
-)
+_copies: collections.OrderedDict[tuple[Any, ...], Decoder] = collections.OrderedDict()
 _copies_lock = threading.Lock()
 
 
-def _validation_pass(decoder: np.ndarray[Any, Any]) -> tuple[FloatArray, FloatArray]:
-    """(Σⱼ dᵢⱼ² per row, D g for a fixed random g) in one blocked pass over the decoder: the row
-    norms the solvers need, a finiteness check (a NaN or inf makes its row's sum non-finite), and
-    a fingerprint of the content (an in-place change alters D g)."""
-    n, d_model = decoder.shape
-    probe = np.random.default_rng(20261206).standard_normal(d_model).astype(decoder.dtype)
-    squares = np.empty(n)
-    prints = np.empty(n)
-    for start in range(0, n, _PASS_BLOCK):
-        block = decoder[start : start + _PASS_BLOCK]
-        squares[start : start + block.shape[0]] = np.einsum("ij,ij->i", block, block)
-        prints[start : start + block.shape[0]] = block @ probe
-    if not np.isfinite(squares).all():
-        check_finite(_OWNER, "decoder", decoder)  # raises, unless finite entries overflowed
-    return squares, prints
+def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    interface = array.__array_interface__
+    return (interface["data"][0], array.shape, array.strides, array.dtype.str)
 
 
-def _private(decoder: np.ndarray[Any, Any], source: Any) -> tuple[FloatArray, FloatArray]:
-    """(the problem's own read-only decoder, its row squares). The caller's buffer is copied when
-    the validated array still shares memory with it, so that a later in-place change of the
-    caller's array cannot change the problem; problems built from the same unchanged array share
-    one copy (recognised by address, shape and a fingerprint of the content)."""
+def _dictionary(value: Any) -> Decoder:
+    """The problem's Decoder: `value` itself when it is one (no pass over it), else the Decoder
+    made from the caller's array. Problems built from the same unchanged array share one Decoder
+    (recognised by address, shape and a fingerprint of the content, from the one validation pass
+    an array costs), so a later in-place change of the caller's array cannot change a problem."""
+    if isinstance(value, Decoder):
+        return value
+    decoder = float_array(_OWNER, "decoder", value, ndim=2, keep_float32=True, check=False)
     squares, prints = _validation_pass(decoder)
-    if isinstance(source, np.ndarray) and not np.may_share_memory(decoder, source):
-        return decoder, squares  # converted to another dtype: already the core's own array
-    interface = decoder.__array_interface__
-    key = (interface["data"][0], decoder.shape, decoder.strides, decoder.dtype.str)
+    if isinstance(value, np.ndarray) and not np.may_share_memory(decoder, value):
+        return Decoder._validated(decoder, squares, prints)  # converted: already the core's own
+    key = _memory_key(decoder)
     with _copies_lock:
         hit = _copies.get(key)
         if (
             hit is not None
-            and np.array_equal(hit[1], squares, equal_nan=True)
-            and np.array_equal(hit[2], prints, equal_nan=True)
+            and np.array_equal(hit.row_squares, squares, equal_nan=True)
+            and np.array_equal(hit.fingerprint, prints, equal_nan=True)
         ):
             _copies.move_to_end(key)
-            return hit[0], squares
+            return hit
     private = readonly(np.array(decoder, copy=True, order="C"))
-    own = private.__array_interface__
+    made = Decoder._validated(private, squares, prints)
     with _copies_lock:
-        _copies[key] = (private, squares, prints)
-        # a problem built from another problem's decoder shares that copy too
-        _copies[(own["data"][0], private.shape, private.strides, private.dtype.str)] = (
-            private,
-            squares,
-            prints,
-        )
+        _copies[key] = made
+        # a problem built from another problem's decoder array shares that Decoder too
+        _copies[_memory_key(private)] = made
         while len(_copies) > _COPIES_KEPT:
             _copies.popitem(last=False)
-    return private, squares
+    return made
 
 
 def forget_decoder_copies() -> None:
-    """Drop the private decoder copies kept for reuse (problems keep their own)."""
+    """Drop the Decoders kept for reuse by problems built from arrays (problems keep theirs)."""
     with _copies_lock:
         _copies.clear()
 
@@ -189,10 +155,13 @@ def forget_decoder_copies() -> None:
 class SteeringProblem:
     """A validated, immutable steering problem. Build it with `qp(...)` or `socp(...)`.
 
-    Arrays are read-only and the problem's own: the decoder is copied when it shares memory with
-    the caller's array (problems built from the same unchanged array share one copy), so changing
-    the caller's array in place afterwards does not change the problem. The decoder stays float32
-    if given float32.
+    `decoder` may be a `steerkit.Decoder` (validated once: building a problem on it does not pass
+    over the decoder again) or an array (numpy, torch, lists), made into a Decoder here at the cost
+    of one validation pass. `problem.decoder` is the read-only array, `problem.dictionary` the
+    Decoder. Arrays are read-only and the problem's own: the decoder is copied when it shares
+    memory with the caller's array (problems built from the same unchanged array share one copy),
+    so changing the caller's array in place afterwards does not change the problem. The decoder
+    stays float32 if given float32.
     """
 
     kind: ProblemKind = attrs.field(converter=_kind)
@@ -203,13 +172,13 @@ class SteeringProblem:
     eps: float | None = None
     costs: FloatArray | None = None
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    #: The validated decoder value (`problem.decoder` is its array).
+    dictionary: Decoder = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        decoder = float_array(
-            _OWNER, "decoder", self.decoder, ndim=2, keep_float32=True, check=False
-        )
-        # the finiteness check, the row norms and the content's fingerprint in one pass
-        decoder, self._cache["row_squares"] = _private(decoder, self.decoder)
+        # a Decoder as it is; an array costs the one validation pass (finiteness, norms, print)
+        dictionary = _dictionary(self.decoder)
+        decoder = dictionary.array
         d_model = decoder.shape[1]
 
         raw_dirs = to_numpy(_OWNER, "directions", self.directions)
@@ -239,8 +208,11 @@ class SteeringProblem:
             eps = positive_scalar(_OWNER, "eps", eps)
 
         costs = _costs(self.costs, decoder.shape[0])
+        # what derives from the decoder and the directions alone, shared by every problem on both
+        self._cache["family"] = dictionary.family(directions)
 
         for name, value in (
+            ("dictionary", dictionary),
             ("costs", costs),
             ("decoder", decoder),
             ("directions", directions),
@@ -291,13 +263,14 @@ class SteeringProblem:
             base = None
             if kept.size:
                 rows = np.empty((kept.size, self.d_model))
-                for start in range(0, kept.size, _BLOCK):
-                    part = kept[start : start + _BLOCK]
+                for start in range(0, kept.size, 2048):
+                    part = kept[start : start + 2048]
                     rows[start : start + part.size] = (
                         self.decoder[part] / scale[start : start + part.size, None]
                     )
+                rows.flags.writeable = False  # the Decoder adopts it: no second copy
                 base = SteeringProblem(
-                    self.kind, rows, self.directions, self.rhs, lam=self.lam, eps=self.eps
+                    self.kind, Decoder(rows), self.directions, self.rhs, lam=self.lam, eps=self.eps
                 )
             self._cache["unweighted"] = (base, kept, scale)
         base, kept, scale = self._cache["unweighted"]
@@ -325,54 +298,37 @@ class SteeringProblem:
         A float32 decoder is never copied whole: it is converted a block of rows at a time
         (two to three times faster than one float64 copy, and no d_sae × d_model allocation).
         """
-        x = np.ascontiguousarray(x, dtype=np.float64)  # BLAS needs it; a view of Wᵀ is not
-        if x.ndim == 2 and x.shape[1] == 1:
-            return self.decoder_times(x[:, 0])[:, None]
-        if self.decoder.dtype == np.float64:
-            result: FloatArray = self.decoder @ x
-            return result
-        result = np.empty((self.d_sae, *x.shape[1:]))
-        for start, block in _blocks64(self.decoder):
-            result[start : start + block.shape[0]] = block @ x
-        return result
+        return self.dictionary.times(x)
 
     @property
     def row_norm_bounds(self) -> FloatArray:
         """Upper bounds on ‖dᵢ‖ (d_sae,), within (d_model + 8)·2⁻²⁴ relative of the norms for a
         float32 decoder; computed once per decoder family (shared by `with_rhs` siblings). For
         rounding-error bounds."""
-        if "row_norms" not in self._cache:
-            d = self.decoder
-            squares = self._cache["row_squares"]  # summed in d's own precision
-            # float32 sums of d_model squares err by at most (d_model + 1)·2⁻²⁴ relative
-            slack = (self.d_model + 8) * 2.0**-24 if d.dtype == np.float32 else 1e-12
-            bounds = np.sqrt(squares) * (1.0 + slack)
-            bounds.flags.writeable = False
-            self._cache["row_norms"] = bounds
-        result: FloatArray = self._cache["row_norms"]
-        return result
+        return self.dictionary.row_norm_bounds
 
     @property
     def max_row_norm(self) -> float:
         """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64)."""
-        return float(np.sqrt(float(np.max(self._cache["row_squares"]))))
+        return self.dictionary.max_row_norm
 
     def alignment_estimate(self, i: int) -> FloatArray:
         """dⱼ·wᵢ for every decoder row (d_sae,), float64; once per decoder family. Exact for a
         float64 decoder; for a float32 one the float32 product (no float64 pass over the
         decoder), within (d_model + 2)·2⁻²⁴·1.01·‖wᵢ‖·‖dⱼ‖ of the exact value."""
         key = f"alignment_estimate_{i}"
-        if key not in self._cache:
+        family = self._cache["family"]
+        if key not in family:
             w = self.directions[i]
-            if "A" in self._cache:
-                estimate = self._cache["A"][i]
+            if "A" in family:
+                estimate = family["A"][i]
             elif self.decoder.dtype == np.float64:
                 estimate = np.asarray(self.decoder @ w, dtype=np.float64)
             else:
                 estimate = (self.decoder @ w.astype(np.float32)).astype(np.float64)
             estimate.flags.writeable = False
-            self._cache[key] = estimate
-        result: FloatArray = self._cache[key]
+            family[key] = estimate
+        result: FloatArray = family[key]
         return result
 
     @property
@@ -381,12 +337,13 @@ class SteeringProblem:
 
         From `alignment_estimate`: for a float32 decoder the rows whose exact value could be the
         largest, given the product's rounding bound, are recomputed in float64."""
-        if "max_alignment" not in self._cache:
+        family = self._cache["family"]
+        if "max_alignment" not in family:
             top = np.empty(self.n_constraints)
             for i in range(self.n_constraints):
                 estimate = self.alignment_estimate(i)
                 w = self.directions[i]
-                if self.decoder.dtype == np.float64 or "A" in self._cache:
+                if self.decoder.dtype == np.float64 or "A" in family:
                     top[i] = float(estimate.max())
                     continue
                 scale = (self.d_model + 2) * 2.0**-24 * 1.01 * float(np.linalg.norm(w))
@@ -394,19 +351,20 @@ class SteeringProblem:
                 rows = np.flatnonzero(estimate + bound >= float((estimate - bound).max()))
                 top[i] = float((self.decoder[rows].astype(np.float64) @ w).max())
             top.flags.writeable = False
-            self._cache["max_alignment"] = top
-        result: FloatArray = self._cache["max_alignment"]
+            family["max_alignment"] = top
+        result: FloatArray = family["max_alignment"]
         return result
 
     @property
     def constraint_matrix(self) -> FloatArray:
         """A = W Dᵀ, shape (k, d_sae), float64; computed once per decoder family (shared by
         `with_rhs` siblings)."""
-        if "A" not in self._cache:
+        family = self._cache["family"]
+        if "A" not in family:
             a = np.ascontiguousarray(self.decoder_times(self.directions.T).T)
             a.flags.writeable = False
-            self._cache["A"] = a
-        result: FloatArray = self._cache["A"]
+            family["A"] = a
+        result: FloatArray = family["A"]
         return result
 
     @property
@@ -441,7 +399,7 @@ class SteeringProblem:
             result = self.decoder[support].astype(np.float64).T @ d[support]
             return result
         result = np.zeros(self.d_model)
-        for start, block in _blocks64(self.decoder):
+        for start, block in self.dictionary.blocks64():
             result += block.T @ d[start : start + block.shape[0]]
         return result
 

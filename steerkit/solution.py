@@ -60,7 +60,51 @@ class Certificate:
     dual_infeasibility: float
 
 
-def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Certificate:
+class _Support:
+    """δ's support, its decoder rows in float64 and v = Dᵀδ, gathered once for every figure."""
+
+    __slots__ = ("index", "rows", "v")
+
+    def __init__(self, problem: SteeringProblem, delta: FloatArray) -> None:
+        self.index = np.flatnonzero(delta)
+        if problem.decoder.dtype == np.float64 or self.index.size * 4 >= delta.size:
+            self.rows = None
+            self.v = problem.steering_vector(delta)
+        else:
+            self.rows = problem.decoder[self.index].astype(np.float64)
+            self.v = self.rows.T @ delta[self.index]
+
+    def reduced(self, problem: SteeringProblem, u: FloatArray) -> FloatArray:
+        """dᵢ·u over the support, float64."""
+        if self.rows is not None:
+            result: FloatArray = self.rows @ u
+            return result
+        return problem.decoder[self.index].astype(np.float64) @ u
+
+    def objective(self, problem: SteeringProblem, delta: FloatArray) -> float:
+        """`SteeringProblem.objective` from the gathered figures."""
+        used = delta[self.index]
+        value = (
+            float(used.sum()) if problem.costs is None else float(problem.costs[self.index] @ used)
+        )
+        if problem.kind is ProblemKind.QP:
+            assert problem.lam is not None
+            value += 0.5 * problem.lam * float(self.v @ self.v)
+        return value
+
+    def violation(self, problem: SteeringProblem, delta: FloatArray) -> float:
+        """`SteeringProblem.violation` from the gathered figures."""
+        worst = max(0.0, float(-delta.min()))
+        worst = max(worst, float(np.max(problem.rhs - problem.directions @ self.v)))
+        if problem.kind is ProblemKind.SOCP:
+            assert problem.eps is not None
+            worst = max(worst, float(np.linalg.norm(self.v)) - problem.eps)
+        return worst
+
+
+def certificate(
+    problem: SteeringProblem, delta: FloatArray, duals: Duals, support: _Support | None = None
+) -> Certificate:
     """The duality gap and dual-feasibility violation of δ with the given multipliers.
 
     QP, with s = c + λ D Dᵀδ − Aᵀμ:  gap = δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ.
@@ -73,33 +117,50 @@ def certificate(problem: SteeringProblem, delta: FloatArray, duals: Duals) -> Ce
         raise ValidationError(
             "Duals", "linear", f"shape ({problem.n_constraints},)", describe(duals.linear)
         )
-    v = problem.steering_vector(delta)
-    objective = problem.objective(delta)
+    gathered = support if support is not None else _Support(problem, delta)
+    v = gathered.v
+    objective = gathered.objective(problem, delta)
     # Aᵀμ = D Wᵀμ, so every reduced cost is sᵢ = cᵢ + dᵢ·u for one vector u (d_model,)
     u = -(problem.directions.T @ mu)
+    known = None
     if problem.kind is ProblemKind.QP:
         assert problem.lam is not None
         u += problem.lam * v
-        support = np.flatnonzero(delta)
-        offsets = 1.0 if problem.costs is None else problem.costs[support]
-        on_support = offsets + problem.decoder[support].astype(np.float64) @ u
-        gap = float(delta[support] @ on_support + mu @ (problem.directions @ v - problem.rhs))
+        index = gathered.index
+        offsets = 1.0 if problem.costs is None else problem.costs[index]
+        on_support = offsets + gathered.reduced(problem, u)
+        known = (index, on_support)
+        gap = float(delta[index] @ on_support + mu @ (problem.directions @ v - problem.rhs))
     else:
         assert problem.eps is not None
         nu = float(duals.norm or 0.0)
         norm_v = float(np.linalg.norm(v))
         if norm_v > 0 and nu > 0:
             u += (nu / norm_v) * v
-        linear = problem.objective(delta)  # cᵀδ: the SOCP's objective
+        linear = objective  # cᵀδ: the SOCP's objective
         gap = float(linear - mu @ problem.rhs + nu * problem.eps)
     return Certificate(
         gap=abs(gap) / max(1.0, abs(objective)),
-        dual_infeasibility=max(0.0, -_min_reduced_cost(problem, u)),
+        dual_infeasibility=max(0.0, -_reduced_cost_floor(problem, u, known)),
     )
 
 
+def _reduced_cost_floor(
+    problem: SteeringProblem,
+    u: FloatArray,
+    known: tuple[np.ndarray[Any, Any], FloatArray] | None = None,
+) -> float:
+    """m with max(0, −m) = max(0, −minᵢ sᵢ): unit costs are screened against the dual points the
+    problem's Decoder keeps (`Decoder.min_reduced_cost`, O(d_sae) work for an answer near one),
+    cost-weighted problems take the full pass (`_min_reduced_cost`)."""
+    if problem.costs is None:
+        return problem.dictionary.min_reduced_cost(u, known)
+    return _min_reduced_cost(problem, u)
+
+
 def _min_reduced_cost(problem: SteeringProblem, u: FloatArray) -> float:
-    """min over all d_sae features of cᵢ + dᵢ·u (cᵢ = 1 unweighted), to float64 accuracy.
+    """min over all d_sae features of cᵢ + dᵢ·u (cᵢ = 1 unweighted), to float64 accuracy, in one
+    full pass over the decoder (no kept dual point is used or kept).
 
     A float32 decoder is multiplied in float32 (one pass, no copy); the features whose exact
     value could be the minimum, given the product's worst-case rounding bound
@@ -210,13 +271,14 @@ class Solution:
         d = to_numpy(_OWNER, "delta", delta).astype(np.float64).reshape(-1)
         if d.shape != (problem.d_sae,):
             raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
-        cert = certificate(problem, d, duals) if duals is not None else None
+        gathered = _Support(problem, d)
+        cert = certificate(problem, d, duals, gathered) if duals is not None else None
         return cls(
             status=status,
             delta=d,
-            objective=problem.objective(d),
+            objective=gathered.objective(problem, d),
             gap=cert.gap if cert else math.nan,
-            violation=problem.violation(d),
+            violation=gathered.violation(problem, d),
             dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
             iterations=iterations,
             seconds=seconds,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,7 +87,7 @@ class PathSolver(Solver):
 
     def solve_group(
         self, problems: Sequence[SteeringProblem], settings: tuple[bool, dict[str, Any], bool]
-    ) -> list[Answer]:
+    ) -> Iterator[Answer] | list[Answer]:
         """Problems sharing decoder and direction share one path, and each is a lookup on it.
         `seconds` is the input's own lookup plus an equal share of the path."""
         cache, path_options, min_eps = settings
@@ -156,8 +156,10 @@ def _group(
     cache: bool,
     options: Mapping[str, Any],
     min_eps: bool,
-) -> list[Answer]:
-    """Answer problems that share one path: QPs and SOCPs each in one vectorised lookup."""
+) -> Iterator[Answer]:
+    """Answer problems that share one path: QPs and SOCPs each in one vectorised lookup. The
+    path and the lookups are computed here; each Answer (a dense δ) is made when the core asks
+    for it, so a group never holds all of its dense δ at once."""
     start = time.perf_counter()
     path = _path(problems[0], cache, options)
     steps_before = path.steps
@@ -176,10 +178,10 @@ def _group(
             answers[i] = (points, j)
     shared = (time.perf_counter() - start) / len(problems)
     new_steps = path.steps - steps_before
-    return [
+    return (
         _answer(problem, path, *answers[i], shared=shared, new_steps=new_steps)
         for i, problem in enumerate(problems)
-    ]
+    )
 
 
 def _answer(

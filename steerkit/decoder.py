@@ -1,0 +1,400 @@
+"""The SAE decoder as a value validated once: `Decoder`.
+
+Checking a large decoder (finiteness, shape) and deriving what depends on it alone (row norms, a
+fingerprint of its content) is a pass over d_sae × d_model numbers. A `Decoder` makes that pass
+once; every SteeringProblem built on it reuses the result instead of passing over the decoder
+again. It also keeps what later problems on the same decoder share: the quantities derived from
+the decoder and a direction (D w, its maximum), and dual points whose reduced costs the core has
+computed over every feature, so that a certificate screens against them (see `min_reduced_cost`)
+instead of reading the whole decoder for each answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from steerkit._arrays import FloatArray, check_finite, float_array, readonly
+
+__all__ = ["Decoder"]
+
+_OWNER = "Decoder"
+
+#: Rows per block of the validation pass (the block stays in cache for both sums).
+_PASS_BLOCK = 256
+#: Rows of a float32 decoder converted to float64 at a time.
+_BLOCK = 2048
+#: Direction families (D w, max D w, ...) a Decoder keeps, least recently used dropped first.
+_FAMILIES_KEPT = 8
+#: Memory for the dual points a Decoder keeps for screening (each costs d_sae numbers in the
+#: decoder's precision: 256 of them at d_sae 16384, float32, fill 16 MB); at least 8 are kept.
+_POINTS_BYTES = 16 * 2**20
+#: A screen that leaves more than d_sae / _SCREEN_FRACTION rows to recompute is not worth it:
+#: the certificate then makes a full pass and keeps its dual point.
+_SCREEN_FRACTION = 16
+
+
+def _validation_pass(decoder: np.ndarray[Any, Any]) -> tuple[FloatArray, FloatArray]:
+    """(Σⱼ dᵢⱼ² per row, D g for a fixed random g) in one blocked pass over the decoder: the row
+    norms, a finiteness check (a NaN or inf makes its row's sum non-finite), and a fingerprint of
+    the content (an in-place change alters D g)."""
+    n, d_model = decoder.shape
+    probe = np.random.default_rng(20261206).standard_normal(d_model).astype(decoder.dtype)
+    squares = np.empty(n)
+    prints = np.empty(n)
+    for start in range(0, n, _PASS_BLOCK):
+        block = decoder[start : start + _PASS_BLOCK]
+        squares[start : start + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+        prints[start : start + block.shape[0]] = block @ probe
+    if not np.isfinite(squares).all():
+        # raises unless finite entries overflowed the sums
+        check_finite("SteeringProblem", "decoder", decoder)
+    return squares, prints
+
+
+def _rounding(d_model: int, dtype: np.dtype[Any]) -> float:
+    """c with |dᵢ·u − fl(dᵢ·u)| ≤ c·‖dᵢ‖‖u‖ for the product in `dtype` (u rounded to it too)."""
+    unit = 2.0**-24 if dtype == np.float32 else 2.0**-53
+    return (d_model + 2) * unit * 1.01
+
+
+class _Point:
+    """A dual point u (d_model,) and D u (d_sae,) as the decoder's precision computed it (a
+    float32 product is kept in float32: no rounding is added by keeping it), with a checksum."""
+
+    __slots__ = ("checksum", "radius", "u", "values")
+
+    def __init__(self, u: FloatArray, values: FloatArray, radius: float, weights: FloatArray):
+        self.u = readonly(u)
+        self.values = readonly(values)
+        self.radius = radius  # |dᵢ·u − valuesᵢ| ≤ radius · ‖dᵢ‖
+        self.checksum = self._sum(weights)
+
+    def _sum(self, weights: FloatArray) -> float:
+        # einsum: no BLAS threads for a d_sae-long dot product
+        return float(
+            np.einsum("i,i->", weights[: self.values.size], self.values, dtype=np.float64)
+        ) + float(np.einsum("i,i->", weights[: self.u.size], self.u))
+
+    def intact(self, weights: FloatArray) -> bool:
+        return self._sum(weights) == self.checksum
+
+
+class Decoder:
+    """An SAE decoder D (d_sae × d_model), validated once: finite, 2-d, non-empty.
+
+    Built once from an array (numpy, torch, lists): float32 stays float32, anything else becomes
+    float64. It owns a read-only copy (a read-only array that owns its memory is adopted as it
+    is), so later changes to the caller's array do not change it. Accepted wherever a decoder
+    array is (`SteeringProblem.qp/socp(decoder=...)`, methods, the path solver); `np.asarray`
+    gives the read-only array.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_array",
+        "_bounds",
+        "_centres",
+        "_families",
+        "_float64",
+        "_lock",
+        "_points",
+        "_prints",
+        "_squares",
+        "_weights",
+    )
+
+    def __init__(self, array: Any) -> None:
+        if isinstance(array, Decoder):
+            raise TypeError("Decoder(Decoder): use the Decoder itself (Decoder.of)")
+        converted = float_array(
+            "SteeringProblem", "decoder", array, ndim=2, keep_float32=True, check=False
+        )
+        squares, prints = _validation_pass(converted)
+        self._init(_own(converted, array), squares, prints)
+
+    def _init(self, own: FloatArray, squares: FloatArray, prints: FloatArray) -> None:
+        self._array = own
+        self._squares = readonly(squares)
+        self._prints = readonly(prints)
+        self._bounds: FloatArray | None = None
+        self._float64: FloatArray | None = None
+        self._families: collections.OrderedDict[bytes, dict[str, Any]] = collections.OrderedDict()
+        self._points: collections.OrderedDict[int, _Point] = collections.OrderedDict()
+        self._weights: FloatArray | None = None
+        self._centres: FloatArray | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _validated(cls, own: FloatArray, squares: FloatArray, prints: FloatArray) -> Decoder:
+        """A Decoder over `own` (already the core's read-only array) and its validation pass."""
+        decoder = cls.__new__(cls)
+        decoder._init(own, squares, prints)
+        return decoder
+
+    @classmethod
+    def of(cls, value: Any) -> Decoder:
+        """`value` itself when it is a Decoder, else a new Decoder made from it."""
+        return value if isinstance(value, Decoder) else cls(value)
+
+    # -- the array ----------------------------------------------------------------------------
+
+    @property
+    def array(self) -> FloatArray:
+        """The read-only decoder (d_sae, d_model), float32 or float64."""
+        return self._array
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
+        if dtype is None or np.dtype(dtype) == self._array.dtype:
+            return self._array.copy() if copy else self._array
+        return self._array.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self._array.shape[0]), int(self._array.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._array.dtype
+
+    @property
+    def d_sae(self) -> int:
+        return self.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._array.nbytes)
+
+    def __repr__(self) -> str:
+        return f"Decoder({self.d_sae} × {self.d_model}, {self._array.dtype})"
+
+    # -- what derives from the decoder alone ----------------------------------------------------
+
+    @property
+    def row_squares(self) -> FloatArray:
+        """Σⱼ dᵢⱼ² per row (d_sae,), float64, summed in the decoder's own precision."""
+        return self._squares
+
+    @property
+    def fingerprint(self) -> FloatArray:
+        """D g for a fixed random g (d_sae,): tells an in-place change of the content."""
+        return self._prints
+
+    @property
+    def row_norm_bounds(self) -> FloatArray:
+        """Upper bounds on ‖dᵢ‖ (d_sae,), within (d_model + 8)·2⁻²⁴ relative of the norms for a
+        float32 decoder (float32 sums of d_model squares err by at most (d_model + 1)·2⁻²⁴)."""
+        if self._bounds is None:
+            slack = (self.d_model + 8) * 2.0**-24 if self.dtype == np.float32 else 1e-12
+            self._bounds = readonly(np.sqrt(self._squares) * (1.0 + slack))
+        return self._bounds
+
+    @property
+    def max_row_norm(self) -> float:
+        """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64)."""
+        return float(np.sqrt(float(np.max(self._squares))))
+
+    def float64(self) -> FloatArray:
+        """The decoder as a read-only float64 array, made on first use (twice a float32 decoder's
+        memory: the core's own products never need it, they convert a block at a time)."""
+        if self._array.dtype == np.float64:
+            return self._array
+        with self._lock:
+            if self._float64 is None:
+                self._float64 = readonly(self._array.astype(np.float64))
+        return self._float64
+
+    def blocks64(self) -> Iterator[tuple[int, FloatArray]]:
+        """(first row, rows as float64) block by block, through one reused buffer."""
+        decoder = self._array
+        buffer = np.empty((min(_BLOCK, decoder.shape[0]), decoder.shape[1]))
+        for start in range(0, decoder.shape[0], _BLOCK):
+            rows = decoder[start : start + _BLOCK]
+            block = buffer[: rows.shape[0]]
+            np.copyto(block, rows)
+            yield start, block
+
+    def times(self, x: Any) -> FloatArray:
+        """D x in float64: (d_sae,) for x (d_model,), (d_sae, m) for x (d_model, m); a float32
+        decoder is converted a block of rows at a time (no d_sae × d_model allocation)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)  # BLAS needs it; a view of Wᵀ is not
+        if x.ndim == 2 and x.shape[1] == 1:
+            return self.times(x[:, 0])[:, None]
+        if self._array.dtype == np.float64:
+            result: FloatArray = self._array @ x
+            return result
+        result = np.empty((self.d_sae, *x.shape[1:]))
+        for start, block in self.blocks64():
+            result[start : start + block.shape[0]] = block @ x
+        return result
+
+    def family(self, directions: FloatArray) -> dict[str, Any]:
+        """The cache of what derives from this decoder and `directions` (D w and its maximum),
+        shared by every problem built on both; the least recently used of a few is dropped."""
+        key = directions.tobytes() + str(directions.shape).encode()
+        with self._lock:
+            found = self._families.get(key)
+            if found is None:
+                found = self._families[key] = {}
+                while len(self._families) > _FAMILIES_KEPT:
+                    self._families.popitem(last=False)
+            else:
+                self._families.move_to_end(key)
+            return found
+
+    # -- reduced costs ------------------------------------------------------------------------
+
+    def min_reduced_cost(
+        self,
+        u: FloatArray,
+        known: tuple[np.ndarray[Any, Any], FloatArray] | None = None,
+    ) -> float:
+        """m with max(0, −m) = max(0, −minᵢ (1 + dᵢ·u)) to float64 accuracy: the dual
+        infeasibility of the unit-cost reduced costs 1 + D u. `known`: (rows, their reduced costs
+        computed in float64), e.g. δ's support, which the certificate has already computed.
+
+        Screened against kept dual points whose D u' a full pass computed: with u within η of
+        the convex combination (1 − θ)u_a + θu_b of two of them (θ ∈ [0, 1]; b = a, θ = 0 for one),
+        1 + dᵢ·u ≥ (1 − θ)(1 + (D u_a)ᵢ) + θ(1 + (D u_b)ᵢ) − ‖dᵢ‖(η + rounding). Along a path
+        segment the dual point moves affinely, so an answer between two kept points on it has
+        η ≈ 0 and only the rows whose reduced cost is truly near 0 are recomputed in float64:
+        O(d_sae) work. When the screen leaves too many rows (or a kept point fails its checksum)
+        a full pass computes D u, and u is kept for the answers that follow.
+        """
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        norm_u = float(np.linalg.norm(u))
+        if not np.isfinite(norm_u):
+            return -np.inf
+        bounds = self.row_norm_bounds
+        screen = self._screen(u)
+        if screen is not None:
+            near = _unknown(np.flatnonzero(screen <= 1e-9), known)
+            if near.size <= max(64, self.d_sae // _SCREEN_FRACTION):
+                return self._exact_min(u, near, screen, known)
+        values, radius = self._product(u, norm_u)
+        self._keep(u, values, radius)
+        floor = 1.0 + values - bounds * radius
+        near = np.flatnonzero(floor <= float((1.0 + values + bounds * radius).min()))
+        return self._exact_min(u, _unknown(near, known), floor, known)
+
+    def _screen(self, u: FloatArray) -> FloatArray | None:
+        """Lower bounds on 1 + dᵢ·u (d_sae,) from the kept points nearest u, or None."""
+        with self._lock:
+            points = list(self._points.values())
+            centres = self._centres
+            if centres is None and points:
+                centres = self._centres = np.stack([p.u for p in points])
+        if not points:
+            return None
+        assert centres is not None
+        gaps = centres - u
+        distances = np.sqrt(np.einsum("ij,ij->i", gaps, gaps))
+        order = np.argsort(distances)[:3]
+        weights = self._checksum_weights()
+        for i in order:
+            if not points[int(i)].intact(weights):
+                with self._lock:  # its figures can no longer be trusted: a full pass instead
+                    self._points.pop(id(points[int(i)]), None)
+                    self._centres = None
+                return None
+        a = points[int(order[0])]
+        theta, eta, b = 0.0, float(distances[order[0]]), a
+        for j in order[1:]:
+            other = points[int(j)]
+            chord = other.u - a.u
+            length = float(chord @ chord)
+            if length == 0.0:
+                continue
+            t = min(1.0, max(0.0, float((u - a.u) @ chord) / length))
+            residual = float(np.linalg.norm(u - a.u - t * chord))
+            if residual < eta:
+                theta, eta, b = t, residual, other
+        slack = eta * (1 + 1e-12) + (1 - theta) * a.radius + theta * b.radius
+        # the float64 rounding of the lines below: |D u'| ≤ ‖dᵢ‖(‖u'‖ + ρ'), a few ulps of each
+        sizes = float(np.linalg.norm(a.u) + np.linalg.norm(b.u)) + a.radius + b.radius + slack
+        slack += 1e-15 * sizes
+        floor = np.multiply(a.values, 1.0 - theta, dtype=np.float64)
+        if theta > 0.0:
+            floor += np.multiply(b.values, theta, dtype=np.float64)
+        floor += 1.0 - 1e-15
+        floor -= self.row_norm_bounds * slack
+        return floor
+
+    def _exact_min(
+        self,
+        u: FloatArray,
+        near: np.ndarray[Any, Any],
+        floor: FloatArray,
+        known: tuple[np.ndarray[Any, Any], FloatArray] | None,
+    ) -> float:
+        """The minimum over the rows in `known` and `near` (not in `known`) in float64, or a
+        positive floor of the others when none is."""
+        smallest = np.inf
+        if known is not None and known[0].size:
+            smallest = float(known[1].min())
+        elif near.size == 0:
+            return float(floor.min())
+        if near.size:
+            exact = 1.0 + self._array[near].astype(np.float64) @ u
+            smallest = min(smallest, float(exact.min()))
+        return smallest
+
+    def _product(self, u: FloatArray, norm_u: float) -> tuple[FloatArray, float]:
+        """(D u in the decoder's precision, ρ) with |dᵢ·u − (D u)ᵢ| ≤ ρ‖dᵢ‖."""
+        radius = _rounding(self.d_model, self.dtype) * norm_u
+        if self.dtype == np.float64:
+            return self._array @ u, radius
+        return self._array @ u.astype(np.float32), radius
+
+    def _checksum_weights(self) -> FloatArray:
+        if self._weights is None:
+            self._weights = np.random.default_rng(7).standard_normal(max(self.shape))
+        return self._weights
+
+    def _keep(self, u: FloatArray, values: FloatArray, radius: float) -> None:
+        point = _Point(u.copy(), values, radius, self._checksum_weights())
+        limit = max(8, _POINTS_BYTES // max(1, values.nbytes))
+        with self._lock:
+            self._points[id(point)] = point
+            while len(self._points) > limit:
+                self._points.popitem(last=False)
+            self._centres = None
+
+    def forget_points(self) -> None:
+        """Drop the kept dual points (the next certificate makes a full pass)."""
+        with self._lock:
+            self._points.clear()
+            self._centres = None
+
+    @property
+    def kept_points(self) -> int:
+        """How many dual points with fully computed reduced costs are kept for screening."""
+        return len(self._points)
+
+
+def _unknown(
+    rows: np.ndarray[Any, Any], known: tuple[np.ndarray[Any, Any], FloatArray] | None
+) -> np.ndarray[Any, Any]:
+    """`rows` less those whose reduced cost is `known` already."""
+    if known is None or known[0].size == 0 or rows.size == 0:
+        return rows
+    return rows[~np.isin(rows, known[0], assume_unique=True)]
+
+
+def _own(converted: FloatArray, source: Any) -> FloatArray:
+    """The Decoder's own read-only array: `converted` when it is already a new array (another
+    dtype) or a read-only array that owns its memory, else a copy."""
+    if isinstance(source, np.ndarray):
+        if not np.may_share_memory(converted, source):
+            return converted
+        if not source.flags.writeable and source.flags.owndata:
+            return readonly(source)
+    return readonly(np.array(converted, copy=True, order="C"))

@@ -1,0 +1,212 @@
+"""Decoder: validated once, accepted wherever a decoder array is, and the screened certificate it
+serves checked against the full pass (`_min_reduced_cost`) and a plain float64 product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import steerkit
+from steerkit import Decoder, Duals, SteeringProblem, ValidationError
+from steerkit.solution import _min_reduced_cost, certificate
+
+
+def _unit_rows(rng: np.random.Generator, n: int, d: int, dtype: type = np.float32) -> np.ndarray:
+    decoder = rng.normal(size=(n, d)).astype(dtype)
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    return decoder
+
+
+def _oracle_floor(decoder: np.ndarray, u: np.ndarray) -> float:
+    """max(0, −minᵢ (1 + dᵢ·u)) from a plain float64 product (hand computation)."""
+    return max(0.0, -float((1.0 + decoder.astype(np.float64) @ u).min()))
+
+
+# -- the value ------------------------------------------------------------------------------------
+
+
+def test_decoder_keeps_the_dtype_and_owns_its_array() -> None:
+    rng = np.random.default_rng(0)
+    single = rng.normal(size=(40, 6)).astype(np.float32)
+    dec = Decoder(single)
+    assert dec.dtype == np.float32 and dec.shape == (40, 6) and dec.d_sae == 40
+    assert not np.shares_memory(dec.array, single)
+    assert not dec.array.flags.writeable
+    single[0, 0] = 99.0  # the caller's array changes; the Decoder does not
+    assert dec.array[0, 0] != 99.0
+    assert np.asarray(dec) is dec.array
+    assert Decoder(np.arange(12).reshape(4, 3)).dtype == np.float64
+    # a read-only array that owns its memory is adopted, not copied
+    frozen = rng.normal(size=(8, 3))
+    frozen.flags.writeable = False
+    assert np.shares_memory(Decoder(frozen).array, frozen)
+    assert Decoder.of(dec) is dec
+    norms = np.linalg.norm(dec.array.astype(np.float64), axis=1)
+    assert np.all(dec.row_norm_bounds >= norms) and np.all(dec.row_norm_bounds <= norms * 1.001)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (np.ones(5), "2-d"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "finite"),
+        (np.ones((0, 3)), "non-empty"),
+    ],
+)
+def test_bad_decoders_are_refused_naming_the_field(value: np.ndarray, expected: str) -> None:
+    with pytest.raises(ValidationError, match="decoder") as info:
+        Decoder(value)
+    assert expected in str(info.value)
+
+
+def test_a_problem_on_a_decoder_makes_no_pass_over_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    dec = Decoder(_unit_rows(rng, 200, 8))
+    w = rng.normal(size=8)
+    passes: list[int] = []
+    import steerkit.problem as problem_module
+
+    real = problem_module._validation_pass
+    monkeypatch.setattr(problem_module, "_validation_pass", lambda d: passes.append(1) or real(d))
+    first = SteeringProblem.qp(decoder=dec, directions=w, rhs=1.0, lam=1.0)
+    second = SteeringProblem.socp(decoder=dec, directions=w, rhs=2.0, eps=3.0)
+    assert passes == []  # built on a Decoder: validated once, when the Decoder was made
+    assert first.decoder is dec.array and first.dictionary is dec and second.dictionary is dec
+    # what derives from the decoder and the direction is shared by every problem on both
+    assert first.max_alignment is second.max_alignment
+    assert first.constraint_matrix is second.constraint_matrix
+    np.testing.assert_allclose(
+        first.constraint_matrix[0], dec.array.astype(np.float64) @ w, rtol=1e-13
+    )
+    SteeringProblem.qp(decoder=dec.array.copy(), directions=w, rhs=1.0, lam=1.0)
+    assert passes == [1]  # an array still costs its validation pass
+
+
+# -- the screened certificate ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_screened_floor_equals_the_full_pass_and_the_float64_product(dtype: type) -> None:
+    rng = np.random.default_rng(2)
+    decoder = _unit_rows(rng, 3000, 16, dtype)
+    decoder[2000:2050] = decoder[:50]  # duplicated rows: exact ties among reduced costs
+    dec = Decoder(decoder)
+    problem = SteeringProblem.qp(decoder=dec, directions=rng.normal(size=16), rhs=1.0, lam=1.0)
+    # dual points along a line, as the answers on one path segment: some feasible, some not
+    direction = rng.normal(size=16)
+    direction /= np.linalg.norm(direction)
+    screened = 0
+    for t in np.linspace(0.5, 1.5, 41):
+        u = t * direction + 1e-3 * rng.normal(size=16)
+        kept = dec.kept_points
+        got = max(0.0, -dec.min_reduced_cost(u))
+        screened += dec.kept_points == kept
+        full = max(0.0, -_min_reduced_cost(problem, u))
+        assert got == pytest.approx(full, rel=1e-12, abs=1e-14)
+        assert got == pytest.approx(_oracle_floor(decoder, u), rel=1e-9, abs=1e-13)
+    assert screened >= 30, "most answers near a kept dual point must be screened, not full passes"
+    assert dec.kept_points < 11
+
+
+def test_a_corrupted_kept_dual_point_is_caught() -> None:
+    rng = np.random.default_rng(3)
+    decoder = _unit_rows(rng, 2000, 12)
+    dec = Decoder(decoder)
+    u = rng.normal(size=12)
+    u *= 0.95 / -float((decoder.astype(np.float64) @ u).min())  # min reduced cost 0.05
+    assert dec.min_reduced_cost(u) > 0 and dec.kept_points == 1
+    # an answer nearby that is dual infeasible on the feature best aligned against u
+    worst = int(np.argmin(decoder @ u))
+    v = u - 0.2 * decoder[worst].astype(np.float64)
+    want = _oracle_floor(decoder, v)
+    assert want > 0
+    # corrupt the kept D u' so that the screen would show every feature far from negative
+    point = next(iter(dec._points.values()))
+    point.values.base[:] = 100.0
+    got = max(0.0, -dec.min_reduced_cost(v))
+    assert got == pytest.approx(want, rel=1e-9)  # the checksum failed: a full pass exposed it
+    assert all(p is not point for p in dec._points.values())  # the corrupted point is dropped
+    # and through a Solution: the figure is the full pass's, not the corrupted screen's
+    problem = SteeringProblem.qp(decoder=dec, directions=decoder[worst], rhs=1.0, lam=1.0)
+    delta = np.zeros(2000)
+    delta[worst] = 1.0 / float(decoder[worst].astype(np.float64) @ decoder[worst])
+    for p in dec._points.values():
+        p.values.base[:] = 100.0
+    cert = certificate(problem, delta, Duals(linear=np.array([40.0])))
+    mu_u = problem.lam * problem.steering_vector(delta) - 40.0 * problem.directions[0]
+    assert cert.dual_infeasibility == pytest.approx(_oracle_floor(decoder, mu_u), rel=1e-9)
+    assert cert.dual_infeasibility > 1.0
+
+
+def test_path_answers_on_a_decoder_are_certified_as_by_the_full_pass() -> None:
+    pytest.importorskip("steerkit_path")
+    rng = np.random.default_rng(4)
+    decoder = _unit_rows(rng, 1500, 24)
+    w = rng.normal(size=24)
+    dec = Decoder(decoder)
+    rhs = rng.uniform(0.5, 5.0, size=20)
+    solutions = []
+    for lam in (0.1, 1.0, 10.0):
+        base = SteeringProblem.qp(decoder=dec, directions=w, rhs=rhs[0], lam=lam)
+        solutions += steerkit.solve_batch([base.with_rhs(r) for r in rhs], "path")
+    eps_base = SteeringProblem.socp(decoder=dec, directions=w, rhs=rhs[0], eps=1e6)
+    solutions += [steerkit.solve(eps_base.with_rhs(r), "path") for r in rhs]
+    assert all(s.ok for s in solutions)
+    assert dec.kept_points < len(solutions) // 4  # screened, not a pass per answer
+    # oracle: the same answers' certificates over a problem built from a plain float64 array
+    for s, lam_r in zip(solutions, [*(lam for lam in (0.1, 1.0, 10.0) for _ in rhs), *[None] * 20]):
+        assert s.duals is not None and s.delta is not None
+        plain = np.asarray(decoder, dtype=np.float64)
+        v = plain.T @ s.delta
+        u = -(w * s.duals.linear[0])
+        if lam_r is not None:
+            u = u + lam_r * v
+        elif s.duals.norm and np.linalg.norm(v) > 0:
+            u = u + s.duals.norm / np.linalg.norm(v) * v
+        assert s.dual_infeasibility == pytest.approx(_oracle_floor(decoder, u), abs=1e-12)
+
+
+def test_cost_weighted_problems_on_a_decoder_stay_exact() -> None:
+    pytest.importorskip("steerkit_path")
+    from steerkit.testing.oracle import reference_solve
+
+    rng = np.random.default_rng(5)
+    decoder = _unit_rows(rng, 300, 10)
+    w = rng.normal(size=10)
+    costs = rng.uniform(0.5, 2.0, size=300)
+    costs[:5] = 50.0  # expensive features
+    dec = Decoder(decoder)
+    problem = SteeringProblem.qp(decoder=dec, directions=w, rhs=2.0, lam=0.5, costs=costs)
+    solution = steerkit.solve(problem, "path")
+    # oracle: Clarabel on the unit-cost problem over the rows dᵢ / cᵢ (hand reformulation)
+    plain = SteeringProblem.qp(
+        decoder=decoder.astype(np.float64) / costs[:, None], directions=w, rhs=2.0, lam=0.5
+    )
+    reference = reference_solve(plain)
+    assert solution.ok and reference.delta is not None
+    assert solution.objective == pytest.approx(reference.objective, rel=1e-7)
+    assert solution.dual_infeasibility <= 1e-12
+
+
+def test_a_decoder_is_accepted_where_arrays_are() -> None:
+    steerkit_path = pytest.importorskip("steerkit_path")
+
+    rng = np.random.default_rng(6)
+    decoder = _unit_rows(rng, 400, 12)
+    w = rng.normal(size=12)
+    dec = Decoder(decoder)
+    steerkit_path.clear_cache()
+    path = steerkit_path.path_for(dec, w)
+    assert steerkit_path.path_for(dec.array, w) is path  # the same cached path
+    # the path's answer equals Clarabel's on the plain float64 array (oracle)
+    from steerkit.testing.oracle import reference_solve
+
+    plain = SteeringProblem.qp(decoder=decoder.astype(np.float64), directions=w, rhs=2.0, lam=1.0)
+    reference = reference_solve(plain)
+    points = path.qp(np.array([1.0]), np.array([2.0]))
+    idx, values = points.sparse(0)
+    delta = np.zeros(400)
+    delta[idx] = values
+    assert plain.objective(delta) == pytest.approx(reference.objective, rel=1e-7)
+    # a method's context takes it too: np.asarray gives the read-only array
+    assert np.asarray(dec).flags.writeable is False
