@@ -116,6 +116,19 @@ def ours(problem: SteeringProblem) -> tuple[float, Any, dict[str, Any]]:
     return seconds, solution, work
 
 
+def walked(problem: SteeringProblem) -> float:
+    """The same solve with pivoting switched off (the path walked to the answer, as before
+    issue 15): seconds."""
+    import steerkit_path.path as path_module
+
+    saved = path_module.JUMP_TARGETS
+    path_module.JUMP_TARGETS = 0
+    try:
+        return ours(problem)[0]
+    finally:
+        path_module.JUMP_TARGETS = saved
+
+
 def reference(setting: str, problem: SteeringProblem) -> tuple[float, float]:
     decoder, w = problem.decoder, problem.directions[0]
     r = float(problem.rhs[0])
@@ -150,10 +163,11 @@ def main() -> None:
         flush=True,
     )
     print(
-        "| setting | ours, median (max) | reference, median | ratio | L0 | walked breakpoints "
-        "| rounds | passes | per breakpoint or round | objective vs reference |"
+        "| setting | ours, median (max) | reference, median | ratio | walked only, median "
+        "| L0 | walked breakpoints | rounds | passes | per breakpoint or round "
+        "| objective vs reference |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         times, l0, steps, rounds, passes = [], [], [], [], []
         objectives = []
@@ -168,17 +182,20 @@ def main() -> None:
             rounds.append(work["rounds"])
             passes.append(work["passes"])
             objectives.append(solution.objective)
-        ref_times, worse = [], []
+        ref_times, worse, walks = [], [], []
         for r, objective in list(zip(rhs, objectives))[: args.ref_inputs]:
             problem = problem_for(setting, decoder, w, float(r), end)
             seconds, ref_objective = reference(setting, problem)
             ref_times.append(seconds)
             worse.append(ref_objective / objective - 1.0)
+            walks.append(walked(problem))
         median, ref_median = statistics.median(times), statistics.median(ref_times)
+        walk = statistics.median(walks)
         work_units = statistics.median([s + k for s, k in zip(steps, rounds)])
         print(
             f"| {setting} | {median:.4f} s ({max(times):.3f}) | {ref_median:.3f} s "
-            f"| {ref_median / median:.0f}× | {statistics.median(l0):.0f} "
+            f"| {ref_median / median:.0f}× | {walk:.3f} s ({ref_median / walk:.0f}×) "
+            f"| {statistics.median(l0):.0f} "
             f"| {statistics.median(steps):.0f} (max {max(steps)}) "
             f"| {statistics.median(rounds):.0f} (max {max(rounds)}) "
             f"| {statistics.median(passes):.0f} "
