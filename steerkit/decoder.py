@@ -326,7 +326,8 @@ class Decoder:
             floor += np.multiply(b.values, theta, dtype=np.float64)
         floor += 1.0 - 1e-15
         floor -= self.row_norm_bounds * slack
-        return floor
+        result: FloatArray = floor
+        return result
 
     def _exact_min(
         self,

@@ -269,8 +269,9 @@ class SteeringProblem:
                         self.decoder[part] / scale[start : start + part.size, None]
                     )
                 rows.flags.writeable = False  # the Decoder adopts it: no second copy
+                adopted: Any = Decoder(rows)  # the field converts a Decoder to its array
                 base = SteeringProblem(
-                    self.kind, Decoder(rows), self.directions, self.rhs, lam=self.lam, eps=self.eps
+                    self.kind, adopted, self.directions, self.rhs, lam=self.lam, eps=self.eps
                 )
             self._cache["unweighted"] = (base, kept, scale)
         base, kept, scale = self._cache["unweighted"]
