@@ -19,7 +19,7 @@ import attrs
 
 from steerkit.errors import ExecutorNotInstalledError, ValidationError
 
-__all__ = ["Executor", "Resources", "first_missing"]
+__all__ = ["Executor", "Requirements", "Resources", "first_missing"]
 
 
 def first_missing(modules: Sequence[str]) -> str | None:
@@ -33,6 +33,24 @@ def first_missing(modules: Sequence[str]) -> str | None:
         if not found:
             return f"module {module!r} is not importable"
     return None
+
+
+class Requirements:
+    """What a plugin class needs installed, checked without importing it: `requires` (top-level
+    modules), `install` (what to `pip install` when one is missing) and a one-line
+    `description` for listings. Solver backends and executors share it."""
+
+    #: Top-level modules that must be importable; checked without importing them.
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: What to `pip install` when a required module is missing.
+    install: ClassVar[str] = ""
+    #: One line for listings (`steerkit solvers`, the executors).
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why the class cannot run here (the first missing module), or None if it can."""
+        return first_missing(cls.requires)
 
 
 def _non_negative(owner: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
@@ -51,7 +69,7 @@ class Resources:
     gpus: float = attrs.field(default=0.0, validator=_non_negative("Resources"))
 
 
-class Executor(abc.ABC):
+class Executor(Requirements, abc.ABC):
     """Runs `task(shared, item)` for many items and yields the results as they complete.
 
     Subclasses set `name` (what `[execution] executor` selects), `requires` (modules checked
@@ -61,17 +79,6 @@ class Executor(abc.ABC):
 
     #: The name a config selects the executor by, e.g. "ray".
     name: ClassVar[str]
-    #: Top-level modules that must be importable; checked without importing them.
-    requires: ClassVar[tuple[str, ...]] = ()
-    #: What to `pip install` when a required module is missing.
-    install: ClassVar[str] = ""
-    #: One line for listings.
-    description: ClassVar[str] = ""
-
-    @classmethod
-    def missing(cls) -> str | None:
-        """Why the executor cannot run here (the first missing module), or None if it can."""
-        return first_missing(cls.requires)
 
     @classmethod
     def require(cls) -> None:

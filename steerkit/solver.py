@@ -9,14 +9,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from steerkit.answer import Answer, accept, all_excluded, check, precheck, reweigh
-from steerkit.executor import first_missing
+from steerkit.executor import Requirements
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
 
 __all__ = ["Solver"]
 
 
-class Solver(abc.ABC):
+class Solver(Requirements, abc.ABC):
     """A backend that solves SteeringProblems.
 
     Subclasses set the class attributes and implement either
@@ -50,17 +50,6 @@ class Solver(abc.ABC):
     answers_satisfied: ClassVar[bool] = False
     #: Automatic selection tries higher priorities first.
     priority: ClassVar[int] = 0
-    #: Top-level modules that must be importable; checked without importing them.
-    requires: ClassVar[tuple[str, ...]] = ()
-    #: What to `pip install` when a required module is missing.
-    install: ClassVar[str] = ""
-    #: One line for `steerkit solvers`.
-    description: ClassVar[str] = ""
-
-    @classmethod
-    def missing(cls) -> str | None:
-        """Why the backend is not installed (the first missing module), or None if it is."""
-        return first_missing(cls.requires)
 
     @classmethod
     def is_installed(cls) -> bool:
