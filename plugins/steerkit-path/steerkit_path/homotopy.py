@@ -179,7 +179,7 @@ class Homotopy:
         self.checked_columns = 0
         self.screened_columns = 0  # KKT columns screened against a nearby checked one
         self.jump_rounds = 0  # rounds of pivoting towards a point far along (`jump`)
-        self.last_violation = 0.0  # of the last `full_violators` check that passed
+        self.last_violation = 0.0  # of the last `priced` check that found no violator
         self.records: list[Breakpoint] = []
         self.complete = False
         self._row_norms: FloatArray | None = row_norms
@@ -778,14 +778,15 @@ class Homotopy:
         return features[outside], ratio
 
     def priced(
-        self, fitted: FloatArray, alpha: float, active: IntArray
+        self, fitted: FloatArray, alpha: float, active: IntArray, *, join_pool: bool = False
     ) -> tuple[IntArray, FloatArray]:
         """Every feature outside `active` whose cᵢ = dᵢᵀ(w − fitted) exceeds α beyond the KKT
         tolerance, and cᵢ/α (cᵢ at α = 0), from one product with the whole decoder: for a
         float32 decoder only the features within the product's rounding bound of the threshold
         are recomputed exactly (the others are surely above or below it, and their float32
-        value is good enough to rank them). The pool is left as it is. When there are none,
-        `last_violation` is the largest cᵢ − α outside `active` (at least 0), exactly."""
+        value is good enough to rank them). With `join_pool` the violators join the pool. When
+        there are none, `last_violation` is the largest cᵢ − α outside `active` (at least 0),
+        exactly."""
         residual = self.w - fitted
         limit = alpha + self._tolerance(alpha)
         self.checked_columns += 1
@@ -810,31 +811,10 @@ class Homotopy:
                 worst = float((self.rows(top) @ residual).max(initial=-math.inf))
             excess = worst - alpha
             self.last_violation = max(excess, 0.0) if math.isfinite(excess) else 0.0
+        elif join_pool:
+            self._grow_pool(over)
         ratio = values[over] / alpha if alpha > 0 else values[over]
         return over, ratio
-
-    def full_violators(
-        self, fitted: FloatArray, alpha: float, active: IntArray
-    ) -> tuple[IntArray, FloatArray]:
-        """KKT at the point with fit `fitted` and level α over every feature: the features
-        outside `active` with cᵢ above α beyond the tolerance (they join the pool), and cᵢ/α
-        (cᵢ at α = 0). When there are none, `last_violation` is the largest cᵢ − α outside
-        `active` (at least 0)."""
-        residual = (self.w - fitted)[:, None]
-        [(features, values, _)] = self.correlations(residual, np.array([alpha]), [active])
-        idx = np.arange(self.d_sae) if features is None else features
-        excess = values - alpha
-        if features is None:
-            excess[active] = -math.inf
-        over = excess > self._tolerance(alpha)
-        bad = idx[over]
-        if bad.size:
-            self._grow_pool(bad)
-            ratio = values[over] / alpha if alpha > 0 else values[over]
-            return bad, ratio
-        worst = float(excess.max(initial=-math.inf))
-        self.last_violation = max(worst, 0.0) if math.isfinite(worst) else 0.0
-        return bad, np.empty(0)
 
     def check(self, indices: Iterable[int]) -> list[int]:
         """Check KKT over all features at the given breakpoints not yet checked, and record each

@@ -14,10 +14,11 @@ last breakpoint: every infeasible feature changes side at once — the features 
 the outside ones above α enter (at most half as many as A holds, the largest cᵢ/α first, so that
 a cold start does not overshoot) — and after three rounds without fewer infeasible features, one
 at a time (the largest index: Murty's rule, which cannot cycle). A round costs one Cholesky
-factorisation of G_AA (its entries cached across rounds) and one product of the pool.
+factorisation of G_AA (its entries cached across rounds) and one pricing product.
 
-Pricing is on the homotopy's pool; the answer is then checked over every feature with the
-homotopy's own KKT check, and a feature outside the pool that violates it joins the pool and
+Pricing is on the whole decoder when it is small (`WHOLE_PRICING`), else on the homotopy's
+pool; an answer settled on the pool is then priced over every feature (`Homotopy.priced`,
+exact near the threshold), and a feature outside the pool that violates KKT joins the pool and
 the rounds go on. So an answer that comes back is certified like a walked breakpoint; when the
 rounds do not settle (or G_AA is singular: duplicated rows), the result is None and the caller
 walks the path instead.
@@ -209,6 +210,7 @@ def _pivot(
     A = np.sort(np.asarray(h.records[-1].active if start is None else start, dtype=np.int64))
     best, stall = math.inf, 0
     top = h.alpha0
+    whole = h.d_sae * h.d_model <= WHOLE_PRICING
     for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
@@ -230,26 +232,36 @@ def _pivot(
         beta = x - alpha * v
         leave = A[beta < -NEGATIVE_RTOL * max(float(np.abs(beta).max()), 1e-300)]
         fitted = F - alpha * U
-        whole = h.d_sae * h.d_model <= WHOLE_PRICING
         if whole:
             enter, excess = h.priced(fitted, alpha, A)
         else:
             enter, excess = h.outside_violators(fitted, alpha, A)
-        if whole and leave.size == 0 and enter.size == 0:
-            if not exact:
-                return None
-            return _point(A, x, v, alpha, fitted, P, Q, FF, FU, UU, h.last_violation, rounds)
         if leave.size == 0 and enter.size == 0:
             if not exact:
                 return None  # a consistent A with no α at the target: past the path's end
-            outside = h.full_violators(fitted, alpha, A)
-            if outside[0].size == 0:
-                return _point(A, x, v, alpha, fitted, P, Q, FF, FU, UU, h.last_violation, rounds)
-            enter, excess = outside
-            best = math.inf  # the pool grew: a new problem to count from
+            if not whole:  # settled on the pool: check every feature (violators join it)
+                enter, excess = h.priced(fitted, alpha, A, join_pool=True)
+                best = math.inf  # the pool grew: a new problem to count from
+            if enter.size == 0:  # the settled point, as a Breakpoint at α (its segment's
+                return Breakpoint(  # other end is not known)
+                    alpha=alpha,
+                    active=A,
+                    x=x,
+                    v=v,
+                    fitted=fitted,
+                    P=P,
+                    Q=Q,
+                    FF=FF,
+                    FU=FU,
+                    UU=UU,
+                    S=float(x.sum()),
+                    T=float(v.sum()),
+                    violation=h.last_violation,
+                    jump=rounds,
+                )
         count = leave.size + enter.size
         if not exact:
-            pass  # the target moved (an SOCP's α stepped): no count to compare with
+            pass  # α is a placeholder (A has none at the target): no count to compare with
         elif count < best:
             best, stall = count, 0
         else:
@@ -269,36 +281,3 @@ def _pivot(
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
         A = np.union1d(np.setdiff1d(A, leave, assume_unique=True), enter)
     return None
-
-
-def _point(
-    A: IntArray,
-    x: FloatArray,
-    v: FloatArray,
-    alpha: float,
-    fitted: FloatArray,
-    P: float,
-    Q: float,
-    FF: float,
-    FU: float,
-    UU: float,
-    violation: float,
-    rounds: int,
-) -> Breakpoint:
-    """The settled point as a Breakpoint at α (its segment's other end is not known)."""
-    return Breakpoint(
-        alpha=alpha,
-        active=A,
-        x=x,
-        v=v,
-        fitted=fitted,
-        P=P,
-        Q=Q,
-        FF=FF,
-        FU=FU,
-        UU=UU,
-        S=float(x.sum()),
-        T=float(v.sum()),
-        violation=violation,
-        jump=rounds,
-    )

@@ -215,7 +215,7 @@ class Path:
         if not h.complete:
             end = self._jump_to_end()
             if end is not None:
-                return _end_ratio_of(end)
+                return end.norm / end.margin  # h(0) = ‖Dᵀβ(0)‖/aᵀβ(0)
         while True:
             h.complete_path()
             failed = h.check([len(h.records) - 1])
@@ -362,7 +362,7 @@ class Path:
         rows, rho = rows[keep], rho[keep]
         end = self._end
         if end is not None and not h.complete and rows.size:  # the end is known, not walked to
-            below = rho < _end_ratio_of(end)
+            below = rho < end.norm / end.margin
             for i in rows[below]:
                 regime[i] = Regime.BELOW_MIN_EPS
             rows, rho = rows[~below], rho[~below]
@@ -420,10 +420,10 @@ class Path:
             return {}
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
-        reach = {"g_target": float(targets.max())} if kind == "qp" else {}
-        if kind == "socp":
-            reach = {"h_target": float(targets.min())}
-        h.walk(WALK_FIRST, **reach)
+        if kind == "qp":
+            h.walk(WALK_FIRST, g_target=float(targets.max()))
+        else:
+            h.walk(WALK_FIRST, h_target=float(targets.min()))
         if h.complete:
             return {}
         if kind == "qp":
@@ -586,11 +586,6 @@ def _regimes(r: FloatArray, orthogonal: bool) -> list[Regime]:
         Regime.SATISFIED if x <= 0 else (Regime.NO_DIRECTION if orthogonal else Regime.PATH)
         for x in r
     ]
-
-
-def _end_ratio_of(end: Breakpoint) -> float:
-    """h(0) = ‖Dᵀβ(0)‖/aᵀβ(0) at the path's end."""
-    return float(np.linalg.norm(end.fitted)) / end.P
 
 
 def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:

@@ -124,3 +124,21 @@ def test_many_answers_past_the_end_walk_once(monkeypatch: pytest.MonkeyPatch) ->
         one = Path(decoder, w).qp(lam, 2.0)
         assert one.breakpoints[int(one.segment[0])].jump > 0
         assert np.allclose(one.dense(0), batch.dense(i), rtol=1e-7, atol=1e-12)
+
+
+def test_pricing_on_a_small_pool_grows_it_and_still_finds_the_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Priced on the pool (as for a large decoder) from a pool of 8 features: the rounds settle
+    on the pool, the check over every feature finds violators outside it, they join the pool,
+    and the point found equals the walked path's."""
+    decoder, w = correlated(3)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=30.0)
+    walk = walked(problem, monkeypatch)
+    assert walk.l0 > 8  # the answer needs features outside the first pool
+    monkeypatch.setattr(jump_module, "WHOLE_PRICING", 0)
+    path = Path(decoder, w, pool_size=8)
+    points = path.qp(30.0, 2.0)
+    assert points.breakpoints[int(points.segment[0])].jump > 0 and path.steps == 0
+    assert path.pool_size > 8
+    assert np.abs(points.dense(0) - walk.delta).max() <= 1e-7 * walk.delta.max()
