@@ -247,8 +247,8 @@ class Path:
                         lambda: h.margins_over_alpha(), target[walk], g_target=target[walk].max()
                     )
                 recs = tuple(h.records)
-                jumped = tuple(dict.fromkeys(far.values()))  # each jumped point once
-                snapshot = recs + jumped
+                jumped = {int(live[j]): rec for j, rec in far.items()}
+                snapshot = recs + _place(jumped, len(recs), segment, alpha, mu, kkt)
             if walk.any():
                 P = np.array([recs[k].P for k in seg])
                 Q = np.array([recs[k].Q for k in seg])
@@ -261,11 +261,6 @@ class Path:
                 rows = live[walk]
                 segment[rows], alpha[rows], mu[rows] = seg, at, 1.0 / at
                 kkt[rows] = kkt_abs / at
-            for j, rec in far.items():
-                i = live[j]
-                segment[i] = len(recs) + jumped.index(rec)
-                alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
-                kkt[i] = (rec.violation or 0.0) / rec.alpha
         return PathPoints(
             path=self,
             breakpoints=snapshot,
@@ -310,15 +305,11 @@ class Path:
                         rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt
                     )
                 # the answers' segments, before min_eps may repair; then the jumped points
-                snapshot = tuple(h.records)
-                extra = tuple(dict.fromkeys(jumped.values()))
-                for i, rec in jumped.items():
-                    segment[i] = len(snapshot) + extra.index(rec)
-                snapshot += extra
+                walked = tuple(h.records)
+                snapshot = walked + _place(jumped, len(walked), segment, alpha, mu, kkt)
         else:
             snapshot = self._snapshot()
-        known = h is not None and (h.complete or self._end is not None)
-        if h is not None and (min_eps or known) and live.size:
+        if h is not None and live.size and (min_eps or h.complete or self._end is not None):
             smallest[live] = self.min_eps(r[live])
         return PathPoints(
             path=self,
@@ -349,15 +340,13 @@ class Path:
     ) -> dict[int, Breakpoint]:
         """Answers for the inputs with ε/r below the first segment's ratio: a root of a
         quadratic on the right segment, or infeasible past the path's end. Returns the answers
-        found by pivoting (`_jump_far`), by row."""
+        found by pivoting (`_jump_far`), by row, with only their ν set."""
         h = self.homotopy
         assert h is not None
         far = self._jump_far("socp", rho)
         jumped = {int(rows[j]): rec for j, rec in far.items()}
-        for i, rec in jumped.items():
-            alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
+        for i, rec in jumped.items():  # the rest of each is set by `_place`
             nu[i] = float(np.linalg.norm(rec.fitted)) / rec.alpha
-            kkt[i] = (rec.violation or 0.0) / rec.alpha
         keep = np.array([j not in far for j in range(rows.size)], dtype=bool)
         rows, rho = rows[keep], rho[keep]
         end = self._end
@@ -438,11 +427,11 @@ class Path:
             value = float(targets[j])
             if value not in found:
                 target = Target.qp(value) if kind == "qp" else Target.socp(value)
-                found[value] = jump(h, target, self._nearest_point(kind, value))
-                if found[value] is not None:
-                    self._points.append(found[value])
+                point = found[value] = jump(h, target, self._nearest_point(kind, value))
+                if point is not None:
+                    self._points.append(point)
                     del self._points[:-KEEP_POINTS]
-                if found[value] is None and kind == "socp":
+                elif kind == "socp":
                     self._jump_to_end()  # no point at ε/r: is it past the end?
             rec = found[value]
             if rec is not None:
@@ -586,6 +575,25 @@ def _regimes(r: FloatArray, orthogonal: bool) -> list[Regime]:
         Regime.SATISFIED if x <= 0 else (Regime.NO_DIRECTION if orthogonal else Regime.PATH)
         for x in r
     ]
+
+
+def _place(
+    jumped: dict[int, Breakpoint],
+    walked: int,
+    segment: npt.NDArray[np.int64],
+    alpha: FloatArray,
+    mu: FloatArray,
+    kkt: FloatArray,
+) -> tuple[Breakpoint, ...]:
+    """Answers found by pivoting (by row): each one's point goes after the `walked` breakpoints
+    (once, however many answers share it), with its α, μ = 1/α and KKT bound. Returns the points
+    to append to the answers' breakpoints."""
+    extra = tuple(dict.fromkeys(jumped.values()))
+    for i, rec in jumped.items():
+        segment[i] = walked + extra.index(rec)
+        alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
+        kkt[i] = (rec.violation or 0.0) / rec.alpha
+    return extra
 
 
 def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:
