@@ -87,6 +87,11 @@ _U32 = 2.0**-24
 #: Breakpoints between KKT checks over all features while the path grows. A check costs one
 #: float32 pass over the decoder; a repair recomputes the steps since the last good breakpoint.
 CHECK_EVERY = 32
+#: A pool of at most this many entries is walked with every BLAS library single-threaded: its
+#: products are too small for two threads to pay, and on a loaded machine numpy's spinning
+#: threads made a walk of 1,217 breakpoints on the 4096 × 640 SAE's pool (1998 rows) take
+#: 5–9 s instead of 0.8 s. Larger pools keep numpy's threads (see `_one_thread`).
+SINGLE_THREAD_POOL = 2**22
 
 
 class PathStepLimitError(RuntimeError):
@@ -617,7 +622,7 @@ class Homotopy:
         """
         while not self._reached(g_target, h_target):
             stop = _next_checkpoint(len(self.records) - 1)
-            with _one_thread():
+            with self._threads():
                 while len(self.records) - 1 < stop and not self._reached(g_target, h_target):
                     self.step()
             if len(self.records) - 1 == stop and not self.complete:
@@ -631,7 +636,7 @@ class Homotopy:
         self, steps: int, *, g_target: float | None = None, h_target: float | None = None
     ) -> None:
         """Step at most `steps` breakpoints towards the targets (as `extend`, without checks)."""
-        with _one_thread():
+        with self._threads():
             for _ in range(steps):
                 if self._reached(g_target, h_target):
                     return
@@ -639,9 +644,15 @@ class Homotopy:
 
     def complete_path(self) -> None:
         """Step to α = 0 (on the pool: breakpoints are checked only when asked)."""
-        with _one_thread():
+        with self._threads():
             while not self.complete:
                 self.step()
+
+    def _threads(self, matrix: np.ndarray[Any, Any] | None = None) -> Any:
+        """The BLAS threading for products with `matrix` (default: the pool as it is now, for
+        a run of steps): one thread when it is small (see SINGLE_THREAD_POOL)."""
+        size = (self.Dp if matrix is None else matrix).size
+        return _single_threaded() if size <= SINGLE_THREAD_POOL else _one_thread()
 
     def verified(self) -> list[Breakpoint]:
         """The whole path to α = 0 with every breakpoint checked over all features."""
@@ -824,9 +835,10 @@ class Homotopy:
         todo = sorted({int(k) for k in indices if self.records[int(k)].violation is None})
         screen = len(todo) <= SCREEN_UP_TO
         failed: list[int] = []
-        for start in range(0, len(todo), CHECK_CHUNK):
-            chunk = [self.records[k] for k in todo[start : start + CHECK_CHUNK]]
-            failed += self._check(chunk, screen=screen)
+        with self._threads(self.decoder) if len(todo) <= _GEMV_COLUMNS else _NoLimit():
+            for start in range(0, len(todo), CHECK_CHUNK):
+                chunk = [self.records[k] for k in todo[start : start + CHECK_CHUNK]]
+                failed += self._check(chunk, screen=screen)
         return failed
 
     def _check(self, recs: list[Breakpoint], *, screen: bool = True) -> list[int]:

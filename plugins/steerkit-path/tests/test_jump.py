@@ -142,3 +142,27 @@ def test_pricing_on_a_small_pool_grows_it_and_still_finds_the_point(
     assert points.breakpoints[int(points.segment[0])].jump > 0 and path.steps == 0
     assert path.pool_size > 8
     assert np.abs(points.dense(0) - walk.delta).max() <= 1e-7 * walk.delta.max()
+
+
+@pytest.mark.parametrize(("factor", "pivots"), [(1.02, False), (1.3, True)])
+def test_an_socp_answer_near_the_smallest_eps_is_walked_to(
+    factor: float, pivots: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When w lies in the cone of the rows, the smallest feasible ε/r is 1/‖w‖ (the bound every
+    point meets); an answer within NEAR_END of it is walked to without a round of pivoting,
+    one further along is pivoted to, and both equal Clarabel's."""
+    decoder, w = correlated(3)
+    r = 2.0
+    with monkeypatch.context() as patch:
+        patch.setattr(path_module, "JUMP_TARGETS", 0)
+        smallest = float(Path(decoder, w).min_eps(r)[0])
+    assert smallest == pytest.approx(r / np.linalg.norm(w), rel=1e-9)  # w is in the cone
+    problem = SteeringProblem.socp(decoder=decoder, directions=w, rhs=r, eps=factor * smallest)
+    path = Path(decoder, w)
+    points = path.socp(problem.eps, r)
+    assert (path.jump_rounds > 0) is pivots
+    assert points.breakpoints[int(points.segment[0])].jump > 0 or not pivots
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok and solution.gap <= 1e-9 and solution.dual_infeasibility <= 1e-9
+    reference = reference_solve(problem)
+    assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
