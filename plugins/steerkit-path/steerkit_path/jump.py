@@ -58,6 +58,8 @@ MIN_ENTER = 32
 #: from one of them gets this many rounds to settle.
 SOCP_ROUNDS = 30
 SOCP_SETTLE = 6
+#: Points at a predicted α tried before the SOCP's point is approached through QP points.
+MODEL_GUESSES = 2
 #: β_j below −this × max β: feature j leaves (rounding at a breakpoint's zero stays).
 NEGATIVE_RTOL = 1e-12
 #: A decoder of at most this many entries is priced whole every round (one float32 pass costs
@@ -85,6 +87,11 @@ class Target:
     def end(cls) -> Target:
         return cls("end")
 
+    @classmethod
+    def at(cls, alpha: float) -> Target:
+        """The point at a given α (the non-negative Lasso's answer there)."""
+        return cls("alpha", alpha)
+
     def alpha(
         self, P: float, Q: float, FF: float, FU: float, UU: float, top: float
     ) -> tuple[float, bool]:
@@ -92,6 +99,8 @@ class Target:
         such α on A, (the end of (0, top] to move towards, False)."""
         if self.kind == "end":
             return 0.0, True
+        if self.kind == "alpha":
+            return min(self.value, top), True
         if self.kind == "qp":
             denominator = self.value + Q
             if not denominator > 0 or P / denominator > top:
@@ -124,14 +133,30 @@ class Target:
 
 
 class _Gram:
-    """G = D Dᵀ among the features seen so far, in float64, grown by blocks."""
+    """G = D Dᵀ among the features seen so far, grown by blocks: in float32 for a float32
+    decoder (half the time of float64 for the products, the gathers and the factorisations;
+    good enough to choose which features change side), else in float64. `exactly()` switches
+    to float64, and an answer is always settled in float64 (`_pivot`)."""
 
     def __init__(self, h: Homotopy) -> None:
         self.h = h
-        self.where = np.full(h.d_sae, -1, dtype=np.int64)
-        self.rows = np.empty((0, h.d_model))
-        self.G = np.empty((0, 0))
+        self._reset(np.float32 if h.decoder.dtype == np.float32 else np.float64)
+
+    def _reset(self, dtype: type) -> None:
+        self.dtype = dtype
+        self.where = np.full(self.h.d_sae, -1, dtype=np.int64)
+        self.rows = np.empty((0, self.h.d_model), dtype=dtype)
+        self.G = np.empty((0, 0), dtype=dtype)
         self.n = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.dtype == np.float64
+
+    def exactly(self) -> None:
+        """From now on in float64 (the entries so far are dropped)."""
+        if not self.exact:
+            self._reset(np.float64)
 
     def ensure(self, features: IntArray) -> None:
         new = features[self.where[features] < 0]
@@ -140,12 +165,12 @@ class _Gram:
         n, k = self.n, new.size
         if n + k > self.G.shape[0]:
             capacity = max(n + k, 2 * self.G.shape[0], 64)
-            rows = np.empty((capacity, self.h.d_model))
+            rows = np.empty((capacity, self.h.d_model), dtype=self.dtype)
             rows[:n] = self.rows[:n]
-            G = np.empty((capacity, capacity))
+            G = np.empty((capacity, capacity), dtype=self.dtype)
             G[:n, :n] = self.G[:n, :n]
             self.rows, self.G = rows, G
-        fresh = self.h.rows(new)
+        fresh = self.h.decoder[new] if not self.exact else self.h.rows(new)
         self.rows[n : n + k] = fresh
         block = fresh @ self.rows[: n + k].T  # (k, n + k)
         self.G[n : n + k, : n + k] = block
@@ -153,11 +178,60 @@ class _Gram:
         self.where[new] = np.arange(n, n + k)
         self.n = n + k
 
-    def active(self, A: IntArray) -> tuple[FloatArray, FloatArray]:
-        """(G_AA, D_A in float64)."""
+    def active(self, A: IntArray) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
+        """(G_AA, D_A), in the Gram's dtype."""
         self.ensure(A)
         at = self.where[A]
-        return self.G[np.ix_(at, at)], self.rows[at]
+        # two one-axis gathers: half the time of one np.ix_ gather at |A| ≈ 300
+        G = self.G[: self.n, : self.n]
+        return G.take(at, axis=0).take(at, axis=1), self.rows.take(at, axis=0)
+
+
+class _Round:
+    """A's point at the target: β_A(α) = x − α v, its fit F − α U and the sums that place α."""
+
+    def __init__(
+        self,
+        h: Homotopy,
+        G: npt.NDArray[np.floating],
+        DA: npt.NDArray[np.floating],
+        A: IntArray,
+        target: Target,
+    ) -> None:
+        factor = cho_factor(G, lower=False, overwrite_a=True, check_finite=False)
+        a_A = h.a[A]
+        rhs = np.column_stack([a_A, np.ones(A.size)]).astype(G.dtype)
+        xv = cho_solve(factor, rhs, check_finite=False)
+        self.finite = bool(np.isfinite(xv).all())
+        F, U = (xv.T @ DA).astype(np.float64)
+        xv = xv.astype(np.float64)
+        self.x, self.v = xv[:, 0].copy(), xv[:, 1].copy()
+        self.P, self.Q = float(a_A @ self.x), float(a_A @ self.v)
+        self.FF, self.FU, self.UU = float(F @ F), float(F @ U), float(U @ U)
+        self.alpha, self.exact = target.alpha(self.P, self.Q, self.FF, self.FU, self.UU, h.alpha0)
+        beta = self.x - self.alpha * self.v
+        floor = -NEGATIVE_RTOL * max(float(np.abs(beta).max(initial=0.0)), 1e-300)
+        self.leave = A[beta < floor]
+        self.fitted = F - self.alpha * U
+
+    def breakpoint(self, h: Homotopy, A: IntArray, rounds: int) -> Breakpoint:
+        """The settled point, as a Breakpoint at α (its segment's other end is not known)."""
+        return Breakpoint(
+            alpha=self.alpha,
+            active=A,
+            x=self.x,
+            v=self.v,
+            fitted=self.fitted,
+            P=self.P,
+            Q=self.Q,
+            FF=self.FF,
+            FU=self.FU,
+            UU=self.UU,
+            S=float(self.x.sum()),
+            T=float(self.v.sum()),
+            violation=h.last_violation,
+            jump=rounds,
+        )
 
 
 def jump(h: Homotopy, target: Target, start: IntArray | None = None) -> Breakpoint | None:
@@ -180,9 +254,28 @@ def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Break
     first = h.records[-1] if start is None else None
     lo, hi = 0.0, math.inf  # g with h(g) ≥ ρ, and with h(g) ≤ ρ
     A = first.active if first is not None else start
+    # First guess: ρ‖w‖ − 1 ≥ 0 at every point (ε/r ≥ 1/‖w‖), and on real SAEs h(α)‖w‖ − 1 is
+    # close to proportional to α (1.09–1.18 × α/α₀ all along the default run's path), so the
+    # walked path's last point (α_k, h_k) predicts the answer's α; the point at that α, then
+    # the SOCP's own pivoting from it. Twice, the second time from the point reached.
+    known = h.records[-1]
+    scale = float(np.linalg.norm(h.w))
+    for _ in range(MODEL_GUESSES):
+        ratio = known.norm / known.margin if known.margin > 0 else math.inf
+        if not (known.alpha > 0 and 1.0 < rho * scale < ratio * scale):
+            break
+        guess = known.alpha * (rho * scale - 1.0) / (ratio * scale - 1.0)
+        point = _pivot(h, gram, Target.at(guess), A, MAX_ROUNDS, final=False)
+        if point is None:
+            break
+        A = point.active
+        found = _pivot(h, gram, Target.socp(rho), A, SOCP_SETTLE)
+        if found is not None:
+            return found
+        known = point
     g = 2.0 * h.a[A].max() / top  # the QP's λr at α₀/2 on the first feature, as a start
     for _ in range(SOCP_ROUNDS):
-        point = _pivot(h, gram, Target.qp(g), A, MAX_ROUNDS)
+        point = _pivot(h, gram, Target.qp(g), A, MAX_ROUNDS, final=False)
         if point is None:
             return None
         A = point.active
@@ -205,62 +298,63 @@ def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Break
 
 
 def _pivot(
-    h: Homotopy, gram: _Gram, target: Target, start: IntArray | None, limit: int
+    h: Homotopy,
+    gram: _Gram,
+    target: Target,
+    start: IntArray | None,
+    limit: int,
+    *,
+    final: bool = True,
 ) -> Breakpoint | None:
+    """The point at `target` by block principal pivoting from `start`. Rounds run on the
+    Gram's dtype; a `final` answer found in float32 is recomputed in float64 on its active set
+    and checked again (else the rounds go on in float64); a point that only starts further
+    pivoting (not `final`) is returned as the rounds found it."""
     A = np.sort(np.asarray(h.records[-1].active if start is None else start, dtype=np.int64))
     best, stall = math.inf, 0
-    top = h.alpha0
     whole = h.d_sae * h.d_model <= WHOLE_PRICING
     for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
             return None
-        G, DA = gram.active(A)
         try:
-            factor = cho_factor(G, lower=False, check_finite=False)
+            point = _Round(h, *gram.active(A), A, target)
         except LinAlgError:
-            return None  # rows in the span of the others (duplicates): walk instead
-        a_A = h.a[A]
-        xv = cho_solve(factor, np.column_stack([a_A, np.ones(A.size)]), check_finite=False)
-        x, v = xv[:, 0].copy(), xv[:, 1].copy()
-        if not (np.isfinite(x).all() and np.isfinite(v).all()):
+            if gram.exact:
+                return None  # rows in the span of the others (duplicates): walk instead
+            gram.exactly()  # float32 lost G_AA's definiteness: the same A in float64
+            continue
+        if not point.finite:
             return None
-        F, U = xv.T @ DA
-        P, Q = float(a_A @ x), float(a_A @ v)
-        FF, FU, UU = float(F @ F), float(F @ U), float(U @ U)
-        alpha, exact = target.alpha(P, Q, FF, FU, UU, top)
-        beta = x - alpha * v
-        leave = A[beta < -NEGATIVE_RTOL * max(float(np.abs(beta).max()), 1e-300)]
-        fitted = F - alpha * U
+        leave = point.leave
         if whole:
-            enter, excess = h.priced(fitted, alpha, A)
+            enter, excess = h.priced(point.fitted, point.alpha, A)
         else:
-            enter, excess = h.outside_violators(fitted, alpha, A)
+            enter, excess = h.outside_violators(point.fitted, point.alpha, A)
         if leave.size == 0 and enter.size == 0:
-            if not exact:
+            if not point.exact:
                 return None  # a consistent A with no α at the target: past the path's end
+            if not final:
+                return point.breakpoint(h, A, rounds)
+            if not gram.exact:  # settle in float64: this A's point exactly, checked again
+                try:
+                    rows = h.rows(A)
+                    point = _Round(h, rows @ rows.T, rows, A, target)
+                except LinAlgError:
+                    return None
+                leave = point.leave
+                if leave.size == 0 and point.exact:
+                    enter, excess = h.priced(point.fitted, point.alpha, A)
+                if leave.size or enter.size or not point.exact:
+                    gram.exactly()
+                    continue
             if not whole:  # settled on the pool: check every feature (violators join it)
-                enter, excess = h.priced(fitted, alpha, A, join_pool=True)
+                enter, excess = h.priced(point.fitted, point.alpha, A, join_pool=True)
                 best = math.inf  # the pool grew: a new problem to count from
-            if enter.size == 0:  # the settled point, as a Breakpoint at α (its segment's
-                return Breakpoint(  # other end is not known)
-                    alpha=alpha,
-                    active=A,
-                    x=x,
-                    v=v,
-                    fitted=fitted,
-                    P=P,
-                    Q=Q,
-                    FF=FF,
-                    FU=FU,
-                    UU=UU,
-                    S=float(x.sum()),
-                    T=float(v.sum()),
-                    violation=h.last_violation,
-                    jump=rounds,
-                )
+            if enter.size == 0:
+                return point.breakpoint(h, A, rounds)
         count = leave.size + enter.size
-        if not exact:
+        if not point.exact:
             pass  # α is a placeholder (A has none at the target): no count to compare with
         elif count < best:
             best, stall = count, 0
@@ -276,7 +370,10 @@ def _pivot(
         room = h.d_model - (A.size - leave.size)
         most = min(max(min(MIN_ENTER, h.d_model // 8 + 1), int(ENTER_SHARE * A.size)), room)
         if most <= 0 and leave.size == 0:
-            return None
+            if gram.exact:
+                return None
+            gram.exactly()  # A spans the space (the path's end): float32 leaves a residual
+            continue
         if enter.size > most:
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
         A = np.union1d(np.setdiff1d(A, leave, assume_unique=True), enter)
