@@ -166,3 +166,33 @@ def test_an_socp_answer_near_the_smallest_eps_is_walked_to(
     assert solution.ok and solution.gap <= 1e-9 and solution.dual_infeasibility <= 1e-9
     reference = reference_solve(problem)
     assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
+
+
+def test_rounds_in_float32_are_settled_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rounds of a float32 decoder run on a float32 Gram; the answer is recomputed in
+    float64 on its active set and priced again. With the float32 Gram spoiled (its entries
+    off by 2%), the rounds settle on wrong active sets; the float64 check must catch that and
+    go on in float64, to the walked path's answer."""
+    decoder, w = correlated(5)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=3.0)
+    original = jump_module._Gram.ensure
+    switched: list[bool] = []
+
+    def spoiled(self: Any, features: Any) -> None:
+        original(self, features)
+        if not self.exact:
+            n = self.n
+            noise = np.random.default_rng(n).uniform(0.98, 1.02, size=(n, n))
+            self.G[:n, :n] *= ((noise + noise.T) / 2).astype(np.float32)
+
+    def exactly(self: Any) -> None:
+        switched.append(not self.exact)
+        self._reset(np.float64)
+
+    monkeypatch.setattr(jump_module._Gram, "ensure", spoiled)
+    monkeypatch.setattr(jump_module._Gram, "exactly", exactly)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok and solution.info.get("jump", 0) > 0
+    assert any(switched), "the float64 check never disagreed with the spoiled rounds"
+    walk = walked(problem, monkeypatch)
+    assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
