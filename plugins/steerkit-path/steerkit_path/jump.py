@@ -58,8 +58,6 @@ MIN_ENTER = 32
 #: from one of them gets this many rounds to settle.
 SOCP_ROUNDS = 30
 SOCP_SETTLE = 6
-#: Points at a predicted α tried before the SOCP's point is approached through QP points.
-MODEL_GUESSES = 2
 #: β_j below −this × max β: feature j leaves (rounding at a breakpoint's zero stays).
 NEGATIVE_RTOL = 1e-12
 #: A decoder of at most this many entries is priced whole every round (one float32 pass costs
@@ -71,26 +69,23 @@ WHOLE_PRICING = 2**22
 class Target:
     """Where on the path: `qp(λr)`, `socp(ε/r)` or `end()` (α = 0)."""
 
-    def __init__(self, kind: str, value: float = math.nan) -> None:
+    def __init__(self, kind: str, value: float = math.nan, guess: float = math.nan) -> None:
         self.kind = kind
         self.value = float(value)
+        #: an SOCP's α to pivot at while the active set has no root of its own (see `_socp`)
+        self.guess = float(guess)
 
     @classmethod
     def qp(cls, g: float) -> Target:
         return cls("qp", g)
 
     @classmethod
-    def socp(cls, rho: float) -> Target:
-        return cls("socp", rho)
+    def socp(cls, rho: float, guess: float = math.nan) -> Target:
+        return cls("socp", rho, guess)
 
     @classmethod
     def end(cls) -> Target:
         return cls("end")
-
-    @classmethod
-    def at(cls, alpha: float) -> Target:
-        """The point at a given α (the non-negative Lasso's answer there)."""
-        return cls("alpha", alpha)
 
     def alpha(
         self, P: float, Q: float, FF: float, FU: float, UU: float, top: float
@@ -99,14 +94,15 @@ class Target:
         such α on A, (the end of (0, top] to move towards, False)."""
         if self.kind == "end":
             return 0.0, True
-        if self.kind == "alpha":
-            return min(self.value, top), True
         if self.kind == "qp":
             denominator = self.value + Q
             if not denominator > 0 or P / denominator > top:
                 return top, False  # g(α) = P/α − Q exceeds the target for every α ≤ top
             return P / denominator, True
         rho2 = self.value * self.value
+        if self.guess > 0:  # pivot at the guess until A has a root of its own
+            alpha, exact = Target.socp(self.value).alpha(P, Q, FF, FU, UU, top)
+            return (alpha, True) if exact else (min(self.guess, top), False)
         if FF * UU - FU * FU <= 1e-12 * FF * UU:
             # F ∥ U (one feature): h is constant on A's segment, its "root" is β = 0; further
             return top * 1e-9, False
@@ -259,20 +255,12 @@ def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Break
     # walked path's last point (α_k, h_k) predicts the answer's α; the point at that α, then
     # the SOCP's own pivoting from it. Twice, the second time from the point reached.
     known = h.records[-1]
-    scale = float(np.linalg.norm(h.w))
-    for _ in range(MODEL_GUESSES):
-        ratio = known.norm / known.margin if known.margin > 0 else math.inf
-        if not (known.alpha > 0 and 1.0 < rho * scale < ratio * scale):
-            break
-        guess = known.alpha * (rho * scale - 1.0) / (ratio * scale - 1.0)
-        point = _pivot(h, gram, Target.at(guess), A, MAX_ROUNDS, final=False)
-        if point is None:
-            break
-        A = point.active
-        found = _pivot(h, gram, Target.socp(rho), A, SOCP_SETTLE)
+    ratio = known.norm / known.margin if known.margin > 0 else math.inf
+    guess = _predicted_alpha(h, rho, known.alpha, ratio)
+    if guess > 0:
+        found = _pivot(h, gram, Target.socp(rho, guess), A, MAX_ROUNDS)
         if found is not None:
             return found
-        known = point
     g = 2.0 * h.a[A].max() / top  # the QP's λr at α₀/2 on the first feature, as a start
     for _ in range(SOCP_ROUNDS):
         point = _pivot(h, gram, Target.qp(g), A, MAX_ROUNDS, final=False)
@@ -295,6 +283,15 @@ def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Break
             g_next = 2.0 * lo if math.isinf(hi) else math.sqrt(max(lo, hi * 1e-6) * hi)
         g = g_next
     return None
+
+
+def _predicted_alpha(h: Homotopy, rho: float, alpha: float, ratio: float) -> float:
+    """The α where h(α) = ρ if h(α)‖w‖ − 1 is proportional to α through the point (α, ratio);
+    0 when that cannot place it (ρ at or below 1/‖w‖, or not below the point's ratio)."""
+    scale = float(np.linalg.norm(h.w))
+    if not (alpha > 0 and 1.0 < rho * scale < ratio * scale):
+        return 0.0
+    return alpha * (rho * scale - 1.0) / (ratio * scale - 1.0)
 
 
 def _pivot(
@@ -332,6 +329,12 @@ def _pivot(
         else:
             enter, excess = h.outside_violators(point.fitted, point.alpha, A)
         if leave.size == 0 and enter.size == 0:
+            if not point.exact and target.guess > 0:  # settled at the SOCP's guess: a new one
+                margin = point.P - point.alpha * point.Q
+                ratio = float(np.linalg.norm(point.fitted)) / margin if margin > 0 else math.inf
+                target.guess = _predicted_alpha(h, target.value, point.alpha, ratio)
+                if target.guess > 0:
+                    continue
             if not point.exact:
                 return None  # a consistent A with no α at the target: past the path's end
             if not final:

@@ -196,3 +196,39 @@ def test_rounds_in_float32_are_settled_in_float64(monkeypatch: pytest.MonkeyPatc
     assert any(switched), "the float64 check never disagreed with the spoiled rounds"
     walk = walked(problem, monkeypatch)
     assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("factor", [1.15, 1.3, 1.6])
+def test_an_socp_point_from_the_predicted_alpha(
+    seed: int, factor: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a short walk, an SOCP's pivoting starts at the α that h(α)‖w‖ − 1 ∝ α predicts
+    from the walked path's last point, and moves to its own root as soon as the active set
+    has one: the answer is the walked path's and Clarabel's, whatever the guess was worth."""
+    monkeypatch.setattr(path_module, "WALK_FIRST", 3)
+    guesses: list[float] = []
+    original = jump_module._predicted_alpha
+
+    def spy(*args: Any) -> float:
+        guesses.append(original(*args))
+        return guesses[-1]
+
+    monkeypatch.setattr(jump_module, "_predicted_alpha", spy)
+    through_qp: list[float] = []
+    qp = jump_module.Target.qp
+    monkeypatch.setattr(jump_module.Target, "qp", lambda g: through_qp.append(g) or qp(g))
+    decoder, w = correlated(seed, d_sae=500, d_model=48)
+    r = 2.0
+    with monkeypatch.context() as patch:
+        patch.setattr(path_module, "JUMP_TARGETS", 0)
+        smallest = float(Path(decoder, w).min_eps(r)[0])
+    problem = SteeringProblem.socp(decoder=decoder, directions=w, rhs=r, eps=factor * smallest)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok and solution.info.get("jump", 0) > 0
+    assert guesses and guesses[0] > 0, "the pivoting did not start from a predicted α"
+    assert not through_qp, "the predicted α did not lead to the point: QP points were needed"
+    walk = walked(problem, monkeypatch)
+    assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
+    reference = reference_solve(problem)
+    assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
