@@ -346,8 +346,9 @@ def _pivot(
                 except LinAlgError:
                     return None
                 leave = point.leave
-                if leave.size == 0 and point.exact:
-                    enter, excess = h.priced(point.fitted, point.alpha, A)
+                if leave.size == 0 and point.exact:  # priced as the rounds are (below: all)
+                    price = h.priced if whole else h.outside_violators
+                    enter, excess = price(point.fitted, point.alpha, A)
                 if leave.size or enter.size or not point.exact:
                     gram.exactly()
                     continue
