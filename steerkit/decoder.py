@@ -42,18 +42,34 @@ def _validation_pass(decoder: np.ndarray[Any, Any]) -> tuple[FloatArray, FloatAr
     """(Σⱼ dᵢⱼ² per row, D g for a fixed random g) in one blocked pass over the decoder: the row
     norms, a finiteness check (a NaN or inf makes its row's sum non-finite), and a fingerprint of
     the content (an in-place change alters D g)."""
+    squares, prints, _ = _validation_pass_with(decoder, None)
+    return squares, prints
+
+
+def _validation_pass_with(
+    decoder: np.ndarray[Any, Any], columns: np.ndarray[Any, Any] | None
+) -> tuple[FloatArray, FloatArray, np.ndarray[Any, Any] | None]:
+    """`_validation_pass`, and D c for each column c of `columns` (d_model, m), in the decoder's
+    precision, from the same pass: each block is multiplied while it is in cache, so a problem
+    built from an array gets its D w (`SteeringProblem.alignment_estimate`) without a second
+    pass over the decoder. The products are (m, d_sae)."""
     n, d_model = decoder.shape
     probe = np.random.default_rng(20261206).standard_normal(d_model).astype(decoder.dtype)
     squares = np.empty(n)
     prints = np.empty(n)
+    products = None if columns is None else np.empty((columns.shape[1], n), dtype=decoder.dtype)
+    vectors = [] if columns is None else [np.ascontiguousarray(c) for c in columns.T]
     for start in range(0, n, _PASS_BLOCK):
         block = decoder[start : start + _PASS_BLOCK]
-        squares[start : start + block.shape[0]] = np.einsum("ij,ij->i", block, block)
-        prints[start : start + block.shape[0]] = block @ probe
+        stop = start + block.shape[0]
+        squares[start:stop] = np.einsum("ij,ij->i", block, block)
+        prints[start:stop] = block @ probe
+        for j, vector in enumerate(vectors):  # matrix-vector products: no skinny gemm
+            products[j, start:stop] = block @ vector  # type: ignore[index]
     if not np.isfinite(squares).all():
         # raises unless finite entries overflowed the sums
         check_finite("SteeringProblem", "decoder", decoder)
-    return squares, prints
+    return squares, prints, products
 
 
 def _rounding(d_model: int, dtype: np.dtype[Any]) -> float:

@@ -30,7 +30,7 @@ from steerkit._arrays import (
     readonly,
     to_numpy,
 )
-from steerkit.decoder import Decoder, _validation_pass
+from steerkit.decoder import Decoder, _validation_pass_with
 from steerkit.errors import ValidationError
 
 __all__ = ["ProblemKind", "SteeringProblem"]
@@ -113,15 +113,40 @@ def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     return (interface["data"][0], array.shape, array.strides, array.dtype.str)
 
 
-def _dictionary(value: Any) -> Decoder:
+def _directions_float32(directions: Any, d_model: int) -> FloatArray | None:
+    """The directions as (d_model, k) float32 columns when they plainly are a finite (k,
+    d_model) or (d_model,) numpy array; None otherwise (they are validated properly later)."""
+    if not isinstance(directions, np.ndarray) or directions.dtype.kind not in "fiu":
+        return None
+    rows = directions.reshape(1, -1) if directions.ndim == 1 else directions
+    if rows.ndim != 2 or rows.shape[1] != d_model or rows.shape[0] > 8:
+        return None
+    if not np.isfinite(rows).all():
+        return None
+    columns: FloatArray = np.ascontiguousarray(rows.T, dtype=np.float32)
+    return columns
+
+
+def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray | None]:
     """The problem's Decoder: `value` itself when it is one (no pass over it), else the Decoder
     made from the caller's array. Problems built from the same unchanged array share one Decoder
     (recognised by address, shape and a fingerprint of the content, from the one validation pass
-    an array costs), so a later in-place change of the caller's array cannot change a problem."""
+    an array costs), so a later in-place change of the caller's array cannot change a problem.
+    With a float32 array, the same pass multiplies it by the `directions` (float32, as
+    `alignment_estimate` does): (k, d_sae) estimates of D w, else None."""
     if isinstance(value, Decoder):
-        return value
+        return value, None
     decoder = float_array(_OWNER, "decoder", value, ndim=2, keep_float32=True, check=False)
-    squares, prints = _validation_pass(decoder)
+    columns = None
+    if decoder.dtype == np.float32:
+        columns = _directions_float32(directions, int(decoder.shape[1]))
+    squares, prints, products = _validation_pass_with(decoder, columns)
+    return _adopt(value, decoder, squares, prints), products
+
+
+def _adopt(value: Any, decoder: FloatArray, squares: FloatArray, prints: FloatArray) -> Decoder:
+    """The Decoder for a validated array: the one kept for it when it is unchanged, else a new
+    one on a private copy (or on `decoder` itself when converting made it the core's own)."""
     if isinstance(value, np.ndarray) and not np.may_share_memory(decoder, value):
         return Decoder._validated(decoder, squares, prints)  # converted: already the core's own
     key = _memory_key(decoder)
@@ -177,7 +202,7 @@ class SteeringProblem:
 
     def __attrs_post_init__(self) -> None:
         # a Decoder as it is; an array costs the one validation pass (finiteness, norms, print)
-        dictionary = _dictionary(self.decoder)
+        dictionary, estimates = _dictionary(self.decoder, self.directions)
         decoder = dictionary.array
         d_model = decoder.shape[1]
 
@@ -209,7 +234,12 @@ class SteeringProblem:
 
         costs = _costs(self.costs, decoder.shape[0])
         # what derives from the decoder and the directions alone, shared by every problem on both
-        self._cache["family"] = dictionary.family(directions)
+        self._cache["family"] = family = dictionary.family(directions)
+        if estimates is not None and estimates.shape[0] == k:  # D w from the validation pass
+            for i in range(k):
+                estimate = estimates[i].astype(np.float64)
+                estimate.flags.writeable = False
+                family.setdefault(f"alignment_estimate_{i}", estimate)
 
         for name, value in (
             ("dictionary", dictionary),

@@ -66,8 +66,10 @@ def test_a_problem_on_a_decoder_makes_no_pass_over_it(monkeypatch: pytest.Monkey
     passes: list[int] = []
     import steerkit.problem as problem_module
 
-    real = problem_module._validation_pass
-    monkeypatch.setattr(problem_module, "_validation_pass", lambda d: passes.append(1) or real(d))
+    real = problem_module._validation_pass_with
+    monkeypatch.setattr(
+        problem_module, "_validation_pass_with", lambda d, c: passes.append(1) or real(d, c)
+    )
     first = SteeringProblem.qp(decoder=dec, directions=w, rhs=1.0, lam=1.0)
     second = SteeringProblem.socp(decoder=dec, directions=w, rhs=2.0, eps=3.0)
     assert passes == []  # built on a Decoder: validated once, when the Decoder was made
@@ -80,6 +82,27 @@ def test_a_problem_on_a_decoder_makes_no_pass_over_it(monkeypatch: pytest.Monkey
     )
     SteeringProblem.qp(decoder=dec.array.copy(), directions=w, rhs=1.0, lam=1.0)
     assert passes == [1]  # an array still costs its validation pass
+
+
+def test_an_array_problem_gets_d_w_from_its_validation_pass() -> None:
+    """A problem built from a float32 array multiplies it by w in the pass that validates it:
+    the estimate is there before anything asks for it, equals the plain float32 product, and
+    the exact maximum and constraint matrix agree with a float64 product."""
+    rng = np.random.default_rng(4)
+    decoder = _unit_rows(rng, 700, 12)  # more rows than one block of the pass
+    w = rng.normal(size=(2, 12))
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=[1.0, 0.5], lam=1.0)
+    family = problem._cache["family"]
+    for i in range(2):
+        assert f"alignment_estimate_{i}" in family  # set by the pass, not computed on demand
+        plain = (decoder @ w[i].astype(np.float32)).astype(np.float64)
+        np.testing.assert_array_equal(problem.alignment_estimate(i), plain)
+    exact = decoder.astype(np.float64) @ w.T
+    np.testing.assert_allclose(problem.max_alignment, exact.max(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(problem.constraint_matrix, exact.T, rtol=1e-12)
+    # directions of the wrong shape still get the usual error, not one from the pass
+    with pytest.raises(steerkit.ValidationError, match="directions"):
+        SteeringProblem.qp(decoder=decoder, directions=np.ones(5), rhs=1.0, lam=1.0)
 
 
 # -- the screened certificate ---------------------------------------------------------------------
