@@ -545,6 +545,15 @@ class Path:
 
     def _look_up_twins(self, features: npt.NDArray[np.int64]) -> None:
         """Find the twins of each of `features` (rows with the same a first, then equal rows)."""
+        # the usual case without a loop: no other row in the window of a has the same first
+        # entry (twins are equal rows; windows hold a few rows: a's float32 bound is wide)
+        which, rows = self.a.window_pairs(features, 1e-12)
+        same = self.decoder[rows, 0] == self.decoder[features[which], 0]
+        alone = np.bincount(which[same], minlength=features.size) <= 1
+        for j in features[alone].tolist():
+            self._twins[j] = np.array([j], dtype=np.int64)
+        self._twin_count[features[alone]] = 1
+        features = features[~alone]
         for j, candidates in zip(features.tolist(), self.a.near_many(features, 1e-12)):
             if candidates.size > 1:  # first one column (cheap), then whole rows for the rest
                 candidates = candidates[self.decoder[candidates, 0] == self.decoder[j, 0]]

@@ -114,20 +114,39 @@ class ProjectedRows:
         """Every index whose exact value may be within rtol·(|aⱼ| + max|a|) of aⱼ, sorted."""
         return self.near_many([j], rtol)[0]
 
-    def near_many(self, features: Any, rtol: float) -> list[IntArray]:
-        """`near` for each of `features`: one sort of the estimate (kept), then a window of it
-        per feature, instead of a pass over all d_sae entries per feature."""
-        js = np.asarray(features, dtype=np.int64).reshape(-1)
+    def _windows(self, js: IntArray, rtol: float) -> tuple[FloatArray, FloatArray, Any, Any]:
+        """(aⱼ, slackⱼ, lo, hi): every i whose exact value may be within rtol·(|aⱼ| + max|a|) of
+        aⱼ is in the sorted estimate's window [lo, hi) (j itself among them)."""
         if self._sorted is None:
             order = np.argsort(self.estimate)
             self._sorted = (order, self.estimate[order], float(self.bound.max()))
-        order, ordered, widest = self._sorted
+        _, ordered, widest = self._sorted
         a_j = np.asarray(self[js], dtype=np.float64).reshape(-1)
         largest = float(np.abs(self.estimate).max())
         slack = self.bound[js] + rtol * (np.abs(a_j) + largest)
         # every i within bound_i + slack_j of a_j lies in the window of half-width widest + slack_j
         lo = np.searchsorted(ordered, a_j - (widest + slack) * (1 + 1e-12), side="left")
         hi = np.searchsorted(ordered, a_j + (widest + slack) * (1 + 1e-12), side="right")
+        return a_j, slack, lo, hi
+
+    def window_pairs(self, features: Any, rtol: float) -> tuple[IntArray, IntArray]:
+        """(k, i) for every index i in the window of features[k] (a superset of `near`, j
+        itself included), flattened: one vectorised search, no work per feature."""
+        js = np.asarray(features, dtype=np.int64).reshape(-1)
+        _, _, lo, hi = self._windows(js, rtol)
+        sizes = (hi - lo).astype(np.int64)
+        which = np.repeat(np.arange(js.size, dtype=np.int64), sizes)
+        starts = np.cumsum(sizes) - sizes
+        positions = lo[which] + np.arange(which.size, dtype=np.int64) - starts[which]
+        order = self._sorted[0]  # type: ignore[index]
+        return which, np.asarray(order[positions], dtype=np.int64)
+
+    def near_many(self, features: Any, rtol: float) -> list[IntArray]:
+        """`near` for each of `features`: one sort of the estimate (kept), then a window of it
+        per feature, instead of a pass over all d_sae entries per feature."""
+        js = np.asarray(features, dtype=np.int64).reshape(-1)
+        a_j, slack, lo, hi = self._windows(js, rtol)
+        order = self._sorted[0]  # type: ignore[index]
         out: list[IntArray] = []
         for k in range(js.size):
             window = order[lo[k] : hi[k]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from steerkit_path import PathSolver, cache_info, clear_cache, pareto, path_for
+from steerkit_path import Path, PathSolver, cache_info, clear_cache, pareto, path_for
 
 import steerkit
 from steerkit import ProblemKind, SolverCapabilityError, Status, SteeringProblem
@@ -207,3 +207,23 @@ def test_first_segment_regime_is_the_best_single_feature() -> None:
 
 def test_problem_kind_values() -> None:
     assert {k.value for k in PathSolver.kinds} == {ProblemKind.QP.value, ProblemKind.SOCP.value}
+
+
+def test_twins_are_equal_rows_not_rows_that_share_a_and_a_first_entry() -> None:
+    """With w along the first axis, a = D w is the first column: rows 3, 5 (a copy of 3) and 7
+    (the same first entry, other entries changed) share a, and only 3 and 5 are twins; looked
+    up together (one vectorised screen, then rows compared) as one by one."""
+    rng = np.random.default_rng(12)
+    decoder = rng.normal(size=(60, 8)).astype(np.float32)
+    decoder[:, 0] = np.abs(decoder[:, 0])
+    decoder[5] = decoder[3]
+    decoder[7, 0] = decoder[3, 0]
+    w = np.zeros(8)
+    w[0] = 1.0
+    together = Path(decoder, w)
+    together._look_up_missing_twins(np.array([3, 5, 7, 10, 11], dtype=np.int64))
+    for path in (together, Path(decoder, w)):
+        assert path.twins(3).tolist() == [3, 5]
+        assert path.twins(5).tolist() == [3, 5]
+        assert path.twins(7).tolist() == [7]
+        assert path.twins(10).tolist() == [10]
