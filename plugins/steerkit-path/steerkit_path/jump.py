@@ -368,7 +368,10 @@ def _pivot(
             return None
         if stall >= STALL_ROUNDS:  # one feature, the largest index: no cycling
             j = int(max(leave.max(initial=-1), enter.max(initial=-1)))
-            A = np.setdiff1d(A, [j]) if j in set(leave.tolist()) else np.union1d(A, [j])
+            member = np.zeros(h.d_sae, dtype=bool)
+            member[A] = True
+            member[j] = not member[j]  # a leaving feature is in A, an entering one is not
+            A = np.flatnonzero(member)
             continue
         # at most d_model active rows (more are linearly dependent: G_AA singular)
         room = h.d_model - (A.size - leave.size)
@@ -380,5 +383,9 @@ def _pivot(
             continue
         if enter.size > most:
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
-        A = np.union1d(np.setdiff1d(A, leave, assume_unique=True), enter)
+        member = np.zeros(h.d_sae, dtype=bool)  # sorted set operations through a mask:
+        member[A] = True  # np.union1d and setdiff1d sort, which cost more at these sizes
+        member[leave] = False
+        member[enter] = True
+        A = np.flatnonzero(member)
     return None
