@@ -20,7 +20,7 @@ from steerkit._arrays import FloatArray, describe, readonly, to_numpy
 from steerkit.errors import InfeasibleError, SolverError, ValidationError
 from steerkit.problem import ProblemKind, SteeringProblem
 
-__all__ = ["Certificate", "Duals", "Solution", "Status"]
+__all__ = ["Certificate", "Duals", "Figures", "Solution", "Status", "certify_many"]
 
 _OWNER = "Solution"
 
@@ -145,6 +145,98 @@ def certificate(
     )
 
 
+#: Float64 bytes of decoder rows a batch of certificates gathers at once (`certify_many`).
+_GATHER_BYTES = 32 * 2**20
+
+
+@attrs.frozen
+class Figures:
+    """What `certify_many` computes for one answer: the core's objective, violation and
+    certificate of δ (given by its support and values) with the backend's multipliers."""
+
+    objective: float
+    violation: float
+    certificate: Certificate
+
+
+def certify_many(
+    problems: list[SteeringProblem],
+    supports: list[tuple[np.ndarray[Any, Any], FloatArray]],
+    duals: list[Duals],
+) -> list[Figures]:
+    """`Solution.build`'s figures for many answers on one Decoder (unit costs), computed together:
+    the rows of every support are gathered in float64 once, Dᵀδ of every answer and the support's
+    reduced costs are two matrix products, and the reduced costs over every feature are screened
+    together (`Decoder.min_reduced_costs`). supports: (index, values) of δ's non-zero entries,
+    index sorted and unique. Batches whose gathered rows would pass _GATHER_BYTES are split."""
+    if not problems:
+        return []
+    dictionary = problems[0].dictionary
+    if any(p.dictionary is not dictionary or p.costs is not None for p in problems):
+        raise ValueError("certify_many: problems on one Decoder, without costs")
+    union = np.unique(np.concatenate([index for index, _ in supports] or [np.empty(0, int)]))
+    if len(problems) > 1 and union.size * dictionary.d_model * 8 > _GATHER_BYTES:
+        half = len(problems) // 2
+        return certify_many(problems[:half], supports[:half], duals[:half]) + certify_many(
+            problems[half:], supports[half:], duals[half:]
+        )
+    rows = dictionary.array[union].astype(np.float64)
+    m = len(problems)
+    places = [np.searchsorted(union, index) for index, _ in supports]
+    weights = np.zeros((union.size, m))
+    for j, (place, (_, values)) in enumerate(zip(places, supports)):
+        weights[place, j] = values
+    vs = (rows.T @ weights).T  # (m, d_model): Dᵀδ of every answer
+    us = np.empty_like(vs)
+    objectives = np.empty(m)
+    gaps = np.empty(m)
+    violations = np.empty(m)
+    for j, (problem, (index, values), dual) in enumerate(zip(problems, supports, duals)):
+        mu = np.asarray(dual.linear, dtype=np.float64)
+        if mu.shape != (problem.n_constraints,):
+            raise ValidationError(
+                "Duals", "linear", f"shape ({problem.n_constraints},)", describe(dual.linear)
+            )
+        v = vs[j]
+        reached = problem.directions @ v
+        objectives[j] = float(values.sum())
+        lowest = float(values.min(initial=0.0)) if index.size < problem.d_sae else values.min()
+        violations[j] = max(0.0, -float(lowest), float(np.max(problem.rhs - reached)))
+        us[j] = -(problem.directions.T @ mu)
+        if problem.kind is ProblemKind.QP:
+            assert problem.lam is not None
+            objectives[j] += 0.5 * problem.lam * float(v @ v)
+            us[j] += problem.lam * v
+            gaps[j] = float(mu @ (reached - problem.rhs))  # + δᵀs, below
+        else:
+            assert problem.eps is not None
+            nu = float(dual.norm or 0.0)
+            norm_v = float(np.linalg.norm(v))
+            violations[j] = max(violations[j], norm_v - problem.eps)
+            if norm_v > 0 and nu > 0:
+                us[j] += (nu / norm_v) * v
+            gaps[j] = objectives[j] - float(mu @ problem.rhs) + nu * problem.eps
+    on_rows = 1.0 + rows @ us.T  # (|union|, m): reduced costs of the gathered rows
+    known = []
+    for j, (problem, (_, values)) in enumerate(zip(problems, supports)):
+        own = on_rows[places[j], j]
+        known.append((supports[j][0], own))
+        if problem.kind is ProblemKind.QP:
+            gaps[j] += float(values @ own)
+    floors = dictionary.min_reduced_costs(us, known)
+    return [
+        Figures(
+            objective=float(objectives[j]),
+            violation=float(violations[j]),
+            certificate=Certificate(
+                gap=abs(float(gaps[j])) / max(1.0, abs(float(objectives[j]))),
+                dual_infeasibility=max(0.0, -float(floors[j])),
+            ),
+        )
+        for j in range(m)
+    ]
+
+
 def _reduced_cost_floor(
     problem: SteeringProblem,
     u: FloatArray,
@@ -249,8 +341,11 @@ class Solution:
         duals: Duals | None = None,
         flags: Iterable[str] = (),
         info: Mapping[str, Any] | None = None,
+        figures: Figures | None = None,
     ) -> Solution:
-        """A Solution whose objective, violation and certificate are computed here from δ."""
+        """A Solution whose objective, violation and certificate are computed here from δ, or
+        given as `figures` that `certify_many` computed for it (δ then a float64 array the
+        core made, kept as it is)."""
         status = _status(status)
         if delta is None:
             return cls(
@@ -268,17 +363,21 @@ class Solution:
                 flags=_flags(flags),
                 info=dict(info or {}),
             )
-        d = to_numpy(_OWNER, "delta", delta).astype(np.float64).reshape(-1)
+        d = to_numpy(_OWNER, "delta", delta).astype(np.float64, copy=figures is None).reshape(-1)
         if d.shape != (problem.d_sae,):
             raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
-        gathered = _Support(problem, d)
-        cert = certificate(problem, d, duals, gathered) if duals is not None else None
+        if figures is None:
+            gathered = _Support(problem, d)
+            cert = certificate(problem, d, duals, gathered) if duals is not None else None
+            objective, violation = gathered.objective(problem, d), gathered.violation(problem, d)
+        else:
+            cert, objective, violation = figures.certificate, figures.objective, figures.violation
         return cls(
             status=status,
             delta=d,
-            objective=gathered.objective(problem, d),
+            objective=objective,
             gap=cert.gap if cert else math.nan,
-            violation=gathered.violation(problem, d),
+            violation=violation,
             dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
             iterations=iterations,
             seconds=seconds,
