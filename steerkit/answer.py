@@ -155,7 +155,7 @@ def blocked_directions(problem: SteeringProblem) -> list[int]:
         return []
     top = problem.max_alignment
     with np.errstate(over="ignore"):
-        scale = np.linalg.norm(problem.directions, axis=1) * problem.max_row_norm
+        scale = problem.direction_norms * problem.max_row_norm
     return [int(i) for i in positive if not top[i] > ORTHOGONAL_RTOL * scale[i]]
 
 
@@ -166,7 +166,7 @@ def out_of_range(problem: SteeringProblem) -> str | None:
     positive = np.flatnonzero(problem.rhs > 0)
     figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
     if positive.size:
-        norms = np.linalg.norm(problem.directions[positive], axis=1)
+        norms = problem.direction_norms[positive]
         r = problem.rhs[positive]
         figures += [
             ("the smallest direction norm", float(norms.min())),
@@ -512,10 +512,11 @@ def _sparse(problem: SteeringProblem, answer: Answer) -> _Claim | None:
         or not np.isfinite(values).all()
     ):
         return None
-    order = np.argsort(index, kind="stable")
-    index, values = index[order], values[order]
-    if index.size > 1 and not (np.diff(index) > 0).all():
-        return None
+    if index.size > 1 and not (index[1:] > index[:-1]).all():
+        order = np.argsort(index, kind="stable")
+        index, values = index[order], values[order]
+        if not (index[1:] > index[:-1]).all():
+            return None  # repeated features: `accept` makes the dense δ
     clipped, flags, notes = _clip(values, problem.d_sae)
     kept = clipped != 0.0
     return _Claim(index[kept], clipped[kept], answer.duals, flags, notes)

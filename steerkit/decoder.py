@@ -294,6 +294,8 @@ class Decoder:
         self,
         us: FloatArray,
         known: list[tuple[np.ndarray[Any, Any], FloatArray]] | None = None,
+        *,
+        depth: int = 0,
     ) -> FloatArray:
         """`min_reduced_cost` of every row of `us` (m, d_model) — the dual points of a batch's
         answers — with the screen shared: the answers whose nearest kept points are the same
@@ -301,8 +303,9 @@ class Decoder:
         group's θ range is at one end: one O(d_sae) floor per pair (with the group's largest
         distance η and rounding allowance) instead of one per answer, and the rows it leaves are
         gathered once in float64 and multiplied by the group's dual points in one product. A
-        group whose screen leaves too many rows, and an answer with no kept point near, take
-        `min_reduced_cost` one by one (full pass, point kept)."""
+        group whose screen leaves too many rows keeps its farthest answer's full pass and screens
+        the others again (twice at most); such a group then, and an answer with no kept point
+        near, take `min_reduced_cost` one by one (full pass, point kept)."""
         us = np.ascontiguousarray(us, dtype=np.float64)
         m = us.shape[0]
         known = known if known is not None else [None] * m  # type: ignore[list-item]
@@ -314,7 +317,15 @@ class Decoder:
             floor = self._chord_floor(a, b, span, float(slacks.max()))
             near = np.flatnonzero(floor <= 1e-9)
             if near.size > limit:
-                continue  # left to the one-by-one pass below
+                if len(members) > 2 and depth < 2:
+                    # the farthest answer's full pass is kept: the others screen against it
+                    far = members[int(np.argmax(slacks))]
+                    result[far] = self.min_reduced_cost(us[far], known[far])
+                    rest = [j for j in members if j != far]
+                    result[rest] = self.min_reduced_costs(
+                        us[rest], [known[j] for j in rest], depth=depth + 1
+                    )
+                continue  # else left to the one-by-one pass below
             exact = None
             if near.size:
                 exact = 1.0 + self._array[near].astype(np.float64) @ us[members].T

@@ -146,7 +146,7 @@ def certificate(
 
 
 #: Float64 bytes of decoder rows a batch of certificates gathers at once (`certify_many`).
-_GATHER_BYTES = 32 * 2**20
+_GATHER_BYTES = 8 * 2**20
 
 
 @attrs.frozen
