@@ -153,10 +153,27 @@ def blocked_directions(problem: SteeringProblem) -> list[int]:
     positive = np.flatnonzero(problem.rhs > 0)
     if positive.size == 0:
         return []
-    top = problem.max_alignment
-    with np.errstate(over="ignore"):
-        scale = problem.direction_norms * problem.max_row_norm
-    return [int(i) for i in positive if not top[i] > ORTHOGONAL_RTOL * scale[i]]
+    reached = _directions_reached(problem, positive)[2]
+    return [int(i) for i in positive if i not in reached]
+
+
+def _directions_reached(
+    problem: SteeringProblem, positive: np.ndarray[Any, Any]
+) -> tuple[float, float, list[int]]:
+    """(smallest ‖wᵢ‖, largest ‖wᵢ‖, the directions some decoder row reaches) over the
+    directions `positive`; kept per decoder family and set of directions (a batch's problems
+    differ in r only, so every precheck of it reads the same)."""
+    family = problem._cache["family"]
+    key = ("reached", positive.tobytes())
+    found = family.get(key)
+    if found is None:
+        norms = problem.direction_norms[positive]
+        top = problem.max_alignment
+        with np.errstate(over="ignore"):
+            scale = norms * problem.max_row_norm
+        reached = [int(i) for i, s in zip(positive, scale) if top[i] > ORTHOGONAL_RTOL * s]
+        found = family[key] = (float(norms.min()), float(norms.max()), reached)
+    return found  # type: ignore[no-any-return]
 
 
 def out_of_range(problem: SteeringProblem) -> str | None:
@@ -166,16 +183,14 @@ def out_of_range(problem: SteeringProblem) -> str | None:
     positive = np.flatnonzero(problem.rhs > 0)
     figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
     if positive.size:
-        norms = problem.direction_norms[positive]
+        smallest, largest, reached = _directions_reached(problem, positive)
         r = problem.rhs[positive]
         figures += [
-            ("the smallest direction norm", float(norms.min())),
-            ("the largest direction norm", float(norms.max())),
+            ("the smallest direction norm", smallest),
+            ("the largest direction norm", largest),
             ("the largest r", float(r.max())),
             ("the smallest positive r", float(r.min())),
         ]
-        blocked = set(blocked_directions(problem))
-        reached = [i for i in positive if i not in blocked]
         if reached:
             with np.errstate(all="ignore"):  # an overflow is reported below as inf
                 top = problem.max_alignment[reached]
@@ -447,8 +462,10 @@ def accept_many(
     solutions: list[Solution | None] = [None] * len(problems)
     batch: list[tuple[int, _Claim]] = []
     dictionary = problems[0].dictionary if problems else None
+    shape = problems[0].directions.shape if problems else None
     for j, (problem, answer) in enumerate(zip(problems, answers)):
-        claim = _sparse(problem, answer) if problem.dictionary is dictionary else None
+        alike = problem.dictionary is dictionary and problem.directions.shape == shape
+        claim = _sparse(problem, answer) if alike else None
         if claim is None:
             solutions[j] = accept(problem, answer, solver=solver, seconds=seconds[j], info=info)
         else:

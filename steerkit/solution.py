@@ -187,42 +187,39 @@ def certify_many(
     for j, (place, (_, values)) in enumerate(zip(places, supports)):
         weights[place, j] = values
     vs = (rows.T @ weights).T  # (m, d_model): Dᵀδ of every answer
-    us = np.empty_like(vs)
-    objectives = np.empty(m)
-    gaps = np.empty(m)
-    violations = np.empty(m)
-    for j, (problem, (index, values), dual) in enumerate(zip(problems, supports, duals)):
-        mu = np.asarray(dual.linear, dtype=np.float64)
-        if mu.shape != (problem.n_constraints,):
+    for problem, dual in zip(problems, duals):
+        if np.shape(dual.linear) != (problem.n_constraints,):
             raise ValidationError(
                 "Duals", "linear", f"shape ({problem.n_constraints},)", describe(dual.linear)
             )
-        v = vs[j]
-        reached = problem.directions @ v
-        objectives[j] = float(values.sum())
-        lowest = float(values.min(initial=0.0)) if index.size < problem.d_sae else values.min()
-        violations[j] = max(0.0, -float(lowest), float(np.max(problem.rhs - reached)))
-        us[j] = -(problem.directions.T @ mu)
-        if problem.kind is ProblemKind.QP:
-            assert problem.lam is not None
-            objectives[j] += 0.5 * problem.lam * float(v @ v)
-            us[j] += problem.lam * v
-            gaps[j] = float(mu @ (reached - problem.rhs))  # + δᵀs, below
-        else:
-            assert problem.eps is not None
-            nu = float(dual.norm or 0.0)
-            norm_v = float(np.linalg.norm(v))
-            violations[j] = max(violations[j], norm_v - problem.eps)
-            if norm_v > 0 and nu > 0:
-                us[j] += (nu / norm_v) * v
-            gaps[j] = objectives[j] - float(mu @ problem.rhs) + nu * problem.eps
+    directions = np.stack([p.directions for p in problems])  # (m, k, d_model)
+    rhs = np.stack([p.rhs for p in problems])  # (m, k)
+    mus = np.stack([np.asarray(d.linear, dtype=np.float64) for d in duals])  # (m, k)
+    qp = np.array([p.kind is ProblemKind.QP for p in problems])
+    lams = np.array([p.lam if p.lam is not None else 0.0 for p in problems])
+    eps = np.array([p.eps if p.eps is not None else 0.0 for p in problems])
+    nus = np.array([0.0 if q else float(d.norm or 0.0) for q, d in zip(qp, duals)])
+    reached = np.einsum("mkd,md->mk", directions, vs)
+    # −min δ (0 counts: a support never covers the gathered rows and beyond), A δ ≥ r, ‖v‖ ≤ ε
+    violations = np.maximum(0.0, -weights.min(axis=0, initial=0.0))
+    violations = np.maximum(violations, (rhs - reached).max(axis=1))
+    norms = np.sqrt(np.einsum("md,md->m", vs, vs))
+    violations = np.where(qp, violations, np.maximum(violations, norms - eps))
+    objectives = weights.sum(axis=0) + np.where(qp, 0.5 * lams * norms**2, 0.0)
+    # every reduced cost is 1 + dᵢ·u, u = −Wᵀμ + λ v (QP) or + (ν/‖v‖) v (SOCP, ν, ‖v‖ > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(qp, lams, np.where((nus > 0) & (norms > 0), nus / norms, 0.0))
+    us = scale[:, None] * vs - np.einsum("mk,mkd->md", mus, directions)
     on_rows = 1.0 + rows @ us.T  # (|union|, m): reduced costs of the gathered rows
-    known = []
-    for j, (problem, (_, values)) in enumerate(zip(problems, supports)):
-        own = on_rows[places[j], j]
-        known.append((supports[j][0], own))
-        if problem.kind is ProblemKind.QP:
-            gaps[j] += float(values @ own)
+    # QP: δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ; SOCP: cᵀδ − μᵀr + νε
+    gaps = np.where(
+        qp,
+        np.einsum("im,im->m", weights, on_rows) + np.einsum("mk,mk->m", mus, reached - rhs),
+        objectives - np.einsum("mk,mk->m", mus, rhs) + nus * eps,
+    )
+    known = [
+        (index, on_rows[place, j]) for j, ((index, _), place) in enumerate(zip(supports, places))
+    ]
     floors = dictionary.min_reduced_costs(us, known)
     return [
         Figures(
