@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from steerkit._arrays import FloatArray, check_finite, float_array, readonly
+from steerkit._arrays import FloatArray, blocks64, check_finite, float_array, readonly
 
 __all__ = ["Decoder"]
 
@@ -28,6 +28,8 @@ _OWNER = "Decoder"
 _PASS_BLOCK = 256
 #: Rows of a float32 decoder converted to float64 at a time.
 _BLOCK = 2048
+#: Rows per float64 block of a gathered product (`_rows_times`).
+_BLOCK_ROWS64 = 256
 #: Direction families (D w, max D w, ...) a Decoder keeps, least recently used dropped first.
 _FAMILIES_KEPT = 8
 #: Memory for the dual points a Decoder keeps for screening (each costs d_sae numbers in the
@@ -219,13 +221,7 @@ class Decoder:
 
     def blocks64(self) -> Iterator[tuple[int, FloatArray]]:
         """(first row, rows as float64) block by block, through one reused buffer."""
-        decoder = self._array
-        buffer = np.empty((min(_BLOCK, decoder.shape[0]), decoder.shape[1]))
-        for start in range(0, decoder.shape[0], _BLOCK):
-            rows = decoder[start : start + _BLOCK]
-            block = buffer[: rows.shape[0]]
-            np.copyto(block, rows)
-            yield start, block
+        return blocks64(self._array, _BLOCK)
 
     def times(self, x: Any) -> FloatArray:
         """D x in float64: (d_sae,) for x (d_model,), (d_sae, m) for x (d_model, m); a float32
@@ -326,9 +322,7 @@ class Decoder:
                         us[rest], [known[j] for j in rest], depth=depth + 1
                     )
                 continue  # else left to the one-by-one pass below
-            exact = None
-            if near.size:
-                exact = 1.0 + self._array[near].astype(np.float64) @ us[members].T
+            exact = self._rows_times(near, us[members].T) + 1.0 if near.size else None
             for column, j in enumerate(members):
                 smallest = np.inf
                 if known[j] is not None and known[j][0].size:
@@ -340,6 +334,15 @@ class Decoder:
                 result[j] = smallest
         for left in np.flatnonzero(np.isnan(result)):
             result[left] = self.min_reduced_cost(us[left], known[left])
+        return result
+
+    def _rows_times(self, index: np.ndarray[Any, Any], x: FloatArray) -> FloatArray:
+        """D[index] x in float64 (len(index), m): the rows gathered in the decoder's precision
+        and converted a block at a time."""
+        rows = self._array[index]
+        result = np.empty((index.size, x.shape[1]))
+        for start, part in blocks64(rows, _BLOCK_ROWS64):
+            result[start : start + part.shape[0]] = part @ x
         return result
 
     def _pairs(

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from steerkit._arrays import FloatArray, describe, readonly, to_numpy
+from steerkit._arrays import FloatArray, blocks64, describe, readonly, to_numpy
 from steerkit.errors import InfeasibleError, SolverError, ValidationError
 from steerkit.problem import ProblemKind, SteeringProblem
 
@@ -145,8 +145,10 @@ def certificate(
     )
 
 
-#: Float64 bytes of decoder rows a batch of certificates gathers at once (`certify_many`).
-_GATHER_BYTES = 8 * 2**20
+#: Bytes of decoder rows (in the decoder's precision) a batch of certificates gathers at once
+#: (`certify_many`; a larger batch is split), and of the float64 blocks its products convert.
+_GATHER_BYTES = 32 * 2**20
+_BLOCK_BYTES = 4 * 2**20
 
 
 @attrs.frozen
@@ -175,18 +177,24 @@ def certify_many(
     if any(p.dictionary is not dictionary or p.costs is not None for p in problems):
         raise ValueError("certify_many: problems on one Decoder, without costs")
     union = np.unique(np.concatenate([index for index, _ in supports] or [np.empty(0, int)]))
-    if len(problems) > 1 and union.size * dictionary.d_model * 8 > _GATHER_BYTES:
+    gathered = union.size * dictionary.d_model * dictionary.dtype.itemsize
+    if len(problems) > 1 and gathered > _GATHER_BYTES:
         half = len(problems) // 2
         return certify_many(problems[:half], supports[:half], duals[:half]) + certify_many(
             problems[half:], supports[half:], duals[half:]
         )
-    rows = dictionary.array[union].astype(np.float64)
+    # the rows in the decoder's precision, gathered once; multiplied in float64 a block at a time
+    rows = dictionary.array[union]
+    block = max(1, _BLOCK_BYTES // (8 * dictionary.d_model))
     m = len(problems)
     places = [np.searchsorted(union, index) for index, _ in supports]
     weights = np.zeros((union.size, m))
     for j, (place, (_, values)) in enumerate(zip(places, supports)):
         weights[place, j] = values
-    vs = (rows.T @ weights).T  # (m, d_model): Dᵀδ of every answer
+    vs = np.zeros((dictionary.d_model, m))
+    for start, part in blocks64(rows, block):
+        vs += part.T @ weights[start : start + part.shape[0]]
+    vs = vs.T  # (m, d_model): Dᵀδ of every answer
     for problem, dual in zip(problems, duals):
         if np.shape(dual.linear) != (problem.n_constraints,):
             raise ValidationError(
@@ -210,7 +218,10 @@ def certify_many(
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(qp, lams, np.where((nus > 0) & (norms > 0), nus / norms, 0.0))
     us = scale[:, None] * vs - np.einsum("mk,mkd->md", mus, directions)
-    on_rows = 1.0 + rows @ us.T  # (|union|, m): reduced costs of the gathered rows
+    on_rows = np.empty((union.size, m))  # reduced costs of the gathered rows
+    for start, part in blocks64(rows, block):
+        on_rows[start : start + part.shape[0]] = part @ us.T
+    on_rows += 1.0
     # QP: δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ; SOCP: cᵀδ − μᵀr + νε
     gaps = np.where(
         qp,

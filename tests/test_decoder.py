@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import steerkit
+import steerkit.decoder as decoder_module
 import steerkit.solution as solution_module
 from steerkit import Answer, Decoder, Duals, Outcome, Solution, SteeringProblem, ValidationError
 from steerkit.answer import accept, accept_many
@@ -237,7 +238,10 @@ def _segment_points(rng: np.random.Generator, d: int, m: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_screen_equals_the_full_pass_and_the_float64_product(dtype: type) -> None:
+def test_batch_screen_equals_the_full_pass_and_the_float64_product(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decoder_module, "_BLOCK_ROWS64", 3)  # the near rows' product in blocks
     rng = np.random.default_rng(11)
     decoder = _unit_rows(rng, 3000, 16, dtype)
     decoder[2000:2050] = decoder[:50]  # duplicated rows: exact ties among reduced costs
@@ -299,7 +303,8 @@ def test_certify_many_equals_the_one_answer_figures_and_the_plain_product(
     dec = Decoder(decoder)
     problems, supports, duals = _sparse_answers(rng, dec, w, 40)
     # small gathers: the batch is split, the figures must not change
-    monkeypatch.setattr(solution_module, "_GATHER_BYTES", 20 * 8 * 60)
+    monkeypatch.setattr(solution_module, "_GATHER_BYTES", 20 * 4 * 60)
+    monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 20 * 8 * 7)  # products in blocks
     figures = certify_many(problems, supports, duals)
     plain = decoder.astype(np.float64)
     for problem, (index, values), dual, figure in zip(problems, supports, duals, figures):
