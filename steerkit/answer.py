@@ -483,7 +483,7 @@ def accept_many(
         solution = Solution.build(
             problems[j],
             delta,
-            figures=figure,
+            _figures=figure,
             status=Status.OPTIMAL,
             solver=solver,
             seconds=seconds[j],

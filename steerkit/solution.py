@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -144,6 +145,10 @@ def certificate(
         dual_infeasibility=max(0.0, -_reduced_cost_floor(problem, u, known)),
     )
 
+
+#: The δ that `Solution.build` is making from the core's own figures (per thread).
+_made = threading.local()
+_made.delta = None
 
 #: Bytes of decoder rows (in the decoder's precision) a batch of certificates gathers at once
 #: (`certify_many`; a larger batch is split), and of the float64 blocks its products convert.
@@ -327,7 +332,8 @@ class Solution:
             delta = to_numpy(_OWNER, "delta", self.delta).astype(np.float64, copy=False)
             if delta.ndim != 1:
                 raise ValidationError(_OWNER, "delta", "shape (d_sae,)", describe(self.delta))
-            if not np.isfinite(delta).all():
+            made = getattr(_made, "delta", None) is self.delta and math.isfinite(self.objective)
+            if not made and not np.isfinite(delta).all():
                 raise ValidationError(_OWNER, "delta", "finite values", "NaN or inf entries")
             object.__setattr__(self, "delta", readonly(delta))
         if not (math.isfinite(self.seconds) and self.seconds >= 0):
@@ -349,11 +355,12 @@ class Solution:
         duals: Duals | None = None,
         flags: Iterable[str] = (),
         info: Mapping[str, Any] | None = None,
-        figures: Figures | None = None,
+        _figures: Figures | None = None,
     ) -> Solution:
-        """A Solution whose objective, violation and certificate are computed here from δ, or
-        given as `figures` that `certify_many` computed for it (δ then a float64 array the
-        core made, kept as it is)."""
+        """A Solution whose objective, violation and certificate are computed here from δ.
+        (`_figures`: the core's own, from `certify_many`, for a float64 δ the core made from
+        finite values — kept as it is, its finiteness not checked again.)"""
+        figures = _figures
         status = _status(status)
         if delta is None:
             return cls(
@@ -380,21 +387,25 @@ class Solution:
             objective, violation = gathered.objective(problem, d), gathered.violation(problem, d)
         else:
             cert, objective, violation = figures.certificate, figures.objective, figures.violation
-        return cls(
-            status=status,
-            delta=d,
-            objective=objective,
-            gap=cert.gap if cert else math.nan,
-            violation=violation,
-            dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
-            iterations=iterations,
-            seconds=seconds,
-            solver=solver,
-            message=message,
-            duals=duals,
-            flags=_flags(flags),
-            info=dict(info or {}),
-        )
+            _made.delta = d  # finite: its figures are (and every fresh page stays untouched)
+        try:
+            return cls(
+                status=status,
+                delta=d,
+                objective=objective,
+                gap=cert.gap if cert else math.nan,
+                violation=violation,
+                dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
+                iterations=iterations,
+                seconds=seconds,
+                solver=solver,
+                message=message,
+                duals=duals,
+                flags=_flags(flags),
+                info=dict(info or {}),
+            )
+        finally:
+            _made.delta = None
 
     @classmethod
     def satisfied(
