@@ -362,32 +362,26 @@ class Solution:
         finite values — kept as it is, its finiteness not checked again.)"""
         figures = _figures
         status = _status(status)
-        if delta is None:
-            return cls(
-                status=status,
-                delta=None,
-                objective=math.nan,
-                gap=math.nan,
-                violation=math.nan,
-                dual_infeasibility=math.nan,
-                iterations=iterations,
-                seconds=seconds,
-                solver=solver,
-                message=message,
-                duals=duals,
-                flags=_flags(flags),
-                info=dict(info or {}),
-            )
-        d = to_numpy(_OWNER, "delta", delta).astype(np.float64, copy=figures is None).reshape(-1)
-        if d.shape != (problem.d_sae,):
-            raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
-        if figures is None:
-            gathered = _Support(problem, d)
-            cert = certificate(problem, d, duals, gathered) if duals is not None else None
-            objective, violation = gathered.objective(problem, d), gathered.violation(problem, d)
-        else:
-            cert, objective, violation = figures.certificate, figures.objective, figures.violation
-            _made.delta = d  # finite: its figures are (and every fresh page stays untouched)
+        d: FloatArray | None = None
+        cert: Certificate | None = None
+        objective = violation = math.nan
+        if delta is not None:
+            d = to_numpy(_OWNER, "delta", delta).astype(np.float64, copy=figures is None)
+            d = d.reshape(-1)
+            if d.shape != (problem.d_sae,):
+                raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
+            if figures is None:
+                gathered = _Support(problem, d)
+                cert = certificate(problem, d, duals, gathered) if duals is not None else None
+                objective = gathered.objective(problem, d)
+                violation = gathered.violation(problem, d)
+            else:
+                cert, objective, violation = (
+                    figures.certificate,
+                    figures.objective,
+                    figures.violation,
+                )
+                _made.delta = d  # finite: its figures are (and every fresh page stays untouched)
         try:
             return cls(
                 status=status,
