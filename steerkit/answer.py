@@ -407,8 +407,13 @@ def accept(
             return _fail(solver, seconds, answer, details, f"{label} reported optimal but no δ")
         dense = answer.delta
         if dense is None and answer.support is not None:
-            dense = np.zeros(problem.d_sae)
-            dense[np.asarray(answer.support[0], dtype=np.int64)] = answer.support[1]
+            dense = _dense(problem, answer.support)
+            if dense is None:
+                text = (
+                    f"{label} reported optimal with a support that is not (index, values) of "
+                    f"one length, index in [0, {problem.d_sae})"
+                )
+                return _fail(solver, seconds, answer, details, text)
         delta, cleaned, notes = clean(dense)
         if answer.inaccurate:
             notes.insert(0, f"{label}: the solution is inaccurate")
@@ -445,6 +450,20 @@ def accept(
         return _fail(solver, seconds, answer, details, text, Status.ITERATION_LIMIT)
     text = f"{solver}: {answer.message}" if answer.message else f"{solver}: the solve failed"
     return _fail(solver, seconds, answer, details, text)
+
+
+def _dense(problem: SteeringProblem, support: tuple[Any, Any]) -> FloatArray | None:
+    """δ (d_sae,) from a backend's (index, values), or None when they are not of one length
+    or an index is outside [0, d_sae) (a negative index must not wrap around)."""
+    index = np.asarray(support[0]).reshape(-1)
+    values = np.asarray(support[1], dtype=np.float64).reshape(-1)
+    if index.shape != values.shape or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        return None
+    if index.size and (index.min() < 0 or index.max() >= problem.d_sae):
+        return None
+    dense = np.zeros(problem.d_sae)
+    dense[index] = values
+    return dense
 
 
 def accept_many(

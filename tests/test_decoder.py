@@ -393,6 +393,14 @@ def test_accept_many_takes_malformed_sparse_answers_one_by_one() -> None:
     for answer, solution in zip(answers, got):  # the same as one by one
         one = accept(problem, answer, solver="t", seconds=0.0)
         assert (solution.status, solution.message) == (one.status, one.message)
+    # a support outside [0, d_sae) or of two lengths is refused, never wrapped around
+    for support in ((np.array([-1]), np.ones(1)), (np.array([200]), np.ones(1)), ([1, 2], [1.0])):
+        bad = Answer(Outcome.OPTIMAL, support=support, duals=Duals(np.ones(1)))
+        for got_one in (
+            accept_many([problem], [bad], solver="t", seconds=[0.0])[0],
+            accept(problem, bad, solver="t", seconds=0.0),
+        ):
+            assert got_one.status is steerkit.Status.ERROR and "support" in got_one.message
     nan = Answer(
         Outcome.OPTIMAL, support=(np.array([1]), np.array([np.nan])), duals=Duals(np.ones(1))
     )
