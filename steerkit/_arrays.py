@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -112,3 +113,18 @@ def readonly(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     view: np.ndarray[Any, Any] = array.view()
     view.flags.writeable = False
     return view
+
+
+def blocks64(array: np.ndarray[Any, Any], rows: int) -> Iterator[tuple[int, FloatArray]]:
+    """(first row, `rows` rows of a 2-d `array` as float64) block by block: views of a float64
+    array, else converted through one reused buffer (no float64 copy of the whole array)."""
+    if array.dtype == np.float64:
+        for start in range(0, array.shape[0], rows):
+            yield start, array[start : start + rows]
+        return
+    buffer = np.empty((min(rows, array.shape[0]), array.shape[1]))
+    for start in range(0, array.shape[0], rows):
+        part = array[start : start + rows]
+        block = buffer[: part.shape[0]]
+        np.copyto(block, part)
+        yield start, block

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 
 from steerkit._arrays import FloatArray
 from steerkit.problem import ProblemKind, SteeringProblem
-from steerkit.solution import Duals, Solution, Status, certificate
+from steerkit.solution import Duals, Solution, Status, certificate, certify_many
 
 __all__ = [
     "CERTIFY_TOL",
@@ -39,6 +39,7 @@ __all__ = [
     "Answer",
     "Outcome",
     "accept",
+    "accept_many",
     "all_excluded",
     "allowed_violation",
     "blocked_directions",
@@ -99,6 +100,8 @@ class Answer:
     max_iter"). min_eps: for an infeasible SOCP, the smallest feasible ε when the backend knows it;
     reason: why there is no solution, when the backend can say it better than the core's message.
     seconds: this problem's own time, when the backend measures it (else the core does).
+    support: instead of a dense δ, (index, values) of its non-zero entries (index unique): the
+    core then makes the dense δ itself, once, and checks a batch of such answers together.
     """
 
     outcome: Outcome = attrs.field(converter=_outcome)
@@ -113,6 +116,7 @@ class Answer:
     flags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
     info: Mapping[str, Any] = attrs.field(factory=dict)
     seconds: float | None = None
+    support: tuple[Any, Any] | None = None
 
 
 def allowed_violation(problem: SteeringProblem) -> float:
@@ -124,18 +128,23 @@ def clean(delta: Any) -> tuple[np.ndarray[Any, Any], set[str], list[str]]:
     """(δ, flags, notes): negative entries that are rounding (≥ −1e-7 · max |δ|) set to 0; larger
     ones are kept, for the core's violation figure, and reported."""
     d = np.asarray(delta, dtype=np.float64).reshape(-1)
+    return _clip(d, d.size)
+
+
+def _clip(values: FloatArray, size: int) -> tuple[FloatArray, set[str], list[str]]:
+    """`clean` of δ's entries `values` (all of them, or its non-zero ones out of `size`)."""
     flags: set[str] = set()
     notes: list[str] = []
-    top = float(np.abs(d).max(initial=0.0))
-    tiny = d >= -CLIP_RELATIVE * top
-    d = np.where(tiny & (d < 0), 0.0, d)
+    top = float(np.abs(values).max(initial=0.0))
+    tiny = values >= -CLIP_RELATIVE * top
+    values = np.where(tiny & (values < 0), 0.0, values)
     if not tiny.all():
+        lowest = float(values.min()) if values.size == size else min(0.0, float(values.min()))
         flags.add("negative_entries")
         notes.append(
-            f"{int((~tiny).sum())} entries of δ are negative beyond rounding "
-            f"(min {float(d.min()):.3g})"
+            f"{int((~tiny).sum())} entries of δ are negative beyond rounding (min {lowest:.3g})"
         )
-    return d, flags, notes
+    return values, flags, notes
 
 
 def blocked_directions(problem: SteeringProblem) -> list[int]:
@@ -144,10 +153,27 @@ def blocked_directions(problem: SteeringProblem) -> list[int]:
     positive = np.flatnonzero(problem.rhs > 0)
     if positive.size == 0:
         return []
-    top = problem.max_alignment
-    with np.errstate(over="ignore"):
-        scale = np.linalg.norm(problem.directions, axis=1) * problem.max_row_norm
-    return [int(i) for i in positive if not top[i] > ORTHOGONAL_RTOL * scale[i]]
+    reached = _directions_reached(problem, positive)[2]
+    return [int(i) for i in positive if i not in reached]
+
+
+def _directions_reached(
+    problem: SteeringProblem, positive: np.ndarray[Any, Any]
+) -> tuple[float, float, list[int]]:
+    """(smallest ‖wᵢ‖, largest ‖wᵢ‖, the directions some decoder row reaches) over the
+    directions `positive`; kept per decoder family and set of directions (a batch's problems
+    differ in r only, so every precheck of it reads the same)."""
+    family = problem._cache["family"]
+    key = ("reached", positive.tobytes())
+    found = family.get(key)
+    if found is None:
+        norms = problem.direction_norms[positive]
+        top = problem.max_alignment
+        with np.errstate(over="ignore"):
+            scale = norms * problem.max_row_norm
+        reached = [int(i) for i, s in zip(positive, scale) if top[i] > ORTHOGONAL_RTOL * s]
+        found = family[key] = (float(norms.min()), float(norms.max()), reached)
+    return found  # type: ignore[no-any-return]
 
 
 def out_of_range(problem: SteeringProblem) -> str | None:
@@ -157,16 +183,14 @@ def out_of_range(problem: SteeringProblem) -> str | None:
     positive = np.flatnonzero(problem.rhs > 0)
     figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
     if positive.size:
-        norms = np.linalg.norm(problem.directions[positive], axis=1)
+        smallest, largest, reached = _directions_reached(problem, positive)
         r = problem.rhs[positive]
         figures += [
-            ("the smallest direction norm", float(norms.min())),
-            ("the largest direction norm", float(norms.max())),
+            ("the smallest direction norm", smallest),
+            ("the largest direction norm", largest),
             ("the largest r", float(r.max())),
             ("the smallest positive r", float(r.min())),
         ]
-        blocked = set(blocked_directions(problem))
-        reached = [i for i in positive if i not in blocked]
         if reached:
             with np.errstate(all="ignore"):  # an overflow is reported below as inf
                 top = problem.max_alignment[reached]
@@ -379,9 +403,18 @@ def accept(
     label = f"{solver} ({answer.message})" if answer.message else solver
     flags = set(answer.flags) | ({"inaccurate"} if answer.inaccurate else set())
     if answer.outcome is Outcome.OPTIMAL:
-        if answer.delta is None:
+        if answer.delta is None and answer.support is None:
             return _fail(solver, seconds, answer, details, f"{label} reported optimal but no δ")
-        delta, cleaned, notes = clean(answer.delta)
+        dense = answer.delta
+        if dense is None and answer.support is not None:
+            dense = _dense(problem, answer.support)
+            if dense is None:
+                text = (
+                    f"{label} reported optimal with a support that is not (index, values) of "
+                    f"one length, index in [0, {problem.d_sae})"
+                )
+                return _fail(solver, seconds, answer, details, text)
+        delta, cleaned, notes = clean(dense)
         if answer.inaccurate:
             notes.insert(0, f"{label}: the solution is inaccurate")
         solution = Solution.build(
@@ -417,6 +450,112 @@ def accept(
         return _fail(solver, seconds, answer, details, text, Status.ITERATION_LIMIT)
     text = f"{solver}: {answer.message}" if answer.message else f"{solver}: the solve failed"
     return _fail(solver, seconds, answer, details, text)
+
+
+def _dense(problem: SteeringProblem, support: tuple[Any, Any]) -> FloatArray | None:
+    """δ (d_sae,) from a backend's (index, values), or None when they are not of one length
+    or an index is outside [0, d_sae) (a negative index must not wrap around)."""
+    index = np.asarray(support[0]).reshape(-1)
+    values = np.asarray(support[1], dtype=np.float64).reshape(-1)
+    if index.shape != values.shape or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        return None
+    if index.size and (index.min() < 0 or index.max() >= problem.d_sae):
+        return None
+    dense = np.zeros(problem.d_sae)
+    dense[index] = values
+    return dense
+
+
+def accept_many(
+    problems: Sequence[SteeringProblem],
+    answers: Sequence[Answer],
+    *,
+    solver: str,
+    seconds: Sequence[float],
+    info: Mapping[str, Any] | None = None,
+) -> list[Solution]:
+    """`accept` of every answer, the same Solutions, with the optimal claims that come as a
+    sparse δ (`Answer.support`) with multipliers, on one Decoder without costs, certified
+    together (`steerkit.solution.certify_many`: one gather of their rows, matrix products, a
+    shared screen); the others one by one."""
+    solutions: list[Solution | None] = [None] * len(problems)
+    batch: list[tuple[int, _Claim]] = []
+    dictionary = problems[0].dictionary if problems else None
+    shape = problems[0].directions.shape if problems else None
+    for j, (problem, answer) in enumerate(zip(problems, answers)):
+        alike = problem.dictionary is dictionary and problem.directions.shape == shape
+        claim = _sparse(problem, answer) if alike else None
+        if claim is None:
+            solutions[j] = accept(problem, answer, solver=solver, seconds=seconds[j], info=info)
+        else:
+            batch.append((j, claim))
+    figures = certify_many(
+        [problems[j] for j, _ in batch],
+        [(claim.rows, claim.values) for _, claim in batch],
+        [claim.duals for _, claim in batch],
+    )
+    for (j, claim), figure in zip(batch, figures):
+        answer = answers[j]
+        label = f"{solver} ({answer.message})" if answer.message else solver
+        delta = np.zeros(problems[j].d_sae)
+        delta[claim.rows] = claim.values
+        solution = Solution.build(
+            problems[j],
+            delta,
+            _figures=figure,
+            status=Status.OPTIMAL,
+            solver=solver,
+            seconds=seconds[j],
+            iterations=answer.iterations,
+            message="; ".join(claim.notes),
+            duals=claim.duals,
+            flags=set(answer.flags) | claim.flags,
+            info={**answer.info, **(info or {})},
+        )
+        solutions[j] = refuse_unless_verified(problems[j], solution, False, answer.advice, label)
+    return [s for s in solutions if s is not None]
+
+
+class _Claim(NamedTuple):
+    """A sparse optimal claim, cleaned: δ's non-zero entries (index sorted), the backend's
+    multipliers, and what `clean` flags and notes."""
+
+    rows: np.ndarray[Any, Any]
+    values: FloatArray
+    duals: Duals
+    flags: set[str]
+    notes: list[str]
+
+
+def _sparse(problem: SteeringProblem, answer: Answer) -> _Claim | None:
+    """The sparse optimal claim `accept_many` certifies in its batch (`clean` applied to the
+    values, zeros dropped), or None for `accept` to take (it says what is wrong, if anything)."""
+    if (
+        answer.outcome is not Outcome.OPTIMAL
+        or answer.support is None
+        or answer.delta is not None
+        or answer.duals is None
+        or answer.inaccurate
+        or problem.costs is not None
+        or np.shape(answer.duals.linear) != (problem.n_constraints,)
+    ):
+        return None
+    index = np.asarray(answer.support[0], dtype=np.int64).reshape(-1)
+    values = np.asarray(answer.support[1], dtype=np.float64).reshape(-1)
+    if (
+        index.shape != values.shape
+        or (index.size and (index.min() < 0 or index.max() >= problem.d_sae))
+        or not np.isfinite(values).all()
+    ):
+        return None
+    if index.size > 1 and not (index[1:] > index[:-1]).all():
+        order = np.argsort(index, kind="stable")
+        index, values = index[order], values[order]
+        if not (index[1:] > index[:-1]).all():
+            return None  # repeated features: `accept` makes the dense δ
+    clipped, flags, notes = _clip(values, problem.d_sae)
+    kept = clipped != 0.0
+    return _Claim(index[kept], clipped[kept], answer.duals, flags, notes)
 
 
 def check(problem: SteeringProblem, solution: Solution) -> Solution:

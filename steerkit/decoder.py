@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from steerkit._arrays import FloatArray, check_finite, float_array, readonly
+from steerkit._arrays import FloatArray, blocks64, check_finite, float_array, readonly
 
 __all__ = ["Decoder"]
 
@@ -28,6 +28,8 @@ _OWNER = "Decoder"
 _PASS_BLOCK = 256
 #: Rows of a float32 decoder converted to float64 at a time.
 _BLOCK = 2048
+#: Rows per float64 block of a gathered product (`_rows_times`).
+_BLOCK_ROWS64 = 256
 #: Direction families (D w, max D w, ...) a Decoder keeps, least recently used dropped first.
 _FAMILIES_KEPT = 8
 #: Memory for the dual points a Decoder keeps for screening (each costs d_sae numbers in the
@@ -118,6 +120,7 @@ class Decoder:
         "_families",
         "_float64",
         "_lock",
+        "_max_norm",
         "_points",
         "_prints",
         "_squares",
@@ -138,6 +141,7 @@ class Decoder:
         self._squares = readonly(squares)
         self._prints = readonly(prints)
         self._bounds: FloatArray | None = None
+        self._max_norm: float | None = None
         self._float64: FloatArray | None = None
         self._families: collections.OrderedDict[bytes, dict[str, Any]] = collections.OrderedDict()
         self._points: collections.OrderedDict[int, _Point] = collections.OrderedDict()
@@ -215,8 +219,11 @@ class Decoder:
 
     @property
     def max_row_norm(self) -> float:
-        """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64)."""
-        return float(np.sqrt(float(np.max(self._squares))))
+        """maxⱼ ‖dⱼ‖ (inf when the squares overflow float64); computed once (every precheck
+        reads it)."""
+        if self._max_norm is None:
+            self._max_norm = float(np.sqrt(float(np.max(self._squares))))
+        return self._max_norm
 
     def float64(self) -> FloatArray:
         """The decoder as a read-only float64 array, made on first use (twice a float32 decoder's
@@ -230,13 +237,7 @@ class Decoder:
 
     def blocks64(self) -> Iterator[tuple[int, FloatArray]]:
         """(first row, rows as float64) block by block, through one reused buffer."""
-        decoder = self._array
-        buffer = np.empty((min(_BLOCK, decoder.shape[0]), decoder.shape[1]))
-        for start in range(0, decoder.shape[0], _BLOCK):
-            rows = decoder[start : start + _BLOCK]
-            block = buffer[: rows.shape[0]]
-            np.copyto(block, rows)
-            yield start, block
+        return blocks64(self._array, _BLOCK)
 
     def times(self, x: Any) -> FloatArray:
         """D x in float64: (d_sae,) for x (d_model,), (d_sae, m) for x (d_model, m); a float32
@@ -301,13 +302,150 @@ class Decoder:
         near = np.flatnonzero(floor <= float((1.0 + values + bounds * radius).min()))
         return self._exact_min(u, _unknown(near, known), floor, known)
 
-    def _screen(self, u: FloatArray) -> FloatArray | None:
-        """Lower bounds on 1 + dᵢ·u (d_sae,) from the kept points nearest u, or None."""
+    def min_reduced_costs(
+        self,
+        us: FloatArray,
+        known: list[tuple[np.ndarray[Any, Any], FloatArray]] | None = None,
+        *,
+        depth: int = 0,
+    ) -> FloatArray:
+        """`min_reduced_cost` of every row of `us` (m, d_model) — the dual points of a batch's
+        answers — with the screen shared: the answers whose nearest kept points are the same
+        pair (a, b) are screened together. Their bound is affine in θ, so its minimum over the
+        group's θ range is at one end: one O(d_sae) floor per pair (with the group's largest
+        distance η and rounding allowance) instead of one per answer, and the rows it leaves are
+        gathered once in float64 and multiplied by the group's dual points in one product. A
+        group whose screen leaves too many rows keeps its farthest answer's full pass and screens
+        the others again (twice at most); such a group then, and an answer with no kept point
+        near, take `min_reduced_cost` one by one (full pass, point kept)."""
+        us = np.ascontiguousarray(us, dtype=np.float64)
+        m = us.shape[0]
+        known = known if known is not None else [None] * m  # type: ignore[list-item]
+        result = np.full(m, np.nan)
+        groups = self._pairs(us)
+        limit = max(64, self.d_sae // _SCREEN_FRACTION)
+        for (a, b), members, thetas, slacks in groups:
+            span = (float(thetas.min()), float(thetas.max()))
+            floor = self._chord_floor(a, b, span, float(slacks.max()))
+            near = np.flatnonzero(floor <= 1e-9)
+            if near.size > limit:
+                if len(members) > 2 and depth < 2:
+                    # the farthest answer's full pass is kept: the others screen against it
+                    far = members[int(np.argmax(slacks))]
+                    result[far] = self.min_reduced_cost(us[far], known[far])
+                    rest = [j for j in members if j != far]
+                    result[rest] = self.min_reduced_costs(
+                        us[rest], [known[j] for j in rest], depth=depth + 1
+                    )
+                continue  # else left to the one-by-one pass below
+            exact = self._rows_times(near, us[members].T) + 1.0 if near.size else None
+            for column, j in enumerate(members):
+                smallest = np.inf
+                if known[j] is not None and known[j][0].size:
+                    smallest = float(known[j][1].min())
+                if exact is not None:
+                    smallest = min(smallest, float(exact[:, column].min()))
+                elif not np.isfinite(smallest):
+                    smallest = float(floor.min())
+                result[j] = smallest
+        for left in np.flatnonzero(np.isnan(result)):
+            result[left] = self.min_reduced_cost(us[left], known[left])
+        return result
+
+    def _rows_times(self, index: np.ndarray[Any, Any], x: FloatArray) -> FloatArray:
+        """D[index] x in float64 (len(index), m): the rows gathered in the decoder's precision
+        and converted a block at a time."""
+        rows = self._array[index]
+        result = np.empty((index.size, x.shape[1]))
+        for start, part in blocks64(rows, _BLOCK_ROWS64):
+            result[start : start + part.shape[0]] = part @ x
+        return result
+
+    def _pairs(
+        self, us: FloatArray
+    ) -> list[tuple[tuple[_Point, _Point], list[int], FloatArray, FloatArray]]:
+        """The answers (rows of `us`) grouped by the kept pair (a, b) nearest each, with each
+        one's θ and rounding allowance (`_screen`'s, for u within η of (1 − θ)u_a + θu_b);
+        answers with non-finite u or no intact point near are in no group."""
+        points, centres = self._kept()
+        if not points:
+            return []
+        assert centres is not None
+        finite = np.asarray(np.isfinite(us).all(axis=1))
+        # nearest three centres by ‖c‖² − 2 c·u (a choice only: the distances that enter the
+        # bound are recomputed from the differences below)
+        squares = np.einsum("ij,ij->i", centres, centres)
+        rank = squares[None, :] - 2.0 * (np.where(finite[:, None], us, 0.0) @ centres.T)
+        order = np.argsort(rank, axis=1)[:, :3]
+        weights = self._checksum_weights()
+        broken = {int(i) for i in np.unique(order) if not points[int(i)].intact(weights)}
+        if broken:  # their figures can no longer be trusted: dropped, and those answers alone
+            with self._lock:
+                for i in broken:
+                    self._points.pop(id(points[i]), None)
+                self._centres = None
+        first = centres[order[:, 0]]
+        offsets = us - first
+        best_eta = np.sqrt(np.einsum("ij,ij->i", offsets, offsets))
+        best_theta = np.zeros(us.shape[0])
+        best_other = order[:, 0].copy()
+        for column in range(1, order.shape[1]):
+            chord = centres[order[:, column]] - first
+            length = np.einsum("ij,ij->i", chord, chord)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = np.clip(np.einsum("ij,ij->i", offsets, chord) / length, 0.0, 1.0)
+            residual = offsets - t[:, None] * chord
+            eta = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+            better = (length > 0.0) & (eta < best_eta)
+            best_eta = np.where(better, eta, best_eta)
+            best_theta = np.where(better, t, best_theta)
+            best_other = np.where(better, order[:, column], best_other)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for j in np.flatnonzero(finite & np.isfinite(best_eta)):
+            a, b = int(order[j, 0]), int(best_other[j])
+            if a in broken or b in broken:
+                continue
+            groups.setdefault((a, b), []).append(int(j))
+        out: list[tuple[tuple[_Point, _Point], list[int], FloatArray, FloatArray]] = []
+        norms = np.sqrt(squares)
+        for (a, b), members in groups.items():
+            pa, pb = points[a], points[b]
+            theta = best_theta[members]
+            slack = best_eta[members] * (1 + 1e-12) + (1 - theta) * pa.radius + theta * pb.radius
+            sizes = norms[a] + norms[b] + pa.radius + pb.radius + slack
+            slack = slack + 1e-15 * sizes
+            out.append(((pa, pb), members, theta, slack))
+        return out
+
+    def _kept(self) -> tuple[list[_Point], FloatArray | None]:
+        """The kept points and their u stacked (P, d_model), as they are now."""
         with self._lock:
             points = list(self._points.values())
             centres = self._centres
             if centres is None and points:
                 centres = self._centres = np.stack([p.u for p in points])
+        return points, centres
+
+    def _chord_floor(
+        self, a: _Point, b: _Point, thetas: tuple[float, float], slack: float
+    ) -> FloatArray:
+        """Lower bounds on 1 + dᵢ·u (d_sae,) for every u within the allowance `slack` of
+        (1 − θ)u_a + θu_b with θ in [thetas]: affine in θ, the bound is least at an end."""
+        floor = np.multiply(a.values, 1.0 - thetas[0], dtype=np.float64)
+        if b is not a:
+            floor += np.multiply(b.values, thetas[0], dtype=np.float64)
+            if thetas[1] != thetas[0]:
+                other = np.multiply(a.values, 1.0 - thetas[1], dtype=np.float64)
+                other += np.multiply(b.values, thetas[1], dtype=np.float64)
+                np.minimum(floor, other, out=floor)
+        floor += 1.0 - 1e-15
+        floor -= self.row_norm_bounds * slack
+        result: FloatArray = floor
+        return result
+
+    def _screen(self, u: FloatArray) -> FloatArray | None:
+        """Lower bounds on 1 + dᵢ·u (d_sae,) from the kept points nearest u, or None."""
+        points, centres = self._kept()
         if not points:
             return None
         assert centres is not None
@@ -337,13 +475,7 @@ class Decoder:
         # the float64 rounding of the lines below: |D u'| ≤ ‖dᵢ‖(‖u'‖ + ρ'), a few ulps of each
         sizes = float(np.linalg.norm(a.u) + np.linalg.norm(b.u)) + a.radius + b.radius + slack
         slack += 1e-15 * sizes
-        floor = np.multiply(a.values, 1.0 - theta, dtype=np.float64)
-        if theta > 0.0:
-            floor += np.multiply(b.values, theta, dtype=np.float64)
-        floor += 1.0 - 1e-15
-        floor -= self.row_norm_bounds * slack
-        result: FloatArray = floor
-        return result
+        return self._chord_floor(a, b, (theta, theta), slack)
 
     def _exact_min(
         self,

@@ -387,6 +387,17 @@ class SteeringProblem:
         return result
 
     @property
+    def direction_norms(self) -> FloatArray:
+        """‖wᵢ‖ per direction (k,); once per decoder family (every precheck reads them)."""
+        family = self._cache["family"]
+        if "direction_norms" not in family:
+            norms = np.linalg.norm(self.directions, axis=1)
+            norms.flags.writeable = False
+            family["direction_norms"] = norms
+        result: FloatArray = family["direction_norms"]
+        return result
+
+    @property
     def constraint_matrix(self) -> FloatArray:
         """A = W Dᵀ, shape (k, d_sae), float64; computed once per decoder family (shared by
         `with_rhs` siblings)."""

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
-from steerkit._arrays import FloatArray, describe, readonly, to_numpy
+from steerkit._arrays import FloatArray, blocks64, describe, readonly, to_numpy
 from steerkit.errors import InfeasibleError, SolverError, ValidationError
 from steerkit.problem import ProblemKind, SteeringProblem
 
-__all__ = ["Certificate", "Duals", "Solution", "Status"]
+__all__ = ["Certificate", "Duals", "Figures", "Solution", "Status", "certify_many"]
 
 _OWNER = "Solution"
 
@@ -145,6 +146,110 @@ def certificate(
     )
 
 
+#: The δ that `Solution.build` is making from the core's own figures (per thread).
+_made = threading.local()
+_made.delta = None
+
+#: Bytes of decoder rows (in the decoder's precision) a batch of certificates gathers at once
+#: (`certify_many`; a larger batch is split), and of the float64 blocks its products convert.
+_GATHER_BYTES = 32 * 2**20
+_BLOCK_BYTES = 4 * 2**20
+
+
+@attrs.frozen
+class Figures:
+    """What `certify_many` computes for one answer: the core's objective, violation and
+    certificate of δ (given by its support and values) with the backend's multipliers."""
+
+    objective: float
+    violation: float
+    certificate: Certificate
+
+
+def certify_many(
+    problems: list[SteeringProblem],
+    supports: list[tuple[np.ndarray[Any, Any], FloatArray]],
+    duals: list[Duals],
+) -> list[Figures]:
+    """`Solution.build`'s figures for many answers on one Decoder (unit costs), computed together:
+    the rows of every support are gathered in float64 once, Dᵀδ of every answer and the support's
+    reduced costs are two matrix products, and the reduced costs over every feature are screened
+    together (`Decoder.min_reduced_costs`). supports: (index, values) of δ's non-zero entries,
+    index sorted and unique. Batches whose gathered rows would pass _GATHER_BYTES are split."""
+    if not problems:
+        return []
+    dictionary = problems[0].dictionary
+    if any(p.dictionary is not dictionary or p.costs is not None for p in problems):
+        raise ValueError("certify_many: problems on one Decoder, without costs")
+    union = np.unique(np.concatenate([index for index, _ in supports] or [np.empty(0, int)]))
+    gathered = union.size * dictionary.d_model * dictionary.dtype.itemsize
+    if len(problems) > 1 and gathered > _GATHER_BYTES:
+        half = len(problems) // 2
+        return certify_many(problems[:half], supports[:half], duals[:half]) + certify_many(
+            problems[half:], supports[half:], duals[half:]
+        )
+    # the rows in the decoder's precision, gathered once; multiplied in float64 a block at a time
+    rows = dictionary.array[union]
+    block = max(1, _BLOCK_BYTES // (8 * dictionary.d_model))
+    m = len(problems)
+    places = [np.searchsorted(union, index) for index, _ in supports]
+    weights = np.zeros((union.size, m))
+    for j, (place, (_, values)) in enumerate(zip(places, supports)):
+        weights[place, j] = values
+    vs = np.zeros((dictionary.d_model, m))
+    for start, part in blocks64(rows, block):
+        vs += part.T @ weights[start : start + part.shape[0]]
+    vs = vs.T  # (m, d_model): Dᵀδ of every answer
+    for problem, dual in zip(problems, duals):
+        if np.shape(dual.linear) != (problem.n_constraints,):
+            raise ValidationError(
+                "Duals", "linear", f"shape ({problem.n_constraints},)", describe(dual.linear)
+            )
+    directions = np.stack([p.directions for p in problems])  # (m, k, d_model)
+    rhs = np.stack([p.rhs for p in problems])  # (m, k)
+    mus = np.stack([np.asarray(d.linear, dtype=np.float64) for d in duals])  # (m, k)
+    qp = np.array([p.kind is ProblemKind.QP for p in problems])
+    lams = np.array([p.lam if p.lam is not None else 0.0 for p in problems])
+    eps = np.array([p.eps if p.eps is not None else 0.0 for p in problems])
+    nus = np.array([0.0 if q else float(d.norm or 0.0) for q, d in zip(qp, duals)])
+    reached = np.einsum("mkd,md->mk", directions, vs)
+    # −min δ (0 counts: a support never covers the gathered rows and beyond), A δ ≥ r, ‖v‖ ≤ ε
+    violations = np.maximum(0.0, -weights.min(axis=0, initial=0.0))
+    violations = np.maximum(violations, (rhs - reached).max(axis=1))
+    norms = np.sqrt(np.einsum("md,md->m", vs, vs))
+    violations = np.where(qp, violations, np.maximum(violations, norms - eps))
+    objectives = weights.sum(axis=0) + np.where(qp, 0.5 * lams * norms**2, 0.0)
+    # every reduced cost is 1 + dᵢ·u, u = −Wᵀμ + λ v (QP) or + (ν/‖v‖) v (SOCP, ν, ‖v‖ > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(qp, lams, np.where((nus > 0) & (norms > 0), nus / norms, 0.0))
+    us = scale[:, None] * vs - np.einsum("mk,mkd->md", mus, directions)
+    on_rows = np.empty((union.size, m))  # reduced costs of the gathered rows
+    for start, part in blocks64(rows, block):
+        on_rows[start : start + part.shape[0]] = part @ us.T
+    on_rows += 1.0
+    # QP: δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ; SOCP: cᵀδ − μᵀr + νε
+    gaps = np.where(
+        qp,
+        np.einsum("im,im->m", weights, on_rows) + np.einsum("mk,mk->m", mus, reached - rhs),
+        objectives - np.einsum("mk,mk->m", mus, rhs) + nus * eps,
+    )
+    known = [
+        (index, on_rows[place, j]) for j, ((index, _), place) in enumerate(zip(supports, places))
+    ]
+    floors = dictionary.min_reduced_costs(us, known)
+    return [
+        Figures(
+            objective=float(objectives[j]),
+            violation=float(violations[j]),
+            certificate=Certificate(
+                gap=abs(float(gaps[j])) / max(1.0, abs(float(objectives[j]))),
+                dual_infeasibility=max(0.0, -float(floors[j])),
+            ),
+        )
+        for j in range(m)
+    ]
+
+
 def _reduced_cost_floor(
     problem: SteeringProblem,
     u: FloatArray,
@@ -227,7 +332,8 @@ class Solution:
             delta = to_numpy(_OWNER, "delta", self.delta).astype(np.float64, copy=False)
             if delta.ndim != 1:
                 raise ValidationError(_OWNER, "delta", "shape (d_sae,)", describe(self.delta))
-            if not np.isfinite(delta).all():
+            made = getattr(_made, "delta", None) is self.delta and math.isfinite(self.objective)
+            if not made and not np.isfinite(delta).all():
                 raise ValidationError(_OWNER, "delta", "finite values", "NaN or inf entries")
             object.__setattr__(self, "delta", readonly(delta))
         if not (math.isfinite(self.seconds) and self.seconds >= 0):
@@ -249,17 +355,41 @@ class Solution:
         duals: Duals | None = None,
         flags: Iterable[str] = (),
         info: Mapping[str, Any] | None = None,
+        _figures: Figures | None = None,
     ) -> Solution:
-        """A Solution whose objective, violation and certificate are computed here from δ."""
+        """A Solution whose objective, violation and certificate are computed here from δ.
+        (`_figures`: the core's own, from `certify_many`, for a float64 δ the core made from
+        finite values — kept as it is, its finiteness not checked again.)"""
+        figures = _figures
         status = _status(status)
-        if delta is None:
+        d: FloatArray | None = None
+        cert: Certificate | None = None
+        objective = violation = math.nan
+        if delta is not None:
+            d = to_numpy(_OWNER, "delta", delta).astype(np.float64, copy=figures is None)
+            d = d.reshape(-1)
+            if d.shape != (problem.d_sae,):
+                raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
+            if figures is None:
+                gathered = _Support(problem, d)
+                cert = certificate(problem, d, duals, gathered) if duals is not None else None
+                objective = gathered.objective(problem, d)
+                violation = gathered.violation(problem, d)
+            else:
+                cert, objective, violation = (
+                    figures.certificate,
+                    figures.objective,
+                    figures.violation,
+                )
+                _made.delta = d  # finite: its figures are (and every fresh page stays untouched)
+        try:
             return cls(
                 status=status,
-                delta=None,
-                objective=math.nan,
-                gap=math.nan,
-                violation=math.nan,
-                dual_infeasibility=math.nan,
+                delta=d,
+                objective=objective,
+                gap=cert.gap if cert else math.nan,
+                violation=violation,
+                dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
                 iterations=iterations,
                 seconds=seconds,
                 solver=solver,
@@ -268,26 +398,8 @@ class Solution:
                 flags=_flags(flags),
                 info=dict(info or {}),
             )
-        d = to_numpy(_OWNER, "delta", delta).astype(np.float64).reshape(-1)
-        if d.shape != (problem.d_sae,):
-            raise ValidationError(_OWNER, "delta", f"shape ({problem.d_sae},)", describe(delta))
-        gathered = _Support(problem, d)
-        cert = certificate(problem, d, duals, gathered) if duals is not None else None
-        return cls(
-            status=status,
-            delta=d,
-            objective=gathered.objective(problem, d),
-            gap=cert.gap if cert else math.nan,
-            violation=gathered.violation(problem, d),
-            dual_infeasibility=cert.dual_infeasibility if cert else math.nan,
-            iterations=iterations,
-            seconds=seconds,
-            solver=solver,
-            message=message,
-            duals=duals,
-            flags=_flags(flags),
-            info=dict(info or {}),
-        )
+        finally:
+            _made.delta = None
 
     @classmethod
     def satisfied(

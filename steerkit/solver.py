@@ -8,12 +8,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from steerkit.answer import Answer, accept, all_excluded, check, precheck, reweigh
+from steerkit.answer import Answer, accept_many, all_excluded, check, precheck, reweigh
 from steerkit.executor import Requirements
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
 
 __all__ = ["Solver"]
+
+#: Answers of a group the core accepts together (`steerkit.answer.accept_many`): one gather
+#: of their decoder rows and one screen per chunk; a chunk's dense δ are alive at once.
+ACCEPT_CHUNK = 64
 
 
 class Solver(Requirements, abc.ABC):
@@ -163,18 +167,31 @@ class Solver(Requirements, abc.ABC):
         return solutions
 
     def _run_group(self, problems: Sequence[SteeringProblem], settings: Any) -> list[Solution]:
-        """One Solution per problem of a group: the backend's answers, accepted by the core; an
+        """One Solution per problem of a group: the backend's answers, accepted by the core a
+        chunk at a time (`accept_many` certifies a chunk's sparse answers together); an
         exception (or a missing answer) becomes an error Solution for the problems it leaves."""
         solutions: list[Solution] = []
+        pending: list[tuple[SteeringProblem, Answer | Solution, float]] = []
         start = time.perf_counter()
+        error: Exception | None = None
         try:
             for problem, answer in zip(problems, self.solve_group(problems, settings)):
                 now = time.perf_counter()
-                solutions.append(self._accepted(problem, answer, now - start))
-                start = now
+                pending.append((problem, answer, now - start))
+                if len(pending) == ACCEPT_CHUNK:
+                    solutions += self._accepted(pending)
+                    pending = []
+                start = time.perf_counter()
         except Exception as e:  # a backend's exception is a Solution, never raised
+            error = e
+        if pending:
+            try:
+                solutions += self._accepted(pending)
+            except Exception as e:
+                error = error or e
+        if error is not None and len(solutions) < len(problems):
             seconds = (time.perf_counter() - start) / max(1, len(problems) - len(solutions))
-            message = f"{self.name} failed on {problems[len(solutions)].describe()}: {e!r}"
+            message = f"{self.name} failed on {problems[len(solutions)].describe()}: {error!r}"
             solutions += [
                 Solution.failure(solver=self.name, message=message, seconds=seconds)
                 for _ in problems[len(solutions) :]
@@ -189,13 +206,27 @@ class Solver(Requirements, abc.ABC):
         return solutions
 
     def _accepted(
-        self, problem: SteeringProblem, answer: Answer | Solution, seconds: float
-    ) -> Solution:
-        if isinstance(answer, Solution):
-            return check(problem, answer)
-        if answer.seconds is not None:
-            seconds = answer.seconds
-        return accept(problem, answer, solver=self.name, seconds=seconds)
+        self, pending: Sequence[tuple[SteeringProblem, Answer | Solution, float]]
+    ) -> list[Solution]:
+        """The core's Solutions of a chunk of (problem, answer, seconds)."""
+        solutions: list[Solution | None] = [None] * len(pending)
+        answers = []
+        for j, (problem, answer, seconds) in enumerate(pending):
+            if isinstance(answer, Solution):
+                solutions[j] = check(problem, answer)
+            else:
+                own = seconds if answer.seconds is None else answer.seconds
+                answers.append((j, problem, answer, own))
+        if answers:
+            accepted = accept_many(
+                [problem for _, problem, _, _ in answers],
+                [answer for _, _, answer, _ in answers],
+                solver=self.name,
+                seconds=[seconds for _, _, _, seconds in answers],
+            )
+            for (j, *_), solution in zip(answers, accepted):
+                solutions[j] = solution
+        return [s for s in solutions if s is not None]
 
 
 def _by_solve(

@@ -1,14 +1,23 @@
 """Decoder: validated once, accepted wherever a decoder array is, and the screened certificate it
-serves checked against the full pass (`_min_reduced_cost`) and a plain float64 product."""
+serves checked against the full pass (`_min_reduced_cost`) and a plain float64 product; a batch
+of answers certified together (`Decoder.min_reduced_costs`, `steerkit.solution.certify_many`,
+`steerkit.answer.accept_many`) checked against the one-answer figures and the same oracles, with
+corrupted answers, multipliers and kept dual points caught."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 import steerkit
-from steerkit import Decoder, Duals, SteeringProblem, ValidationError
-from steerkit.solution import _min_reduced_cost, certificate
+import steerkit.decoder as decoder_module
+import steerkit.solution as solution_module
+from steerkit import Answer, Decoder, Duals, Outcome, Solution, SteeringProblem, ValidationError
+from steerkit.answer import accept, accept_many
+from steerkit.solution import _min_reduced_cost, certificate, certify_many
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int, dtype: type = np.float32) -> np.ndarray:
@@ -131,15 +140,21 @@ def test_screened_floor_equals_the_full_pass_and_the_float64_product(dtype: type
     assert dec.kept_points < 11
 
 
-def test_a_corrupted_kept_dual_point_is_caught() -> None:
-    rng = np.random.default_rng(3)
+def _one_kept_point(seed: int) -> tuple[np.ndarray, Decoder, np.ndarray, int]:
+    """(decoder, its Decoder, u, the feature best aligned against u): u's full pass kept, its
+    minimum reduced cost 0.05."""
+    rng = np.random.default_rng(seed)
     decoder = _unit_rows(rng, 2000, 12)
     dec = Decoder(decoder)
     u = rng.normal(size=12)
-    u *= 0.95 / -float((decoder.astype(np.float64) @ u).min())  # min reduced cost 0.05
+    u *= 0.95 / -float((decoder.astype(np.float64) @ u).min())
     assert dec.min_reduced_cost(u) > 0 and dec.kept_points == 1
+    return decoder, dec, u, int(np.argmin(decoder @ u))
+
+
+def test_a_corrupted_kept_dual_point_is_caught() -> None:
+    decoder, dec, u, worst = _one_kept_point(3)
     # an answer nearby that is dual infeasible on the feature best aligned against u
-    worst = int(np.argmin(decoder @ u))
     v = u - 0.2 * decoder[worst].astype(np.float64)
     want = _oracle_floor(decoder, v)
     assert want > 0
@@ -233,3 +248,187 @@ def test_a_decoder_is_accepted_where_arrays_are() -> None:
     assert plain.objective(delta) == pytest.approx(reference.objective, rel=1e-7)
     # a method's context takes it too: np.asarray gives the read-only array
     assert np.asarray(dec).flags.writeable is False
+
+
+# -- a batch certified together ----------------------------------------------------------------
+
+
+def _segment_points(rng: np.random.Generator, d: int, m: int) -> np.ndarray:
+    """Dual points along a line with a little noise, as the answers on one path segment."""
+    direction = rng.normal(size=d)
+    direction /= np.linalg.norm(direction)
+    return np.stack([t * direction + 1e-3 * rng.normal(size=d) for t in np.linspace(0.5, 1.5, m)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_screen_equals_the_full_pass_and_the_float64_product(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decoder_module, "_BLOCK_ROWS64", 3)  # the near rows' product in blocks
+    rng = np.random.default_rng(11)
+    decoder = _unit_rows(rng, 3000, 16, dtype)
+    decoder[2000:2050] = decoder[:50]  # duplicated rows: exact ties among reduced costs
+    dec = Decoder(decoder)
+    problem = SteeringProblem.qp(decoder=dec, directions=rng.normal(size=16), rhs=1.0, lam=1.0)
+    us = _segment_points(rng, 16, 60)
+    # the first chunk has no kept point: one by one (full passes, points kept); the second is
+    # screened in groups against them
+    for chunk in (us[::5], us):
+        got = np.maximum(0.0, -dec.min_reduced_costs(chunk))
+        for u, value in zip(chunk, got):
+            full = max(0.0, -_min_reduced_cost(problem, u))
+            assert value == pytest.approx(full, rel=1e-12, abs=1e-14)
+            assert value == pytest.approx(_oracle_floor(decoder, u), rel=1e-9, abs=1e-13)
+    assert (np.maximum(0.0, -dec.min_reduced_costs(us)) > 0).any()  # some are dual infeasible
+    assert dec.kept_points <= 12, "the second chunk must be screened, not full passes"
+
+
+def test_a_corrupted_kept_point_is_caught_by_the_batch_screen() -> None:
+    decoder, dec, u, worst = _one_kept_point(12)
+    # answers nearby, some dual infeasible on the feature best aligned against u
+    us = np.stack([u - s * decoder[worst].astype(np.float64) for s in np.linspace(0, 0.2, 9)])
+    want = [_oracle_floor(decoder, x) for x in us]
+    assert max(want) > 0
+    point = next(iter(dec._points.values()))
+    point.values.base[:] = 100.0  # the screen would show every feature far from negative
+    got = np.maximum(0.0, -dec.min_reduced_costs(us))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-14)
+    assert all(p is not point for p in dec._points.values())  # the corrupted point is dropped
+
+
+def _sparse_answers(
+    rng: np.random.Generator, dec: Decoder, w: np.ndarray, m: int
+) -> tuple[list[SteeringProblem], list[tuple[np.ndarray, np.ndarray]], list[Duals]]:
+    """m QPs and SOCPs on one Decoder with sparse δ ≥ 0 and multipliers near the true ones."""
+    problems, supports, duals = [], [], []
+    for j in range(m):
+        index = np.sort(rng.choice(dec.d_sae, size=int(rng.integers(1, 30)), replace=False))
+        values = rng.uniform(0.0, 0.3, size=index.size)
+        if j % 5 == 0:
+            values[0] = -0.05  # negative beyond rounding: reported in the violation
+        if j % 2:
+            problem = SteeringProblem.qp(decoder=dec, directions=w, rhs=1.0, lam=0.5 + j)
+            duals.append(Duals(linear=np.array([rng.uniform(0.0, 2.0)])))
+        else:
+            problem = SteeringProblem.socp(decoder=dec, directions=w, rhs=1.0, eps=2.0)
+            duals.append(Duals(linear=np.array([rng.uniform(0.0, 2.0)]), norm=float(j % 3)))
+        problems.append(problem)
+        supports.append((index, values))
+    return problems, supports, duals
+
+
+def test_certify_many_equals_the_one_answer_figures_and_the_plain_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(13)
+    decoder = _unit_rows(rng, 2500, 20)
+    w = rng.normal(size=20)
+    dec = Decoder(decoder)
+    problems, supports, duals = _sparse_answers(rng, dec, w, 40)
+    # small gathers: the batch is split, the figures must not change
+    monkeypatch.setattr(solution_module, "_GATHER_BYTES", 20 * 4 * 60)
+    monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 20 * 8 * 7)  # products in blocks
+    figures = certify_many(problems, supports, duals)
+    plain = decoder.astype(np.float64)
+    for problem, (index, values), dual, figure in zip(problems, supports, duals, figures):
+        delta = np.zeros(dec.d_sae)
+        delta[index] = values
+        one = Solution.build(problem, delta, status="optimal", solver="t", seconds=0.0, duals=dual)
+        assert figure.objective == pytest.approx(one.objective, rel=1e-12)
+        assert figure.violation == pytest.approx(one.violation, rel=1e-12, abs=1e-15)
+        assert figure.certificate.gap == pytest.approx(one.gap, rel=1e-9, abs=1e-13)
+        # the dual infeasibility against a plain float64 product (hand computation)
+        v = plain.T @ delta
+        u = -(w * dual.linear[0])
+        if problem.lam is not None:
+            u = u + problem.lam * v
+        elif dual.norm:
+            u = u + dual.norm / np.linalg.norm(v) * v
+        assert figure.certificate.dual_infeasibility == pytest.approx(
+            _oracle_floor(decoder, u), rel=1e-9, abs=1e-13
+        )
+    assert max(f.certificate.dual_infeasibility for f in figures) > 1e-3  # not all feasible
+
+
+class _Replay(steerkit.Solver):
+    """A backend whose answers are given (sparse δ and multipliers), for the core to check."""
+
+    name = "replay"
+    answers: ClassVar[list[Answer]] = []
+
+    def solve_group(self, problems: Sequence[SteeringProblem], settings: Any) -> Iterator[Answer]:
+        return iter(self.answers[: len(problems)])
+
+
+def test_accept_many_catches_corrupted_answers_and_multipliers_as_accept_does() -> None:
+    steerkit_path = pytest.importorskip("steerkit_path")
+    rng = np.random.default_rng(14)
+    decoder = _unit_rows(rng, 1500, 24)
+    w = rng.normal(size=24)
+    dec = Decoder(decoder)
+    steerkit_path.clear_cache()
+    rhs = rng.uniform(0.5, 5.0, size=70)
+    base = SteeringProblem.qp(decoder=dec, directions=w, rhs=rhs[0], lam=1.0)
+    problems = [base.with_rhs(r) for r in rhs]
+    true = steerkit.solve_batch(problems, "path")
+    assert all(s.ok for s in true)
+    answers = []
+    for j, s in enumerate(true):
+        assert s.delta is not None and s.duals is not None
+        index = np.flatnonzero(s.delta)
+        values = s.delta[index].copy()
+        mu = s.duals.linear.copy()
+        if j % 7 == 1:
+            values *= 1.5  # a corrupted answer: feasible, not optimal
+        if j % 7 == 3:
+            mu *= 1.5  # a corrupted witness
+        if j % 7 == 5:
+            values *= 0.9  # infeasible
+        answers.append(Answer(Outcome.OPTIMAL, support=(index, values), duals=Duals(linear=mu)))
+    _Replay.answers = answers
+    batch = _Replay().solve_batch(problems)
+    for j, (problem, answer, got) in enumerate(zip(problems, answers, batch)):
+        one = accept(problem, answer, solver="replay", seconds=0.0)
+        assert got.status is one.status, j
+        if j % 7 in (1, 5):
+            assert not got.ok and "refuses" in got.message
+        elif j % 7 == 3:  # the core's own multipliers certify the true answer
+            assert got.ok and "duals_recomputed" in got.flags
+        else:
+            assert got.ok and got.gap <= 1e-9 and got.dual_infeasibility <= 1e-12
+        if got.ok:
+            assert got.objective == pytest.approx(one.objective, rel=1e-12)
+            assert got.dual_infeasibility == pytest.approx(one.dual_infeasibility, abs=1e-12)
+            np.testing.assert_array_equal(got.delta, one.delta)
+
+
+def test_accept_many_takes_malformed_sparse_answers_one_by_one() -> None:
+    rng = np.random.default_rng(15)
+    dec = Decoder(_unit_rows(rng, 200, 8))
+    problem = SteeringProblem.qp(decoder=dec, directions=rng.normal(size=8), rhs=1.0, lam=1.0)
+    answers = [
+        Answer(Outcome.OPTIMAL, support=(np.array([3, 3]), np.array([0.1, 0.2])), duals=None),
+        Answer(Outcome.OPTIMAL, support=(np.array([3, 3]), np.ones(2)), duals=Duals(np.ones(1))),
+        Answer(Outcome.INFEASIBLE, reason="no"),
+    ]
+    got = accept_many([problem] * 3, answers, solver="t", seconds=[0.0] * 3)
+    assert got[2].status is steerkit.Status.INFEASIBLE and got[2].message == "no"
+    for answer, solution in zip(answers, got):  # the same as one by one
+        one = accept(problem, answer, solver="t", seconds=0.0)
+        assert (solution.status, solution.message) == (one.status, one.message)
+    # a support outside [0, d_sae) or of two lengths is refused, never wrapped around
+    for support in ((np.array([-1]), np.ones(1)), (np.array([200]), np.ones(1)), ([1, 2], [1.0])):
+        bad = Answer(Outcome.OPTIMAL, support=support, duals=Duals(np.ones(1)))
+        for got_one in (
+            accept_many([problem], [bad], solver="t", seconds=[0.0])[0],
+            accept(problem, bad, solver="t", seconds=0.0),
+        ):
+            assert got_one.status is steerkit.Status.ERROR and "support" in got_one.message
+    nan = Answer(
+        Outcome.OPTIMAL, support=(np.array([1]), np.array([np.nan])), duals=Duals(np.ones(1))
+    )
+    with pytest.raises(steerkit.ValidationError, match="finite"):
+        accept_many([problem], [nan], solver="t", seconds=[0.0])
+    with pytest.raises(ValueError, match="one Decoder"):
+        other = SteeringProblem.qp(decoder=dec.array.copy(), directions=np.ones(8), rhs=1, lam=1)
+        certify_many([problem, other], [(np.array([0]), np.ones(1))] * 2, [Duals(np.ones(1))] * 2)

@@ -57,11 +57,13 @@ DEFAULT_POOL = 256
 #: take 1.4 ms against 3.1 ms). 0: every pool of a float32 decoder; measured at 24576 × 768,
 #: the float32 products with their bracketing cost no more than float64 ones from 257 rows on.
 POOL32_SIZE = 0
-#: Address space reserved for the pool's rows up front (bytes; untouched pages take no
-#: memory): growing the pool into a new, larger buffer copied it into freshly mapped memory,
-#: and on this project's VM first touching fresh memory costs ~15 ms per MB (a 2110 → 3193-row
-#: copy at Gemma scale took 0.3 s). Pools larger than this still grow by half.
-POOL_RESERVE = 256 * 2**20
+#: The pool's buffer grows by this factor when it is full, in place (`ndarray.resize`: a large
+#: buffer is re-mapped by the kernel, its rows neither copied nor written to fresh memory).
+#: Reserving the address space of a whole decoder up front instead counted against the
+#: path's peak memory (tracemalloc counts the reservation) as much as a second decoder.
+POOL_GROWTH = 1.5
+#: The smallest buffer the pool starts in (rows).
+POOL_MIN_ROWS = 64
 #: Additions between two recomputations of x, v, F, U from the factor (in between, each
 #: addition updates them by block elimination; see `Homotopy._extend_direction`).
 REFRESH_EVERY = 16
@@ -248,12 +250,15 @@ class Homotopy:
         old = self.Dp.shape[0]
         buffer = self._Dp_buffer
         if buffer.dtype != dtype or buffer.shape[0] < self.pool.size:
-            # room for every row up to POOL_RESERVE bytes (only the rows written take memory),
-            # then for half as many rows again: a pool that grows is copied seldom or never
-            reserve = POOL_RESERVE // (self.d_model * np.dtype(dtype).itemsize)
-            capacity = min(self.d_sae, max(self.pool.size + self.pool.size // 2, 64, reserve))
-            buffer = np.empty((capacity, self.d_model), dtype=dtype)
-            buffer[:old] = self.Dp
+            grown = max(int(buffer.shape[0] * POOL_GROWTH), self.pool.size, POOL_MIN_ROWS)
+            capacity = min(self.d_sae, grown)
+            if buffer.dtype == dtype and buffer.flags.owndata and buffer.flags.c_contiguous:
+                # realloc in place; self.Dp, the only view of the buffer, is remade below
+                self.Dp = buffer[:0]
+                buffer.resize((capacity, self.d_model), refcheck=False)
+            else:
+                buffer = np.empty((capacity, self.d_model), dtype=dtype)
+                buffer[:old] = self.Dp
             self._Dp_buffer = buffer
         block = buffer[old : self.pool.size]
         block[...] = self.decoder[new]  # one gather, converted on the way when dtypes differ

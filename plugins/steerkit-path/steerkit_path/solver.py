@@ -237,8 +237,6 @@ def _answer(
             seconds=shared + time.perf_counter() - start,
         )
     idx, values = points.sparse(j)
-    delta = np.zeros(problem.d_sae)
-    delta[idx] = values
     flags: set[str] = set()
     if regime is Regime.SINGLE:
         flags.add("first_segment")
@@ -259,7 +257,7 @@ def _answer(
     )
     return Answer(
         Outcome.OPTIMAL,
-        delta=delta,
+        support=(idx, values),  # the core makes the dense δ, and checks a chunk together
         duals=duals,
         iterations=point.jump or segment + 1,
         flags=flags,

@@ -1,0 +1,41 @@
+"""The homotopy's pool buffer grows in place by POOL_GROWTH (no reserve of a whole decoder):
+a pool that starts at one feature and grows through many in-place resizes gives the same path
+as scikit-learn's `lars_path(..., positive=True)` (an independent implementation), and its
+buffer stays within POOL_GROWTH of the pool it holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import steerkit_path.homotopy as homotopy
+from sklearn.linear_model import lars_path
+from steerkit_path.homotopy import Homotopy
+
+from steerkit.testing import random_decoder
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_pool_grown_in_place_gives_the_scikit_learn_path(
+    monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    monkeypatch.setattr(homotopy, "POOL_MIN_ROWS", 1)
+    monkeypatch.setattr(homotopy, "POOL_GROWTH", 1.05)  # many small resizes
+    rng = np.random.default_rng(21)
+    d_model = 10
+    decoder = random_decoder(rng, 300, d_model).astype(dtype)
+    w = rng.normal(size=d_model) * 2
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w, pool_size=1)
+    sizes = []
+    while not h.complete:
+        h.step()
+        sizes.append((h.pool.size, h._Dp_buffer.shape[0]))
+    h.verified()
+    assert h.pool.size > 20  # the pool grew many times
+    assert all(rows <= max(capacity, 1) for rows, capacity in sizes)
+    assert h._Dp_buffer.shape[0] <= max(int(h.pool.size * 1.05) + 1, h.pool.size + 1)
+    np.testing.assert_array_equal(h.Dp, decoder[h.pool])  # the rows survived every resize
+    alphas, *_ = lars_path(
+        decoder.astype(np.float64).T, w, method="lasso", positive=True, alpha_min=0
+    )
+    ours = np.array([rec.alpha for rec in h.records])
+    np.testing.assert_allclose(ours, alphas * d_model, rtol=1e-7, atol=1e-10)
