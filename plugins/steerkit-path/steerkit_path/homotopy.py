@@ -94,6 +94,8 @@ CHECK_EVERY = 32
 #: threads made a walk of 1,217 breakpoints on the 4096 × 640 SAE's pool (1998 rows) take
 #: 5–9 s instead of 0.8 s. Larger pools keep numpy's threads (see `_one_thread`).
 SINGLE_THREAD_POOL = 2**22
+#: Active rows the factor has room for at first (it grows by half as the active set does).
+FACTOR_ROWS = 128
 
 
 class PathStepLimitError(RuntimeError):
@@ -212,7 +214,10 @@ class Homotopy:
         self.a_p = np.empty(0)
         self._grow_pool(np.union1d(pool, [top]))
 
-        capacity = min(self.d_model, self.d_sae) + 1
+        # room for FACTOR_ROWS active rows to start with, grown by half when full (`_reserve`)
+        # up to d_model + 1: reserving that at once took 85 MB at Gemma-2-2B scale for paths
+        # whose active sets stay far smaller
+        capacity = min(self.d_model, self.d_sae, FACTOR_ROWS) + 1
         self._DA = np.empty((capacity, self.d_model))
         # Fortran order: the first n columns are then one contiguous block that LAPACK reads in
         # place (leading dimension = capacity), with no copy of the factor per solve
@@ -302,12 +307,30 @@ class Homotopy:
         self.alpha = rec.alpha
         self.active = [int(i) for i in rec.active]
         n = len(self.active)
+        self._reserve(n)
         self._active_buffer[:n] = rec.active
         self._DA[:n] = self.rows(rec.active)
         self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
         self._direction()  # x, v, F, U of segment k, from the new factor
         self.excluded = set(rec.excluded)
         self.dependent = set()
+
+    def _reserve(self, n: int) -> None:
+        """Room for n + 1 active rows in the factor, the active rows and the active buffer (as
+        many as d_model + 1 at most): grown by half, the first n kept."""
+        capacity = self._R.shape[0]
+        most = min(self.d_model, self.d_sae) + 1
+        if n < capacity or capacity >= most:
+            return
+        grown = min(most, max(n + 1, capacity + capacity // 2))
+        R = np.zeros((grown, grown), order="F")
+        R[:capacity, :capacity] = self._R
+        DA = np.empty((grown, self.d_model))
+        DA[:capacity] = self._DA
+        active = np.empty(grown, dtype=np.int64)
+        active[:capacity] = self._active_buffer
+        self._R, self._DA, self._active_buffer = R, DA, active
+        self._R_flat = R.ravel(order="F")  # a view, as in __init__
 
     def _solve(self, b: FloatArray, *, transpose: bool = False) -> FloatArray:
         """R⁻¹b (or R⁻ᵀb) with the current factor, read in place by LAPACK (dtrtrs): scipy's
@@ -326,6 +349,7 @@ class Homotopy:
         row = np.asarray(self.decoder[i], dtype=np.float64)
         gamma = float(row @ row)
         n = len(self.active)
+        self._reserve(n)
         if n >= self._R.shape[0]:
             return False
         if n:

@@ -39,3 +39,26 @@ def test_a_pool_grown_in_place_gives_the_scikit_learn_path(
     )
     ours = np.array([rec.alpha for rec in h.records])
     np.testing.assert_allclose(ours, alphas * d_model, rtol=1e-7, atol=1e-10)
+
+
+def test_a_factor_grown_row_by_row_gives_the_scikit_learn_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The factor R, the active rows and the active buffer start with room for one row and
+    grow as the active set does (with drops and a repair of a missed pool feature along the
+    way): the path is scikit-learn's, and the room stays within half again of the rows held."""
+    monkeypatch.setattr(homotopy, "FACTOR_ROWS", 1)
+    rng = np.random.default_rng(5)
+    d_model = 40
+    decoder = random_decoder(rng, 400, d_model)
+    w = rng.normal(size=d_model) * 2
+    h = Homotopy(decoder, w, decoder @ w, pool_size=8)  # a small pool: repairs restore
+    records = h.verified()  # walks on the pool, checks, repairs (restores), walks on
+    assert h.repairs > 0
+    most = max(rec.active.size for rec in records)
+    assert most > 20  # grown many times from room for one row
+    assert most + 1 <= h._R.shape[0] <= max(2, most + most // 2 + 2)
+    assert h._DA.shape[0] == h._R.shape[0] == h._active_buffer.shape[0]
+    alphas, *_ = lars_path(decoder.T, w, method="lasso", positive=True, alpha_min=0)
+    ours = np.array([rec.alpha for rec in h.records])
+    np.testing.assert_allclose(ours, alphas * d_model, rtol=1e-7, atol=1e-10)
