@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,11 +90,12 @@ _U32 = 2.0**-24
 #: Breakpoints between KKT checks over all features while the path grows. A check costs one
 #: float32 pass over the decoder; a repair recomputes the steps since the last good breakpoint.
 CHECK_EVERY = 32
-#: A pool of at most this many entries is walked with every BLAS library single-threaded: its
-#: products are too small for two threads to pay, and on a loaded machine numpy's spinning
-#: threads made a walk of 1,217 breakpoints on the 4096 × 640 SAE's pool (1998 rows) take
-#: 5–9 s instead of 0.8 s. Larger pools keep numpy's threads (see `_one_thread`).
-SINGLE_THREAD_POOL = 2**22
+#: Walks and checks run with numpy's BLAS threads only while the machine has a core to spare:
+#: the 1-minute load average at most this far above cpu_count − 1. Measured on 2 cores: quiet,
+#: two threads walk faster (the 1.01×-smallest-ε walk on the default run's SAE 0.92 s against
+#: 1.15 s with one; the Gemma-2-2B-scale certified grid 9.4–10.1 s against 11.9–13.4 s); with
+#: another process busy, numpy's spinning threads made that walk take 5–9 s instead of 0.8 s.
+SPARE_CORE = 0.5
 #: Active rows the factor has room for at first (it grows by half as the active set does).
 FACTOR_ROWS = 128
 
@@ -677,11 +679,10 @@ class Homotopy:
             while not self.complete:
                 self.step()
 
-    def _threads(self, matrix: np.ndarray[Any, Any] | None = None) -> Any:
-        """The BLAS threading for products with `matrix` (default: the pool as it is now, for
-        a run of steps): one thread when it is small (see SINGLE_THREAD_POOL)."""
-        size = (self.Dp if matrix is None else matrix).size
-        return _single_threaded() if size <= SINGLE_THREAD_POOL else _one_thread()
+    def _threads(self) -> Any:
+        """The BLAS threading for a run of steps or checks: numpy's threads while a core is
+        free (see SPARE_CORE), else one thread for every BLAS library."""
+        return _single_threaded() if _busy() else _one_thread()
 
     def verified(self) -> list[Breakpoint]:
         """The whole path to α = 0 with every breakpoint checked over all features."""
@@ -864,7 +865,7 @@ class Homotopy:
         todo = sorted({int(k) for k in indices if self.records[int(k)].violation is None})
         screen = len(todo) <= SCREEN_UP_TO
         failed: list[int] = []
-        with self._threads(self.decoder) if len(todo) <= _GEMV_COLUMNS else _NoLimit():
+        with self._threads():
             for start in range(0, len(todo), CHECK_CHUNK):
                 chunk = [self.records[k] for k in todo[start : start + CHECK_CHUNK]]
                 failed += self._check(chunk, screen=screen)
@@ -1030,6 +1031,16 @@ def _next_checkpoint(k: int) -> int:
     where its answers land: one full pass over the decoder fewer, for at most 2·CHECK_EVERY
     steps recomputed when the initial pool missed a feature."""
     return max(k // CHECK_EVERY + 1, 2) * CHECK_EVERY
+
+
+def _busy() -> bool:
+    """Whether every core is taken (by this process's own work too): the 1-minute load
+    average above cpu_count − 1 + SPARE_CORE. False where the load is not known."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - platforms without it
+        return False
+    return load > (os.cpu_count() or 1) - 1 + SPARE_CORE
 
 
 class _NoLimit:

@@ -62,3 +62,36 @@ def test_a_factor_grown_row_by_row_gives_the_scikit_learn_path(
     alphas, *_ = lars_path(decoder.T, w, method="lasso", positive=True, alpha_min=0)
     ours = np.array([rec.alpha for rec in h.records])
     np.testing.assert_allclose(ours, alphas * d_model, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize(("load", "busy"), [(0.9, False), (8.0, True)])
+def test_walks_take_numpy_threads_only_with_a_core_to_spare(
+    monkeypatch: pytest.MonkeyPatch, load: float, busy: bool
+) -> None:
+    """On a machine whose cores are all taken, a walk runs every BLAS library on one thread
+    (numpy's spinning threads cost 5–9× there); with a core free, numpy keeps its threads.
+    The path is the same either way."""
+    monkeypatch.setattr(homotopy.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(homotopy.os, "getloadavg", lambda: (load, load, load))
+    assert homotopy._busy() is busy
+    chosen: list[str] = []
+    monkeypatch.setattr(homotopy, "_single_threaded", lambda: chosen.append("one") or _Nothing())
+    monkeypatch.setattr(homotopy, "_one_thread", lambda: chosen.append("numpy") or _Nothing())
+    rng = np.random.default_rng(8)
+    decoder = random_decoder(rng, 200, 12)
+    w = rng.normal(size=12)
+    h = Homotopy(decoder, w, decoder @ w)
+    chosen.clear()
+    h.complete_path()
+    assert chosen == (["one"] if busy else ["numpy"])
+    alphas, *_ = lars_path(decoder.T, w, method="lasso", positive=True, alpha_min=0)
+    ours = np.array([rec.alpha for rec in h.verified()])
+    np.testing.assert_allclose(ours, alphas * 12, rtol=1e-7, atol=1e-10)
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
