@@ -1072,6 +1072,18 @@ def _single_threaded() -> Any:
         return _NoLimit()
 
 
+def _spare_threads() -> Any:
+    """Inside `_single_threaded`, every BLAS library's threads back for one large product
+    (pricing the whole decoder) while the machine has a core to spare (see SPARE_CORE); one
+    thread still otherwise."""
+    if _busy():
+        return _NoLimit()
+    _single_threaded()  # finds the BLAS libraries once
+    if not _every_blas:
+        return _NoLimit()
+    return _every_blas.limit(limits=os.cpu_count() or 1)
+
+
 def _one_thread() -> Any:
     """Inside, every BLAS library but numpy's runs single-threaded. numpy's products (the pool,
     the active rows) keep their threads: on 2 cores they take about half the time. scipy's
