@@ -242,18 +242,19 @@ def jump(h: Homotopy, target: Target, start: IntArray | None = None) -> Breakpoi
 
 
 def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Breakpoint | None:
-    """The SOCP's point at ε/r = ρ through QP points: h(g), the norm ratio at the QP's point
-    for λr = g, falls as g grows, so g is moved (by the root of ρ on the last point's segment,
-    within a bracket, else doubled or bisected) until the SOCP's own pivoting, started from
-    the last QP point's active set, settles in a few rounds."""
+    """The SOCP's point at ε/r = ρ: pivoting at a predicted α until the active set has a root
+    of its own for ρ, then following it (see `Target.guess`); when that does not settle,
+    through QP points: h(g), the norm ratio at the QP's point for λr = g, falls as g grows, so
+    g is moved (by the root of ρ on the last point's segment, within a bracket, else doubled
+    or bisected) until the SOCP's own pivoting, started from the last QP point's active set,
+    settles in a few rounds."""
     top = h.alpha0
     first = h.records[-1] if start is None else None
     lo, hi = 0.0, math.inf  # g with h(g) ≥ ρ, and with h(g) ≤ ρ
     A = first.active if first is not None else start
-    # First guess: ρ‖w‖ − 1 ≥ 0 at every point (ε/r ≥ 1/‖w‖), and on real SAEs h(α)‖w‖ − 1 is
-    # close to proportional to α (1.09–1.18 × α/α₀ all along the default run's path), so the
-    # walked path's last point (α_k, h_k) predicts the answer's α; the point at that α, then
-    # the SOCP's own pivoting from it. Twice, the second time from the point reached.
+    # The prediction: ρ‖w‖ − 1 ≥ 0 at every point (ε/r ≥ 1/‖w‖), and on real SAEs h(α)‖w‖ − 1
+    # is close to proportional to α (1.09–1.18 × α/α₀ from the 50th breakpoint on along the
+    # default run's path), so the walked path's last point (α_k, h_k) predicts the answer's α.
     known = h.records[-1]
     ratio = known.norm / known.margin if known.margin > 0 else math.inf
     guess = _predicted_alpha(h, rho, known.alpha, ratio)
