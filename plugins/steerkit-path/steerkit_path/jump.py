@@ -14,7 +14,11 @@ last breakpoint: every infeasible feature changes side at once — the features 
 the outside ones above α enter (at most half as many as A holds, the largest cᵢ/α first, so that
 a cold start does not overshoot) — and after three rounds without fewer infeasible features, one
 at a time (the largest index: Murty's rule, which cannot cycle). A round costs one Cholesky
-factorisation of G_AA (its entries cached across rounds) and one pricing product.
+factorisation of G_AA (its entries cached across rounds) and one pricing product; for a float32
+decoder both in float32, and the answer's point is then recomputed in float64 on its active set
+and priced again (the rounds go on in float64 if that disagrees). An SOCP's rounds start at an
+α predicted from the walked path (`_predicted_alpha`) and follow ε/r's own root on A as soon as
+A has one.
 
 Pricing is on the whole decoder when it is small (`WHOLE_PRICING`), else on the homotopy's
 pool; an answer settled on the pool is then priced over every feature (`Homotopy.priced`,
