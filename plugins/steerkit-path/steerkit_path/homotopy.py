@@ -653,7 +653,7 @@ class Homotopy:
         """
         while not self._reached(g_target, h_target):
             stop = _next_checkpoint(len(self.records) - 1)
-            with self._threads():
+            with _threads():
                 while len(self.records) - 1 < stop and not self._reached(g_target, h_target):
                     self.step()
             if len(self.records) - 1 == stop and not self.complete:
@@ -667,7 +667,7 @@ class Homotopy:
         self, steps: int, *, g_target: float | None = None, h_target: float | None = None
     ) -> None:
         """Step at most `steps` breakpoints towards the targets (as `extend`, without checks)."""
-        with self._threads():
+        with _threads():
             for _ in range(steps):
                 if self._reached(g_target, h_target):
                     return
@@ -675,14 +675,9 @@ class Homotopy:
 
     def complete_path(self) -> None:
         """Step to α = 0 (on the pool: breakpoints are checked only when asked)."""
-        with self._threads():
+        with _threads():
             while not self.complete:
                 self.step()
-
-    def _threads(self) -> Any:
-        """The BLAS threading for a run of steps or checks: numpy's threads while a core is
-        free (see SPARE_CORE), else one thread for every BLAS library."""
-        return _single_threaded() if _busy() else _one_thread()
 
     def verified(self) -> list[Breakpoint]:
         """The whole path to α = 0 with every breakpoint checked over all features."""
@@ -865,7 +860,7 @@ class Homotopy:
         todo = sorted({int(k) for k in indices if self.records[int(k)].violation is None})
         screen = len(todo) <= SCREEN_UP_TO
         failed: list[int] = []
-        with self._threads():
+        with _threads():
             for start in range(0, len(todo), CHECK_CHUNK):
                 chunk = [self.records[k] for k in todo[start : start + CHECK_CHUNK]]
                 failed += self._check(chunk, screen=screen)
@@ -1055,33 +1050,44 @@ _others: Any = None
 _every_blas: Any = None
 
 
+def _all_blas() -> Any:
+    """Every BLAS library loaded (numpy's, scipy's), as one threadpoolctl selection, found
+    once; False when there is none or threadpoolctl is missing."""
+    global _every_blas
+    if _every_blas is None:
+        try:
+            import scipy.linalg  # noqa: F401  (load its BLAS, so that it is seen)
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            _every_blas = False
+        else:
+            _every_blas = ThreadpoolController().select(user_api="blas") or False
+    return _every_blas
+
+
 def _single_threaded() -> Any:
     """Inside, every BLAS library runs single-threaded, numpy's too: for work made of many small
     products and factorisations (`steerkit_path.jump`), where threads cost more than they
     save, and on a loaded machine much more (a round of pivoting took 30 ms with numpy's two
     threads against 4 ms with one, at load 2.5 on 2 cores)."""
-    global _every_blas
-    try:
-        if _every_blas is None:
-            import scipy.linalg  # noqa: F401  (load its BLAS, so that it is seen)
-            from threadpoolctl import ThreadpoolController
-
-            _every_blas = ThreadpoolController().select(user_api="blas") or False
-        return _every_blas.limit(limits=1) if _every_blas else _NoLimit()
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return _NoLimit()
+    blas = _all_blas()
+    return blas.limit(limits=1) if blas else _NoLimit()
 
 
 def _spare_threads() -> Any:
     """Inside `_single_threaded`, every BLAS library's threads back for one large product
     (pricing the whole decoder) while the machine has a core to spare (see SPARE_CORE); one
     thread still otherwise."""
-    if _busy():
+    blas = _all_blas()
+    if _busy() or not blas:
         return _NoLimit()
-    _single_threaded()  # finds the BLAS libraries once
-    if not _every_blas:
-        return _NoLimit()
-    return _every_blas.limit(limits=os.cpu_count() or 1)
+    return blas.limit(limits=os.cpu_count() or 1)
+
+
+def _threads() -> Any:
+    """The BLAS threading for a run of steps or checks: numpy's threads while a core is free
+    (see SPARE_CORE), else one thread for every BLAS library."""
+    return _single_threaded() if _busy() else _one_thread()
 
 
 def _one_thread() -> Any:
