@@ -103,10 +103,16 @@ class Target:
             if not denominator > 0 or P / denominator > top:
                 return top, False  # g(α) = P/α − Q exceeds the target for every α ≤ top
             return P / denominator, True
+        alpha, found = self._socp_root(P, Q, FF, FU, UU, top)
+        if not found and self.guess > 0:  # pivot at the guess until A has a root of its own
+            return min(self.guess, top), False
+        return alpha, found
+
+    def _socp_root(
+        self, P: float, Q: float, FF: float, FU: float, UU: float, top: float
+    ) -> tuple[float, bool]:
+        """`alpha` for the SOCP, without its guess."""
         rho2 = self.value * self.value
-        if self.guess > 0:  # pivot at the guess until A has a root of its own
-            alpha, exact = Target.socp(self.value).alpha(P, Q, FF, FU, UU, top)
-            return (alpha, True) if exact else (min(self.guess, top), False)
         if FF * UU - FU * FU <= 1e-12 * FF * UU:
             # F ∥ U (one feature): h is constant on A's segment, its "root" is β = 0; further
             return top * 1e-9, False
@@ -208,7 +214,10 @@ class _Round:
         self.x, self.v = xv[:, 0].copy(), xv[:, 1].copy()
         self.P, self.Q = float(a_A @ self.x), float(a_A @ self.v)
         self.FF, self.FU, self.UU = float(F @ F), float(F @ U), float(U @ U)
-        self.alpha, self.exact = target.alpha(self.P, self.Q, self.FF, self.FU, self.UU, h.alpha0)
+        #: whether A has an α where the target holds (else `alpha` is a placeholder)
+        self.alpha, self.at_target = target.alpha(
+            self.P, self.Q, self.FF, self.FU, self.UU, h.alpha0
+        )
         beta = self.x - self.alpha * self.v
         floor = -NEGATIVE_RTOL * max(float(np.abs(beta).max(initial=0.0)), 1e-300)
         self.leave = A[beta < floor]
@@ -276,8 +285,8 @@ def _socp(h: Homotopy, gram: _Gram, rho: float, start: IntArray | None) -> Break
             lo = g
         else:
             hi = g
-        alpha, exact = Target.socp(rho).alpha(point.P, point.Q, point.FF, point.FU, point.UU, top)
-        if exact:
+        alpha, found = Target.socp(rho).alpha(point.P, point.Q, point.FF, point.FU, point.UU, top)
+        if found:
             found = _pivot(h, gram, Target.socp(rho), A, SOCP_SETTLE)
             if found is not None:
                 return found
@@ -315,6 +324,15 @@ def _pivot(
     A = np.sort(np.asarray(h.records[-1].active if start is None else start, dtype=np.int64))
     best, stall = math.inf, 0
     whole = h.d_sae * h.d_model <= WHOLE_PRICING
+
+    def price(point: _Round) -> tuple[IntArray, FloatArray]:
+        """The features outside A above α: on the whole decoder (a product that two threads
+        take in ~0.6× the time) when it is small, else on the pool."""
+        if whole:
+            with _spare_threads():
+                return h.priced(point.fitted, point.alpha, A)
+        return h.outside_violators(point.fitted, point.alpha, A)
+
     for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
@@ -329,19 +347,15 @@ def _pivot(
         if not point.finite:
             return None
         leave = point.leave
-        if whole:  # a product with the whole decoder: two threads take ~0.6× the time
-            with _spare_threads():
-                enter, excess = h.priced(point.fitted, point.alpha, A)
-        else:
-            enter, excess = h.outside_violators(point.fitted, point.alpha, A)
+        enter, excess = price(point)
         if leave.size == 0 and enter.size == 0:
-            if not point.exact and target.guess > 0:  # settled at the SOCP's guess: a new one
+            if not point.at_target and target.guess > 0:  # settled at the SOCP's guess: a new one
                 margin = point.P - point.alpha * point.Q
                 ratio = float(np.linalg.norm(point.fitted)) / margin if margin > 0 else math.inf
                 target.guess = _predicted_alpha(h, target.value, point.alpha, ratio)
                 if target.guess > 0:
                     continue
-            if not point.exact:
+            if not point.at_target:
                 return None  # a consistent A with no α at the target: past the path's end
             if not final:
                 return point.breakpoint(h, A, rounds)
@@ -352,10 +366,9 @@ def _pivot(
                 except LinAlgError:
                     return None
                 leave = point.leave
-                if leave.size == 0 and point.exact:  # priced as the rounds are (below: all)
-                    price = h.priced if whole else h.outside_violators
-                    enter, excess = price(point.fitted, point.alpha, A)
-                if leave.size or enter.size or not point.exact:
+                if leave.size == 0 and point.at_target:  # priced as the rounds are (below: all)
+                    enter, excess = price(point)
+                if leave.size or enter.size or not point.at_target:
                     gram.exactly()
                     continue
             if not whole:  # settled on the pool: check every feature (violators join it)
@@ -364,7 +377,7 @@ def _pivot(
             if enter.size == 0:
                 return point.breakpoint(h, A, rounds)
         count = leave.size + enter.size
-        if not point.exact:
+        if not point.at_target:
             pass  # α is a placeholder (A has none at the target): no count to compare with
         elif count < best:
             best, stall = count, 0
@@ -373,11 +386,9 @@ def _pivot(
         if stall >= GIVE_UP_ROUNDS:
             return None
         if stall >= STALL_ROUNDS:  # one feature, the largest index: no cycling
-            j = int(max(leave.max(initial=-1), enter.max(initial=-1)))
-            member = np.zeros(h.d_sae, dtype=bool)
-            member[A] = True
-            member[j] = not member[j]  # a leaving feature is in A, an entering one is not
-            A = np.flatnonzero(member)
+            j = np.array([max(leave.max(initial=-1), enter.max(initial=-1))], dtype=np.int64)
+            none = j[:0]
+            A = _moved(h.d_sae, A, j, none) if j[0] in leave else _moved(h.d_sae, A, none, j)
             continue
         # at most d_model active rows (more are linearly dependent: G_AA singular)
         room = h.d_model - (A.size - leave.size)
@@ -389,9 +400,16 @@ def _pivot(
             continue
         if enter.size > most:
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
-        member = np.zeros(h.d_sae, dtype=bool)  # sorted set operations through a mask:
-        member[A] = True  # np.union1d and setdiff1d sort, which cost more at these sizes
-        member[leave] = False
-        member[enter] = True
-        A = np.flatnonzero(member)
+        A = _moved(h.d_sae, A, leave, enter)
     return None
+
+
+def _moved(d_sae: int, A: IntArray, leave: IntArray, enter: IntArray) -> IntArray:
+    """Sorted (A without `leave`) with `enter`, through a mask: np.union1d and setdiff1d sort,
+    which cost more at these sizes."""
+    member = np.zeros(d_sae, dtype=bool)
+    member[A] = True
+    member[leave] = False
+    member[enter] = True
+    moved: IntArray = np.flatnonzero(member)
+    return moved
