@@ -423,7 +423,7 @@ class Path:
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
         if kind == "qp":
-            h.walk(min(WALK_FIRST, WALK_FIRST_QP), g_target=float(targets.max()))
+            h.walk(WALK_FIRST_QP, g_target=float(targets.max()))
         else:
             h.walk(WALK_FIRST, h_target=float(targets.min()))
         if h.complete:
@@ -549,23 +549,21 @@ class Path:
 
     def _look_up_twins(self, features: npt.NDArray[np.int64]) -> None:
         """Find the twins of each of `features` (rows with the same a first, then equal rows)."""
-        # the usual case without a loop: no other row in the window of a has the same first
-        # entry (twins are equal rows; windows hold a few rows: a's float32 bound is wide)
+        # candidates: the rows in each feature's window of a (equal rows have equal a) with the
+        # same first entry, all in one vectorised step; windows hold a few rows (a's float32
+        # bound is wide), and usually only the feature itself is left
         which, rows = self.a.window_pairs(features, 1e-12)
         same = self.decoder[rows, 0] == self.decoder[features[which], 0]
-        alone = np.bincount(which[same], minlength=features.size) <= 1
+        which, rows = which[same], rows[same]
+        alone = np.bincount(which, minlength=features.size) <= 1
         for j in features[alone].tolist():
             self._twins[j] = np.array([j], dtype=np.int64)
         self._twin_count[features[alone]] = 1
-        features = features[~alone]
-        for j, candidates in zip(features.tolist(), self.a.near_many(features, 1e-12)):
-            if candidates.size > 1:  # first one column (cheap), then whole rows for the rest
-                candidates = candidates[self.decoder[candidates, 0] == self.decoder[j, 0]]
-            if candidates.size > 1:
-                rows = np.asarray(self.decoder[candidates])
-                same = np.all(rows == np.asarray(self.decoder[j]), axis=1)
-                candidates = candidates[same]
-            found = np.asarray(candidates, dtype=np.int64)
+        for k in np.flatnonzero(~alone).tolist():  # whole rows compared for the rest
+            j = int(features[k])
+            candidates = np.sort(rows[which == k])
+            equal = np.all(np.asarray(self.decoder[candidates]) == self.decoder[j], axis=1)
+            found = candidates[equal].astype(np.int64, copy=False)
             self._twins[j] = found
             self._twin_count[j] = found.size
 
