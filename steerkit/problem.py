@@ -113,13 +113,19 @@ def _memory_key(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     return (interface["data"][0], array.shape, array.strides, array.dtype.str)
 
 
+#: At most this many directions are multiplied in the validation pass, one matrix-vector
+#: product per block each; more are left to `constraint_matrix`'s one matrix product.
+_PASS_DIRECTIONS = 8
+
+
 def _directions_float32(directions: Any, d_model: int) -> FloatArray | None:
     """The directions as (d_model, k) float32 columns when they plainly are a finite (k,
-    d_model) or (d_model,) numpy array; None otherwise (they are validated properly later)."""
+    d_model) or (d_model,) numpy array of at most _PASS_DIRECTIONS rows; None otherwise (they
+    are validated properly later)."""
     if not isinstance(directions, np.ndarray) or directions.dtype.kind not in "fiu":
         return None
     rows = directions.reshape(1, -1) if directions.ndim == 1 else directions
-    if rows.ndim != 2 or rows.shape[1] != d_model or rows.shape[0] > 8:
+    if rows.ndim != 2 or rows.shape[1] != d_model or rows.shape[0] > _PASS_DIRECTIONS:
         return None
     if not np.isfinite(rows).all():
         return None
