@@ -46,12 +46,14 @@ ORTHOGONAL_RTOL = 1e-12
 #: (`steerkit_path.jump`) instead of walking there; more answers walk (one walk serves all).
 JUMP_TARGETS = 4
 #: Breakpoints walked (unchecked, as between the walk's checkpoints) before pivoting to a
-#: point past them: the answers on them cost less walked to. An SOCP walks further: its
-#: pivoting starts at an α predicted from the walked path's last point, better from further
-#: along (1.1× the smallest ε on the default run's SAE: 42 ms after 16, 48 ms after 8; a QP
-#: at λ = 1: 25 ms after 8, 27 ms after 16).
+#: point past them: the answers on them cost less walked to, and an SOCP's pivoting starts at
+#: an α predicted from the walked path's last point, better from further along (1.1× the
+#: smallest ε on the default run's SAE: 42 ms after 16, 48 ms after 8). A QP at λ = 1 took
+#: 25 ms after 8 against 27 ms after 16, but with 8 the runner's resume test wrote a vector
+#: again with other last bits: the first run pivoted to one answer that the re-run, on the
+#: cached path walked further by then, read off the walk (the routes agree to ~1e-14, not
+#: bit for bit).
 WALK_FIRST = 16
-WALK_FIRST_QP = 8
 #: An SOCP answer with ε/r within this share of 1/‖w‖ is walked to, not pivoted to. Every
 #: point has ε/r = ‖Dᵀβ‖/wᵀDᵀβ ≥ 1/‖w‖, with equality at the path's end when w lies in the
 #: cone of the decoder rows (as it does for the default run's SAE); near it the active set
@@ -423,7 +425,7 @@ class Path:
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
         if kind == "qp":
-            h.walk(WALK_FIRST_QP, g_target=float(targets.max()))
+            h.walk(WALK_FIRST, g_target=float(targets.max()))
         else:
             h.walk(WALK_FIRST, h_target=float(targets.min()))
         if h.complete:

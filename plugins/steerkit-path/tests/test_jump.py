@@ -22,7 +22,6 @@ from steerkit.testing.oracle import reference_solve
 def pivot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """No short walk first: these paths are short, and the pivoting is what is tested."""
     monkeypatch.setattr(path_module, "WALK_FIRST", 0)
-    monkeypatch.setattr(path_module, "WALK_FIRST_QP", 0)
 
 
 def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any]:
