@@ -232,3 +232,57 @@ def test_an_socp_point_from_the_predicted_alpha(
     assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
     reference = reference_solve(problem)
     assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
+
+
+def test_a_float32_round_is_settled_by_refinement_to_the_float64_solution() -> None:
+    """`_Round.refined` settles a float32 round's answer in float64 by iterative refinement
+    (float64 residuals, the float32 factor): x = G_AA⁻¹a_A and v = G_AA⁻¹1 equal a plain
+    float64 solve with G_AA formed in float64, to 1e-12; with a factor of another matrix (3 G:
+    each step then shrinks the error by only 2/3) it gives up, and the caller factors G_AA."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(3, d_sae=300, d_model=40)
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
+    A = np.sort(np.random.default_rng(0).choice(300, 30, replace=False))
+    rows = decoder[A].astype(np.float64)
+    target = jump_module.Target.qp(5.0)
+    rough = jump_module._Round.factored(h, decoder[A] @ decoder[A].T, decoder[A], A, target)
+    settled = jump_module._Round.refined(h, rough, rows, A, target)
+    assert settled is not None
+    G = rows @ rows.T
+    x = np.linalg.solve(G, h.a[A])
+    v = np.linalg.solve(G, np.ones(A.size))
+    assert np.abs(settled.x - x).max() <= 1e-12 * np.abs(x).max()
+    assert np.abs(settled.v - v).max() <= 1e-12 * np.abs(v).max()
+    assert np.abs(rough.x - x).max() > 1e-9 * np.abs(x).max()  # float32 alone is not that close
+    wrong = jump_module._Round.factored(h, 3 * decoder[A] @ decoder[A].T, decoder[A], A, target)
+    assert jump_module._Round.refined(h, wrong, rows, A, target) is None
+
+
+def test_a_pivoting_rounds_estimate_prices_within_the_float32_rounding_bound() -> None:
+    """The rounds price a float32 decoder by its float32 product alone (`estimate`): every
+    feature it calls a violator or not that the exact (float64) prices disagree on lies within
+    the product's rounding bound of the threshold; the exact pricing (what settles an answer)
+    agrees with a float64 product everywhere."""
+    from steerkit_path.homotopy import _U32, Homotopy
+
+    decoder, w = correlated(4, d_sae=2000, d_model=64)
+    d64 = decoder.astype(np.float64)
+    h = Homotopy(decoder, w, d64 @ w)
+    rng = np.random.default_rng(1)
+    A = np.sort(rng.choice(2000, 10, replace=False))
+    fitted = d64[A].T @ rng.uniform(0.0, 0.3, size=A.size)
+    values = d64 @ (w - fitted)
+    values[A] = -np.inf
+    alpha = float(np.quantile(values[np.isfinite(values)], 0.9))  # a tenth of them above
+    limit = alpha + h._tolerance(alpha)
+    exact = set(np.flatnonzero(values > limit).tolist())
+    estimated, _ = h.priced(fitted, alpha, A, estimate=True)
+    priced, ratio = h.priced(fitted, alpha, A)
+    assert set(priced.tolist()) == exact
+    # (features far from the threshold keep their float32 value: it only ranks them)
+    np.testing.assert_allclose(ratio, values[priced] / alpha, rtol=1e-5)
+    reach = (64 + 4) * _U32 * 1.01 * np.linalg.norm(w - fitted) * np.linalg.norm(d64, axis=1)
+    for j in exact.symmetric_difference(estimated.tolist()):
+        assert abs(values[j] - limit) <= reach[j]
+    assert len(exact) > 50 and len(estimated) > 50
