@@ -206,6 +206,8 @@ class Homotopy:
         self._excess: FloatArray | None = None  # per feature, max of (cᵢ − α)/α over failed checks
         #: the last breakpoint that passed a check: (k, α, estimate of every cᵢ)
         self._passed: tuple[int, float, FloatArray] | None = None
+        #: a float32 pool's products with the fit's pieces, kept up to date (`_PoolProducts`)
+        self._products: _PoolProducts | None = None
 
         # the pool is chosen on the estimate of a; its rows' exact values are computed below
         pool = (
@@ -284,6 +286,7 @@ class Homotopy:
         self.a.learn(new, rows)  # the exact aᵢ from the rows at hand, not another gather
         self.a_p = np.concatenate([self.a_p, self.a[new]])
         self._a_p_slack = 1e-12 * np.abs(self.a_p)  # float64 rounding of aᵢ − dᵢᵀF (_entering)
+        self._products = None  # new rows: multiplied afresh
 
     # -- state ------------------------------------------------------------------------------
 
@@ -407,6 +410,8 @@ class Homotopy:
         q = row - t @ self._DA[: t.size]
         self.F = self.F + x_i * q
         self.U = self.U + v_i * q
+        if self._products is not None:
+            self._products.move(self.Dp, q, x_i, v_i)
         self._since_refresh += 1
 
     def _drop(self, position: int) -> None:
@@ -474,6 +479,8 @@ class Homotopy:
         self.v = self.v[keep] - v_p * rest
         self.F = self.F - x_p * fit_change
         self.U = self.U - v_p * fit_change
+        if self._products is not None:
+            self._products.move(self.Dp, fit_change, -x_p, -v_p)
         self._since_refresh += 1
 
     def _direction(self) -> None:
@@ -485,6 +492,7 @@ class Homotopy:
         both = np.stack([self.x, self.v]) @ self.DA  # (2, d_model): one read of D_A
         self.F, self.U = both[0], both[1]
         self._since_refresh = 0
+        self._products = None  # F and U anew: the pool's products too
 
     def _a_active(self, idx: IntArray | None = None) -> FloatArray:
         """The exact aᵢ of the active features, from the pool's (every active feature entered
@@ -596,16 +604,18 @@ class Homotopy:
         if self.Dp.dtype == np.float64:
             e = self.a_p - self.Dp @ self.F
             return _first_max(e, 1.0 - self.Dp @ self.U, candidate, alpha)
-        F32, U32 = self.F.astype(np.float32), self.U.astype(np.float32)
-        e_hat = np.subtract(self.a_p, self.Dp @ F32, dtype=np.float64)
-        r_hat = np.subtract(1.0, self.Dp @ U32, dtype=np.float64)
+        if self._products is None:
+            self._products = _PoolProducts(self.Dp, self.a_p, self.F, self.U)
+        products = self._products
+        e_hat, r_hat = products.e, products.r
         # rounding F, U to float32 and a float32 dot product of d_model terms:
         # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after;
-        # the float64 subtraction errs by less than 1e-12·(|aᵢ| + |dᵢᵀF|), and |dᵢᵀF| ≤ ‖dᵢ‖‖F‖
+        # the float64 subtraction errs by less than 1e-12·(|aᵢ| + |dᵢᵀF|), and |dᵢᵀF| ≤ ‖dᵢ‖‖F‖.
+        # Products kept up to date since (`_PoolProducts.move`) err by the sum of such bounds.
         scale = (self.d_model + 2) * _U32 * 1.01 + 1.01e-12
-        de = self._pool_norms * (scale * math.sqrt(float(self.F @ self.F)))
+        de = self._pool_norms * (scale * products.F_reach)
         de += self._a_p_slack
-        dr = self._pool_norms * (scale * math.sqrt(float(self.U @ self.U)))
+        dr = self._pool_norms * (scale * products.U_reach)
         dr += 1e-12
         possible = candidate & (r_hat + dr > RATE_TOL)
         sure = possible & (r_hat - dr > RATE_TOL)  # the denominator is surely > RATE_TOL
@@ -1044,6 +1054,32 @@ def _next_checkpoint(k: int) -> int:
     where its answers land: one full pass over the decoder fewer, for at most 2·CHECK_EVERY
     steps recomputed when the initial pool missed a feature."""
     return max(k // CHECK_EVERY + 1, 2) * CHECK_EVERY
+
+
+class _PoolProducts:
+    """A float32 pool's e = a_p − D_p F and r = 1 − D_p U (float32 products, kept in float64),
+    kept up to date as F and U move along one vector q (an addition or a drop moves both along
+    the same one): one product D_p q per step instead of D_p F and D_p U, the two passes over
+    the pool that made most of a step's time on long paths. `F_reach` and `U_reach` bound the
+    norms the rounding errors scale with: ‖F‖ at the fresh products, plus |moved|·‖q‖ per move
+    (each move's float32 product errs like a fresh product of that size). The products are made
+    afresh whenever F and U are (`Homotopy._direction`, every REFRESH_EVERY steps) or the pool
+    grows."""
+
+    def __init__(self, Dp: Any, a_p: FloatArray, F: FloatArray, U: FloatArray) -> None:
+        self.e = np.subtract(a_p, Dp @ F.astype(np.float32), dtype=np.float64)
+        self.r = np.subtract(1.0, Dp @ U.astype(np.float32), dtype=np.float64)
+        self.F_reach = math.sqrt(float(F @ F))
+        self.U_reach = math.sqrt(float(U @ U))
+
+    def move(self, Dp: Any, q: FloatArray, by_F: float, by_U: float) -> None:
+        """F += by_F·q and U += by_U·q."""
+        moved = (Dp @ q.astype(np.float32)).astype(np.float64)
+        self.e -= by_F * moved
+        self.r -= by_U * moved
+        size = math.sqrt(float(q @ q))
+        self.F_reach += abs(by_F) * size
+        self.U_reach += abs(by_U) * size
 
 
 def _busy() -> bool:

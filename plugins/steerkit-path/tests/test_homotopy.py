@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -269,3 +270,51 @@ def test_moving_a_span_left_equals_a_copy_through_a_temporary() -> None:
         _move_left(np.zeros(10), 5, 11, 2)
     with pytest.raises(ValueError, match="bad span"):
         _move_left(np.zeros(10), 1, 5, 2)
+
+
+def test_a_float32_pools_kept_products_stay_within_their_rounding_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A float32 pool's e = a_p − D_p F and r = 1 − D_p U are kept up to date along additions
+    and drops (one product per step, not two): over a long run with no refresh, at every step
+    they differ from the float64 products by less than the bound `_entering` brackets with
+    (so the float64 recheck still picks the exact path), and the products were made afresh
+    only when the pool grew."""
+    import steerkit_path.homotopy as homotopy
+
+    monkeypatch.setattr(homotopy, "POOL32_SIZE", 0)
+    monkeypatch.setattr(homotopy, "REFRESH_EVERY", 10**9)
+    made: list[int] = []
+    original = homotopy._PoolProducts.__init__
+
+    def counted(self: Any, *args: Any) -> None:
+        made.append(1)
+        original(self, *args)
+
+    monkeypatch.setattr(homotopy._PoolProducts, "__init__", counted)
+    rng = np.random.default_rng(7)
+    decoder = random_decoder(rng, 1200, 48).astype(np.float32)
+    w = rng.normal(size=48) * 3
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w, pool_size=1200)
+    scale = (h.d_model + 2) * homotopy._U32 * 1.01 + 1.01e-12
+    worst = 0.0
+    steps = 0
+    while not h.complete:
+        h.step()
+        steps += 1
+        products = h._products
+        if products is None or h.complete:
+            continue
+        Dp = h.Dp.astype(np.float64)
+        e = h.a_p - Dp @ h.F
+        r = 1.0 - Dp @ h.U
+        bound_e = h._pool_norms * scale * products.F_reach + h._a_p_slack
+        bound_r = h._pool_norms * scale * products.U_reach + 1e-12
+        assert (np.abs(products.e - e) <= bound_e).all()
+        assert (np.abs(products.r - r) <= bound_r).all()
+        worst = max(worst, float((np.abs(products.e - e) / bound_e).max()))
+    assert steps > 60 and len(made) <= 2, (steps, len(made))
+    assert worst > 1e-4  # the bound is not vacuous: the kept products do carry rounding
+    alphas, *_ = lars_path(decoder.astype(np.float64).T, w, method="lasso", positive=True)
+    ours = np.array([rec.alpha for rec in h.records])
+    np.testing.assert_allclose(ours, alphas * 48, rtol=1e-7, atol=1e-10)
