@@ -430,26 +430,18 @@ class Homotopy:
         _move_left(self._R_flat, (position + 1) * cap, n * cap, cap)
         # rotate rows k and k+1 from column k on, in place: BLAS drot on the Fortran-ordered
         # factor's flat view (element (i, j) at i + j·capacity), one call per rotation
+        # (positional arguments and `item`: keyword parsing and numpy scalars took half of the
+        # loop's time, ~1.2 ms for 527 rotations against 0.64 ms)
         flat = self._R_flat
+        item = flat.item
         for k in range(position, n - 1):
-            p, q = R[k, k], R[k + 1, k]
+            at = k + k * cap
+            p, q = item(at), item(at + 1)
             h = math.hypot(p, q)
             if h == 0.0:
                 continue
-            at = k + k * cap
-            drot(
-                flat,
-                flat,
-                p / h,
-                q / h,
-                n=n - 1 - k,
-                offx=at,
-                incx=cap,
-                offy=at + 1,
-                incy=cap,
-                overwrite_x=1,
-                overwrite_y=1,
-            )
+            # drot(x, y, c, s, n, offx, incx, offy, incy, overwrite_x, overwrite_y)
+            drot(flat, flat, p / h, q / h, n - 1 - k, at, cap, at + 1, cap, 1, 1)
         R[n - 1, :n] = 0.0
         R[:n, n - 1] = 0.0
         negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
