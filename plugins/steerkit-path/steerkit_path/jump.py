@@ -60,6 +60,13 @@ GIVE_UP_ROUNDS = 8
 #: growth of A is what the first rounds do, and larger shares overshoot into rounds of leaving.
 ENTER_SHARE = 0.5
 MIN_ENTER = 64
+#: ... and at most this share of the room left below d_model (|A| ≤ d_model: more rows are
+#: linearly dependent), except towards the end, whose A spans the space. Near the path's end
+#: (|A| 528 of 640 at 1.01 × the smallest ε on the default run's SAE) entering all the room
+#: at once overshot to |A| = 640, where some 300 features left and entered every round and the
+#: rounds never settled; a quarter of the room settles in 27 rounds there (and λ = 10 in 21,
+#: where it used to give up and walk 1,071 breakpoints).
+ROOM_SHARE = 0.25
 #: An SOCP's point is approached through at most this many QP points, and its own pivoting
 #: from one of them gets this many rounds to settle.
 SOCP_ROUNDS = 30
@@ -393,10 +400,21 @@ def _pivot(
                 return h.priced(point.fitted, point.alpha, A, estimate=estimate)
         return h.outside_violators(point.fitted, point.alpha, A)
 
+    seen: set[tuple[bytes, float, bool]] = set()
     for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
             return None
+        # back at an active set already priced (at the same guess, in the same precision): the
+        # rounds circle — an SOCP's α moves with A, so Murty's rule does not prevent it, and
+        # float32 prices near the threshold can swap one feature in and out for ever
+        key = (A.tobytes(), target.guess, gram.exact)
+        if key in seen:
+            if gram.exact:
+                return None
+            gram.exactly()
+            key = (key[0], key[1], True)
+        seen.add(key)
         try:
             point = _Round.factored(h, *gram.active(A), A, target)
         except LinAlgError:
@@ -456,6 +474,8 @@ def _pivot(
         # at most d_model active rows (more are linearly dependent: G_AA singular)
         room = h.d_model - (A.size - leave.size)
         most = min(max(min(MIN_ENTER, h.d_model // 8 + 1), int(ENTER_SHARE * A.size)), room)
+        if target.kind != "end":  # (the end's A spans the space: no room to keep)
+            most = min(most, max(1, int(ROOM_SHARE * room)))
         if most <= 0 and leave.size == 0:
             if gram.exact:
                 return None

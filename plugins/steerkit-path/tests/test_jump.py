@@ -144,13 +144,15 @@ def test_pricing_on_a_small_pool_grows_it_and_still_finds_the_point(
     assert np.abs(points.dense(0) - walk.delta).max() <= 1e-7 * walk.delta.max()
 
 
-@pytest.mark.parametrize(("factor", "pivots"), [(1.02, False), (1.3, True)])
+@pytest.mark.parametrize(
+    ("factor", "pivots"), [(1.00005, False), (1.003, True), (1.02, True), (1.3, True)]
+)
 def test_an_socp_answer_near_the_smallest_eps_is_walked_to(
     factor: float, pivots: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When w lies in the cone of the rows, the smallest feasible ε/r is 1/‖w‖ (the bound every
     point meets); an answer within NEAR_END of it is walked to without a round of pivoting,
-    one further along is pivoted to, and both equal Clarabel's."""
+    one further along (even where |A| nears d_model) is pivoted to, and both equal Clarabel's."""
     decoder, w = correlated(3)
     r = 2.0
     with monkeypatch.context() as patch:
@@ -286,3 +288,52 @@ def test_a_pivoting_rounds_estimate_prices_within_the_float32_rounding_bound() -
     for j in exact.symmetric_difference(estimated.tolist()):
         assert abs(values[j] - limit) <= reach[j]
     assert len(exact) > 50 and len(estimated) > 50
+
+
+def test_rounds_that_come_back_to_an_active_set_go_on_in_float64(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round that returns to an active set already priced (same guess, same precision) is
+    circling: the rounds switch to float64 and settle there. Here float32 rounds are made to
+    circle on purpose — at the answer's active set A*, feature j (never in the answer) is
+    priced as a violator, and at A* ∪ {j} it is made to leave (and nothing to enter) — so
+    without the check they would swap j in and out until they gave up and walked."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(6)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=3.0)
+    walk = walked(problem, monkeypatch)
+    answer = set(np.flatnonzero(walk.delta).tolist())
+    j = int(np.argmin(decoder.astype(np.float64) @ w))  # least correlated: not in the answer
+    assert j not in answer
+    priced = Homotopy.priced
+
+    def lying_prices(self: Any, fitted: Any, alpha: float, active: Any, **kwargs: Any) -> Any:
+        over, ratio = priced(self, fitted, alpha, active, **kwargs)
+        if kwargs.get("estimate") and set(active.tolist()) == answer:
+            over, ratio = np.append(over, j), np.append(ratio, 10.0)
+        if kwargs.get("estimate") and set(active.tolist()) == answer | {j}:
+            over, ratio = over[:0], ratio[:0]  # only j moves: straight back to A*
+        return over, ratio
+
+    made = jump_module._Round.__init__
+
+    def lying_signs(self: Any, h: Any, xv: Any, DA: Any, A: Any, *args: Any) -> None:
+        made(self, h, xv, DA, A, *args)
+        if xv.dtype == np.float32 and set(A.tolist()) == answer | {j}:
+            self.leave = np.array([j])
+
+    circles: list[bool] = []
+    exactly = jump_module._Gram.exactly
+
+    def switched(self: Any) -> None:
+        circles.append(self.exact)
+        exactly(self)
+
+    monkeypatch.setattr(Homotopy, "priced", lying_prices)
+    monkeypatch.setattr(jump_module._Round, "__init__", lying_signs)
+    monkeypatch.setattr(jump_module._Gram, "exactly", switched)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok and solution.info.get("jump", 0) > 0, "the rounds gave up and walked"
+    assert circles == [False], "the rounds did not go on in float64 once"
+    assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
