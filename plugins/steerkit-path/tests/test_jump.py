@@ -170,28 +170,32 @@ def test_an_socp_answer_near_the_smallest_eps_is_walked_to(
     assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
 
 
+SPOIL = 0.05
+
+
 def test_rounds_in_float32_are_settled_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     """The rounds of a float32 decoder run on a float32 Gram; the answer is recomputed in
     float64 on its active set and priced again. With the float32 Gram spoiled (its entries
-    off by 2%), the rounds settle on wrong active sets; the float64 check must catch that and
-    go on in float64, to the walked path's answer."""
+    off by up to SPOIL), the rounds settle on wrong active sets; the float64 check must catch
+    that and go on in float64, to the walked path's answer."""
     decoder, w = correlated(5)
-    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=3.0)
-    original = jump_module._Gram.ensure
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=30.0)
+    original = jump_module._Gram.active
     switched: list[bool] = []
 
-    def spoiled(self: Any, features: Any) -> None:
-        original(self, features)
-        if not self.exact:
-            n = self.n
-            noise = np.random.default_rng(n).uniform(0.98, 1.02, size=(n, n))
-            self.G[:n, :n] *= ((noise + noise.T) / 2).astype(np.float32)
+    def spoiled(self: Any, A: Any) -> Any:
+        G, DA = original(self, A)
+        if not self.exact:  # each pair's entry off by the same few % in every round
+            pair = A[:, None] + A[None, :]
+            G = G * (1 + SPOIL * np.cos(0.37 * pair)).astype(np.float32)
+            G[np.diag_indices_from(G)] = np.einsum("ij,ij->i", DA, DA)
+        return G, DA
 
     def exactly(self: Any) -> None:
         switched.append(not self.exact)
         self._reset(np.float64)
 
-    monkeypatch.setattr(jump_module._Gram, "ensure", spoiled)
+    monkeypatch.setattr(jump_module._Gram, "active", spoiled)
     monkeypatch.setattr(jump_module._Gram, "exactly", exactly)
     solution = PathSolver().solve(problem, cache=False)
     assert solution.ok and solution.info.get("jump", 0) > 0
@@ -337,3 +341,25 @@ def test_rounds_that_come_back_to_an_active_set_go_on_in_float64(
     assert solution.ok and solution.info.get("jump", 0) > 0, "the rounds gave up and walked"
     assert circles == [False], "the rounds did not go on in float64 once"
     assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
+
+
+def test_the_rounds_gram_entries_equal_a_plain_product() -> None:
+    """The rounds' Gram multiplies only the members of each A that joined since the last round
+    (new, or back after leaving): over a sequence of active sets that grows, loses members and
+    takes them back, every G_AA equals D_A D_Aᵀ computed afresh, and D_A the decoder's rows."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(2, d_sae=300, d_model=40)
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
+    gram = jump_module._Gram(h)
+    rng = np.random.default_rng(0)
+    A = np.sort(rng.choice(300, 10, replace=False))
+    for _ in range(12):
+        G, DA = gram.active(A)
+        rows = decoder[A]
+        np.testing.assert_array_equal(DA, rows)
+        np.testing.assert_allclose(G, rows @ rows.T, rtol=1e-6, atol=1e-6)
+        keep = A[rng.random(A.size) < 0.7]  # some leave ...
+        back = rng.choice(300, 8, replace=False)  # ... some (new or former members) join
+        A = np.union1d(keep, back)
+    assert gram.n > A.size  # features seen and left: their rows kept, not all multiplied
