@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +31,7 @@ from scipy.linalg import cholesky
 from scipy.linalg.blas import drot
 from scipy.linalg.lapack import dtrtrs
 
+from steerkit import cores
 from steerkit_path.projection import ProjectedRows, row_norm_bounds
 
 __all__ = ["Breakpoint", "Homotopy", "PathStepLimitError"]
@@ -96,15 +96,12 @@ _U32 = 2.0**-24
 #: float32 pass over the decoder; a repair recomputes the steps since the last good breakpoint.
 CHECK_EVERY = 32
 #: Walks and checks run with numpy's BLAS threads only while the machine has a core to spare:
-#: other processes keep at most cpu_count − 1 − this many cores busy (`_busy`). Measured on
-#: 2 cores: quiet, two threads walk faster (the 1.01×-smallest-ε walk on the default run's
-#: SAE 0.92 s against 1.15 s with one; the Gemma-2-2B-scale certified grid 9.4–10.1 s against
-#: 11.9–13.4 s); with another process busy, numpy's spinning threads made that walk take
-#: 5–9 s instead of 0.8 s.
+#: other processes keep at most cpu_count − 1 − this many cores busy (`steerkit.cores.busy`,
+#: measured from /proc/stat, not the lagging load average). Measured on 2 cores: quiet, two
+#: threads walk faster (the 1.01×-smallest-ε walk on the default run's SAE 0.92 s against
+#: 1.15 s with one; the Gemma-2-2B-scale certified grid 9.4–10.1 s against 11.9–13.4 s); with
+#: another process busy, numpy's spinning threads made that walk take 5–9 s instead of 0.8 s.
 SPARE_CORE = 0.5
-#: Seconds between two measures of what other processes take (`_others_cores`): /proc/stat counts
-#: in 10 ms ticks, so a window of 0.2 s resolves a twentieth of a core.
-BUSY_WINDOW = 0.2
 #: Active rows the factor has room for at first (it grows by half as the active set does).
 FACTOR_ROWS = 128
 
@@ -1079,66 +1076,9 @@ class _PoolProducts:
 
 
 def _busy() -> bool:
-    """Whether other processes leave this one no core to spare: the cores they kept busy
-    lately (`_others_cores`) above cpu_count − 1 − SPARE_CORE. Where that cannot be measured (no
-    /proc/stat, or the first look), the 1-minute load average, which counts this process too,
-    above cpu_count − 1 + SPARE_CORE; False where neither is known."""
-    cores = os.cpu_count() or 1
-    others = _others_cores()
-    if others is not None:
-        return others > cores - 1 - SPARE_CORE
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - platforms without it
-        return False
-    return load > cores - 1 + SPARE_CORE
-
-
-#: (monotonic time, the machine's busy CPU seconds, this process's CPU seconds) at the last
-#: look, and the others' cores measured then
-_last_look: tuple[float, float, float] | None = None
-_last_others: float | None = None
-
-
-def _others_cores() -> float | None:
-    """Cores that other processes kept busy since the last look, measured at most every
-    BUSY_WINDOW seconds (in between, the last measure): the machine's busy time from
-    /proc/stat less this process's own CPU time, over the wall time. The load average lags a
-    minute behind and counts this process's threads too: a process that took a core 30 s ago
-    left it at 0.6 on 2 cores, and numpy's two threads then made each pricing product of the
-    4096 × 640 SAE take 5 ms instead of 0.25 ms. None where /proc/stat cannot be read, or
-    before a second look."""
-    global _last_look, _last_others
-    now = time.monotonic()
-    if _last_look is not None and now - _last_look[0] < BUSY_WINDOW:
-        return _last_others
-    busy = _machine_busy_seconds()
-    if busy is None:
-        return None
-    own = time.process_time()
-    if _last_look is not None:
-        wall = now - _last_look[0]
-        _last_others = max(0.0, (busy - _last_look[1]) - (own - _last_look[2])) / wall
-    _last_look = (now, busy, own)
-    return _last_others
-
-
-def _machine_busy_seconds() -> float | None:
-    """CPU seconds every core spent busy since boot (user, nice, system, irq, softirq, steal
-    in /proc/stat's first line); None where it cannot be read."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            fields = f.readline().split()
-        ticks = sum(int(fields[k]) for k in (1, 2, 3, 6, 7, 8))
-    except (OSError, ValueError, IndexError):
-        return None
-    return ticks / _TICKS
-
-
-try:
-    _TICKS = float(os.sysconf("SC_CLK_TCK"))
-except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
-    _TICKS = 100.0
+    """Whether other processes leave this one no core to spare (`steerkit.cores.busy` with
+    SPARE_CORE)."""
+    return cores.busy(SPARE_CORE)
 
 
 class _NoLimit:

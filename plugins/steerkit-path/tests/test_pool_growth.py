@@ -5,16 +5,13 @@ buffer stays within POOL_GROWTH of the pool it holds."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 import steerkit_path.homotopy as homotopy
 from sklearn.linear_model import lars_path
 from steerkit_path.homotopy import Homotopy
 
+from steerkit import cores
 from steerkit.testing import random_decoder
 
 
@@ -75,9 +72,9 @@ def test_walks_take_numpy_threads_only_with_a_core_to_spare(
     """On a machine whose cores are all taken, a walk runs every BLAS library on one thread
     (numpy's spinning threads cost 5–9× there); with a core free, numpy keeps its threads.
     The path is the same either way."""
-    monkeypatch.setattr(homotopy.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(homotopy, "_others_cores", lambda: None)  # unmeasured: the load average
-    monkeypatch.setattr(homotopy.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cores, "others", lambda: None)  # unmeasured: the load average
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (load, load, load))
     assert homotopy._busy() is busy
     chosen: list[str] = []
     monkeypatch.setattr(homotopy, "_single_threaded", lambda: chosen.append("one") or _Nothing())
@@ -100,58 +97,3 @@ class _Nothing:
 
     def __exit__(self, *args: object) -> None:
         return None
-
-
-def test_the_cores_other_processes_take_are_measured_without_this_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`_others_cores` is the machine's busy time less this process's own, over the wall time: a
-    process spinning beside this one (which sleeps) is seen at once, where the load average
-    lags a minute; and this process's own work is not counted as another's."""
-    monkeypatch.setattr(homotopy, "_last_look", None)
-    monkeypatch.setattr(homotopy, "_last_others", None)
-    monkeypatch.setattr(homotopy, "BUSY_WINDOW", 0.05)
-    if homotopy._others_cores() is None and homotopy._last_look is None:
-        pytest.skip("no /proc/stat here: the load average is used instead")
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        homotopy._others_cores()  # a look with the spinner running
-        time.sleep(0.6)
-        seen = homotopy._others_cores()
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert seen is not None and seen >= 0.5
-    # this process's own work, alone: far less than a core is counted as others' (what the
-    # machine's other processes take meanwhile is not known here, so only the spinner's
-    # absence is asserted through the difference)
-    homotopy._others_cores()
-    start = time.monotonic()
-    while time.monotonic() - start < 0.6:
-        sum(range(10_000))
-    own = homotopy._others_cores()
-    assert own is not None and own < seen
-
-
-def test_busy_compares_the_others_cores_with_the_spare_core(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With the others' cores measured, the load average is not read; on 2 cores, others
-    taking more than 2 − 1 − SPARE_CORE = 0.5 core leave none to spare (a hand computation
-    from faked clock, /proc/stat and process time readings)."""
-    monkeypatch.setattr(homotopy.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(homotopy.os, "getloadavg", lambda: pytest.fail("load average read"))
-    clock = iter([100.0, 101.0, 102.0])
-    machine = iter([50.0, 51.8, 52.9])  # busy seconds of every core
-    own = iter([3.0, 3.9, 4.8])  # this process's CPU seconds
-    monkeypatch.setattr(homotopy.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(homotopy, "_machine_busy_seconds", lambda: next(machine))
-    monkeypatch.setattr(homotopy.time, "process_time", lambda: next(own))
-    monkeypatch.setattr(homotopy, "_last_look", None)
-    monkeypatch.setattr(homotopy, "_last_others", None)
-    assert homotopy._others_cores() is None  # the first look: nothing to compare with
-    assert homotopy._busy() is True  # (1.8 − 0.9) / 1 = 0.9 core taken by others
-    assert homotopy._last_others == pytest.approx(0.9)
-    assert homotopy._busy() is False  # (1.1 − 0.9) / 1 = 0.2 core
-    assert homotopy._last_others == pytest.approx(0.2)
