@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from steerkit._blas import one_thread_when_busy
 from steerkit.answer import Answer, accept_many, all_excluded, check, precheck, reweigh
 from steerkit.executor import Requirements
 from steerkit.problem import ProblemKind, SteeringProblem
@@ -208,7 +209,14 @@ class Solver(Requirements, abc.ABC):
     def _accepted(
         self, pending: Sequence[tuple[SteeringProblem, Answer | Solution, float]]
     ) -> list[Solution]:
-        """The core's Solutions of a chunk of (problem, answer, seconds)."""
+        """The core's Solutions of a chunk of (problem, answer, seconds); its products with one
+        BLAS thread while the machine is busy (`steerkit._blas`)."""
+        with one_thread_when_busy():
+            return self._accept_chunk(pending)
+
+    def _accept_chunk(
+        self, pending: Sequence[tuple[SteeringProblem, Answer | Solution, float]]
+    ) -> list[Solution]:
         solutions: list[Solution | None] = [None] * len(pending)
         answers = []
         for j, (problem, answer, seconds) in enumerate(pending):

@@ -1,0 +1,62 @@
+"""The core's BLAS threading for certificates (`steerkit._blas`): one thread while busy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import steerkit
+from steerkit import SteeringProblem, _blas
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _numpy_threads() -> int:
+    info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    return min(i["num_threads"] for i in info)
+
+
+def test_one_thread_while_busy_and_restored_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _numpy_threads()
+    monkeypatch.setattr(_blas, "busy", lambda: True)
+    with _blas.one_thread_when_busy():
+        assert _numpy_threads() == 1
+    assert _numpy_threads() == before
+
+
+def test_threads_untouched_while_a_core_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _numpy_threads()
+    monkeypatch.setattr(_blas, "busy", lambda: False)
+    with _blas.one_thread_when_busy():
+        assert _numpy_threads() == before
+
+
+def test_busy_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_blas.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_blas.os, "getloadavg", lambda: (1.6, 0.0, 0.0))
+    assert _blas.busy()
+    monkeypatch.setattr(_blas.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert not _blas.busy()
+
+
+def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template's acceptance runs inside the limit: the thread count seen by the core's
+    `accept_many` is 1 when busy."""
+    import steerkit.solver as solver_module
+
+    seen: list[int] = []
+    original = solver_module.accept_many
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(_numpy_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(solver_module, "accept_many", spy)
+    monkeypatch.setattr(_blas, "busy", lambda: True)
+    rng = np.random.default_rng(0)
+    decoder = rng.standard_normal((40, 6))
+    w = rng.standard_normal(6)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+    solution = steerkit.solve(problem, "path")
+    assert solution.ok
+    assert seen == [1]
