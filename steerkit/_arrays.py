@@ -128,3 +128,16 @@ def blocks64(array: np.ndarray[Any, Any], rows: int) -> Iterator[tuple[int, Floa
         block = buffer[: part.shape[0]]
         np.copyto(block, part)
         yield start, block
+
+
+def gathered64(
+    array: np.ndarray[Any, Any], index: np.ndarray[Any, Any], rows: int
+) -> Iterator[tuple[int, FloatArray]]:
+    """(first position, the rows array[index[start : start + rows]] as float64) block by block,
+    through one reused buffer: the rows are never all gathered at once."""
+    buffer = np.empty((min(rows, index.size), array.shape[1]))
+    for start in range(0, index.size, rows):
+        part = index[start : start + rows]
+        block = buffer[: part.size]
+        np.copyto(block, array[part])
+        yield start, block

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from steerkit._arrays import FloatArray, blocks64, check_finite, float_array, readonly
+from steerkit._arrays import FloatArray, blocks64, check_finite, float_array, gathered64, readonly
 
 __all__ = ["Decoder"]
 
@@ -353,11 +353,10 @@ class Decoder:
         return result
 
     def _rows_times(self, index: np.ndarray[Any, Any], x: FloatArray) -> FloatArray:
-        """D[index] x in float64 (len(index), m): the rows gathered in the decoder's precision
-        and converted a block at a time."""
-        rows = self._array[index]
+        """D[index] x in float64 (len(index), m): the rows gathered and converted a block at a
+        time."""
         result = np.empty((index.size, x.shape[1]))
-        for start, part in blocks64(rows, _BLOCK_ROWS64):
+        for start, part in gathered64(self._array, index, _BLOCK_ROWS64):
             result[start : start + part.shape[0]] = part @ x
         return result
 

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from steerkit._arrays import FloatArray, blocks64, describe, readonly, to_numpy
+from steerkit._arrays import FloatArray, describe, gathered64, readonly, to_numpy
 from steerkit.errors import InfeasibleError, SolverError, ValidationError
 from steerkit.problem import ProblemKind, SteeringProblem
 
@@ -150,9 +150,9 @@ def certificate(
 _made = threading.local()
 _made.delta = None
 
-#: Bytes of decoder rows (in the decoder's precision) a batch of certificates gathers at once
-#: (`certify_many`; a larger batch is split), and of the float64 blocks its products convert.
-_GATHER_BYTES = 32 * 2**20
+#: Bytes of the float64 blocks of decoder rows a batch of certificates gathers and multiplies at
+#: a time (`certify_many`): the rows are gathered twice, a block at a time, never all at once —
+#: gathering a chunk's union at once (up to 32 MB at Gemma-2-2B scale) was the grid's peak.
 _BLOCK_BYTES = 4 * 2**20
 
 
@@ -175,21 +175,14 @@ def certify_many(
     the rows of every support are gathered in float64 once, Dᵀδ of every answer and the support's
     reduced costs are two matrix products, and the reduced costs over every feature are screened
     together (`Decoder.min_reduced_costs`). supports: (index, values) of δ's non-zero entries,
-    index sorted and unique. Batches whose gathered rows would pass _GATHER_BYTES are split."""
+    index sorted and unique. The rows of the supports' union are gathered a block at a time."""
     if not problems:
         return []
     dictionary = problems[0].dictionary
     if any(p.dictionary is not dictionary or p.costs is not None for p in problems):
         raise ValueError("certify_many: problems on one Decoder, without costs")
     union = np.unique(np.concatenate([index for index, _ in supports] or [np.empty(0, int)]))
-    gathered = union.size * dictionary.d_model * dictionary.dtype.itemsize
-    if len(problems) > 1 and gathered > _GATHER_BYTES:
-        half = len(problems) // 2
-        return certify_many(problems[:half], supports[:half], duals[:half]) + certify_many(
-            problems[half:], supports[half:], duals[half:]
-        )
-    # the rows in the decoder's precision, gathered once; multiplied in float64 a block at a time
-    rows = dictionary.array[union]
+    rows = dictionary.array
     block = max(1, _BLOCK_BYTES // (8 * dictionary.d_model))
     m = len(problems)
     places = [np.searchsorted(union, index) for index, _ in supports]
@@ -197,7 +190,7 @@ def certify_many(
     for j, (place, (_, values)) in enumerate(zip(places, supports)):
         weights[place, j] = values
     vs = np.zeros((dictionary.d_model, m))
-    for start, part in blocks64(rows, block):
+    for start, part in gathered64(rows, union, block):
         vs += part.T @ weights[start : start + part.shape[0]]
     vs = vs.T  # (m, d_model): Dᵀδ of every answer
     for problem, dual in zip(problems, duals):
@@ -224,7 +217,7 @@ def certify_many(
         scale = np.where(qp, lams, np.where((nus > 0) & (norms > 0), nus / norms, 0.0))
     us = scale[:, None] * vs - np.einsum("mk,mkd->md", mus, directions)
     on_rows = np.empty((union.size, m))  # reduced costs of the gathered rows
-    for start, part in blocks64(rows, block):
+    for start, part in gathered64(rows, union, block):
         on_rows[start : start + part.shape[0]] = part @ us.T
     on_rows += 1.0
     # QP: δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ; SOCP: cᵀδ − μᵀr + νε

@@ -325,9 +325,8 @@ def test_certify_many_equals_the_one_answer_figures_and_the_plain_product(
     w = rng.normal(size=20)
     dec = Decoder(decoder)
     problems, supports, duals = _sparse_answers(rng, dec, w, 40)
-    # small gathers: the batch is split, the figures must not change
-    monkeypatch.setattr(solution_module, "_GATHER_BYTES", 20 * 4 * 60)
-    monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 20 * 8 * 7)  # products in blocks
+    # rows gathered and multiplied in small blocks: the figures must not change
+    monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 20 * 8 * 7)
     figures = certify_many(problems, supports, duals)
     plain = decoder.astype(np.float64)
     for problem, (index, values), dual, figure in zip(problems, supports, duals, figures):
@@ -348,6 +347,45 @@ def test_certify_many_equals_the_one_answer_figures_and_the_plain_product(
             _oracle_floor(decoder, u), rel=1e-9, abs=1e-13
         )
     assert max(f.certificate.dual_infeasibility for f in figures) > 1e-3  # not all feasible
+
+
+def test_certify_many_never_gathers_every_support_row_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The supports' rows are gathered a block at a time: the batch's peak memory stays far
+    below the gathered rows' size, and the figures match the one-answer ones."""
+    import tracemalloc
+
+    monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 96 * 8 * 100)  # 100 rows a block
+
+    rng = np.random.default_rng(15)
+    decoder = _unit_rows(rng, 6000, 96)  # float32: 2.3 MB
+    w = rng.normal(size=96)
+    dec = Decoder(decoder)
+    lam = 1.0
+    problems, supports, duals = [], [], []
+    for j in range(3):
+        index = np.arange(j, 6000, 2)[: 2800 + j]  # 2,800 rows each: 1.1 MB in float32
+        values = rng.uniform(0.1, 1.0, index.size) * 1e-3
+        v = decoder[index].astype(np.float64).T @ values
+        rhs = float(w @ v) * 0.5
+        problems.append(SteeringProblem.qp(decoder=dec, directions=w, rhs=rhs, lam=lam))
+        supports.append((index, values))
+        duals.append(Duals(linear=np.array([0.3])))
+    certify_many(problems[:1], supports[:1], duals[:1])  # warm: kept points, caches
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    figures = certify_many(problems, supports, duals)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    union_rows = 6000 * 96 * 4 * (2801 + 2801) // 6000  # every other row and a few more
+    assert peak < union_rows / 2, (peak, union_rows)
+    for problem, (index, values), dual, figure in zip(problems, supports, duals, figures):
+        delta = np.zeros(dec.d_sae)
+        delta[index] = values
+        one = Solution.build(problem, delta, status="optimal", solver="t", seconds=0.0, duals=dual)
+        assert figure.objective == pytest.approx(one.objective, rel=1e-12)
+        assert figure.certificate.gap == pytest.approx(one.gap, rel=1e-9, abs=1e-13)
 
 
 class _Replay(steerkit.Solver):

@@ -102,8 +102,12 @@ CHECK_EVERY = 32
 #: 1.15 s with one; the Gemma-2-2B-scale certified grid 9.4–10.1 s against 11.9–13.4 s); with
 #: another process busy, numpy's spinning threads made that walk take 5–9 s instead of 0.8 s.
 SPARE_CORE = 0.5
-#: Active rows the factor has room for at first (it grows by half as the active set does).
+#: Active rows the factor has room for at first; it grows by FACTOR_GROWTH as the active set
+#: does, in place (`Homotopy._reserve`), so a small factor costs only a few more moves of R's
+#: columns (the Gemma-2-2B-scale grid's largest active set, 1,665, left R and D_A at 2,188 rows
+#: growing by half — 79 MB — and at 1,858 rows growing by a quarter — 62 MB).
 FACTOR_ROWS = 128
+FACTOR_GROWTH = 1.25
 
 
 class PathStepLimitError(RuntimeError):
@@ -224,17 +228,18 @@ class Homotopy:
         self.a_p = np.empty(0)
         self._grow_pool(np.union1d(pool, [top]))
 
-        # room for FACTOR_ROWS active rows to start with, grown by half when full (`_reserve`)
+        # room for FACTOR_ROWS active rows to start with, grown when full (`_reserve`)
         # up to d_model + 1: reserving that at once took 85 MB at Gemma-2-2B scale for paths
         # whose active sets stay far smaller
         capacity = min(self.d_model, self.d_sae, FACTOR_ROWS) + 1
         self._DA = np.empty((capacity, self.d_model))
         # Fortran order: the first n columns are then one contiguous block that LAPACK reads in
-        # place (leading dimension = capacity), with no copy of the factor per solve
-        self._R = np.zeros((capacity, capacity), order="F")
+        # place (leading dimension = capacity), with no copy of the factor per solve; the flat
+        # buffer owns the memory (BLAS level-1 calls address it, `_reserve` grows it in place)
+        self._R_flat = np.zeros(capacity * capacity)
+        self._R = self._R_flat.reshape((capacity, capacity), order="F")
         #: the active features as an array, in the order of `active` (read every step)
         self._active_buffer = np.empty(capacity, dtype=np.int64)
-        self._R_flat = self._R.ravel(order="F")  # a view: BLAS level-1 calls address it
         self._since_refresh = 0
         #: the current segment's direction (see `Breakpoint`), set by the first addition
         self.x: FloatArray
@@ -328,20 +333,32 @@ class Homotopy:
 
     def _reserve(self, n: int) -> None:
         """Room for n + 1 active rows in the factor, the active rows and the active buffer (as
-        many as d_model + 1 at most): grown by half, the first n kept."""
+        many as d_model + 1 at most): grown by FACTOR_GROWTH, the first n kept. R and D_A grow
+        in place (`ndarray.resize`, a realloc: a large block is re-mapped, not copied), so the
+        old and the new buffers are never held together, and R's columns move to their new
+        leading dimension within the buffer."""
         capacity = self._R.shape[0]
         most = min(self.d_model, self.d_sae) + 1
         if n < capacity or capacity >= most:
             return
-        grown = min(most, max(n + 1, capacity + capacity // 2))
-        R = np.zeros((grown, grown), order="F")
-        R[:capacity, :capacity] = self._R
-        DA = np.empty((grown, self.d_model))
-        DA[:capacity] = self._DA
+        grown = min(most, max(n + 1, int(capacity * FACTOR_GROWTH)))
+        flat = self._R_flat
+        del self._R  # the views are remade below: the realloc may move the buffer
+        flat.resize(grown * grown, refcheck=False)
+        # column j moves from j·capacity to j·grown (the leading dimension), the last one first
+        # (its new place lies beyond every earlier column's old one); the rest is zeroed
+        for j in range(capacity - 1, 0, -1):
+            ctypes.memmove(
+                flat[j * grown :].ctypes.data, flat[j * capacity :].ctypes.data, capacity * 8
+            )
+            flat[j * grown + capacity : (j + 1) * grown] = 0.0
+        flat[capacity:grown] = 0.0
+        flat[capacity * grown :] = 0.0
+        self._R = flat.reshape((grown, grown), order="F")
+        self._DA.resize((grown, self.d_model), refcheck=False)
         active = np.empty(grown, dtype=np.int64)
         active[:capacity] = self._active_buffer
-        self._R, self._DA, self._active_buffer = R, DA, active
-        self._R_flat = R.ravel(order="F")  # a view, as in __init__
+        self._active_buffer = active
 
     def _solve(self, b: FloatArray, *, transpose: bool = False) -> FloatArray:
         """R⁻¹b (or R⁻ᵀb) with the current factor, read in place by LAPACK (dtrtrs): scipy's

@@ -97,3 +97,38 @@ class _Nothing:
 
     def __exit__(self, *args: object) -> None:
         return None
+
+
+def test_the_factor_grows_in_place_keeping_every_entry() -> None:
+    """`_reserve` grows R (Fortran order, its leading dimension the capacity) and D_A in place:
+    every entry kept where a fresh zero matrix with the old block copied in would have it, and
+    the old and new buffers never held together (tracemalloc's peak is the new size)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    decoder = random_decoder(rng, 2000, 600)
+    w = rng.normal(size=600)
+    tracemalloc.start()  # before the buffers are made: a realloc of a traced block counts once
+    h = Homotopy(decoder, w, decoder @ w)
+    capacity = h._R.shape[0]
+    h._R[...] = rng.normal(size=h._R.shape)  # every entry, not only the triangle in use
+    h._DA[...] = rng.normal(size=h._DA.shape)
+    h._active_buffer[...] = rng.integers(0, 2000, size=capacity)
+    before_R, before_DA = h._R.copy(), h._DA.copy()
+    before_active = h._active_buffer.copy()
+    start = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    h._reserve(capacity)
+    peak = tracemalloc.get_traced_memory()[1] - start
+    tracemalloc.stop()
+    grown = h._R.shape[0]
+    assert grown == int(capacity * homotopy.FACTOR_GROWTH) > capacity
+    expected = np.zeros((grown, grown))
+    expected[:capacity, :capacity] = before_R
+    np.testing.assert_array_equal(h._R, expected)
+    assert h._R.flags.f_contiguous and np.shares_memory(h._R, h._R_flat)
+    np.testing.assert_array_equal(h._DA[:capacity], before_DA)
+    np.testing.assert_array_equal(h._active_buffer[:capacity], before_active)
+    # a copy would hold old and new R and D_A together: more than the growth itself
+    growth = (grown**2 - capacity**2) * 8 + (grown - capacity) * 600 * 8
+    assert peak < growth + capacity * 8 * 4 + 2**16, (peak, growth)
