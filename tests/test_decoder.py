@@ -283,6 +283,33 @@ def test_batch_screen_equals_the_full_pass_and_the_float64_product(
     assert dec.kept_points <= 12, "the second chunk must be screened, not full passes"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_answers_left_to_their_own_screens_are_exact_together(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers no shared screen settles go one by one: each screened against the points kept
+    by then, their rows multiplied together at the end — every figure equals the plain float64
+    product's, the dual infeasible ones included, with and without known support costs."""
+    rng = np.random.default_rng(17)
+    decoder = _unit_rows(rng, 3000, 16, dtype)
+    dec = Decoder(decoder)
+    us = _segment_points(rng, 16, 40)
+    dec.min_reduced_costs(us[::8])  # kept points along the segment
+    monkeypatch.setattr(Decoder, "_pairs", lambda self, us: [])  # no shared screen at all
+    calls: list[int] = []
+    original = Decoder._rows_times
+    monkeypatch.setattr(
+        Decoder, "_rows_times", lambda self, i, x: calls.append(x.shape[1]) or original(self, i, x)
+    )
+    support = np.arange(5)
+    known = [(support, 1.0 + decoder[support].astype(np.float64) @ u) for u in us[:20]]
+    got = np.maximum(0.0, -dec.min_reduced_costs(us, known + [None] * 20))  # type: ignore[arg-type]
+    want = [_oracle_floor(decoder, u) for u in us]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+    assert max(want) > 0  # some answers are dual infeasible, and are caught
+    assert max(calls) > 1  # their rows were multiplied together
+
+
 def test_a_corrupted_kept_point_is_caught_by_the_batch_screen() -> None:
     decoder, dec, u, worst = _one_kept_point(12)
     # answers nearby, some dual infeasible on the feature best aligned against u
