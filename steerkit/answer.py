@@ -480,11 +480,8 @@ def accept_many(
     shared screen); the others one by one."""
     solutions: list[Solution | None] = [None] * len(problems)
     batch: list[tuple[int, _Claim]] = []
-    dictionary = problems[0].dictionary if problems else None
-    shape = problems[0].directions.shape if problems else None
-    for j, (problem, answer) in enumerate(zip(problems, answers)):
-        alike = problem.dictionary is dictionary and problem.directions.shape == shape
-        claim = _sparse(problem, answer) if alike else None
+    claims = _claims(problems, answers)
+    for j, (problem, answer, claim) in enumerate(zip(problems, answers, claims)):
         if claim is None:
             solutions[j] = accept(problem, answer, solver=solver, seconds=seconds[j], info=info)
         else:
@@ -527,19 +524,84 @@ class _Claim(NamedTuple):
     notes: list[str]
 
 
+def _claims(problems: Sequence[SteeringProblem], answers: Sequence[Answer]) -> list[_Claim | None]:
+    """`_sparse` of every answer on the first problem's Decoder and direction shape (None for
+    the others), its array checks made once over the answers' concatenated supports: bounds,
+    finiteness, order and `clean`'s rounding test. An answer that fails one of them (or whose
+    entries are not of one length) goes through `_sparse` itself, which says the same."""
+    claims: list[_Claim | None] = [None] * len(problems)
+    if not problems:
+        return claims
+    dictionary, shape = problems[0].dictionary, problems[0].directions.shape
+    chosen: list[int] = []
+    indices: list[np.ndarray[Any, Any]] = []
+    values: list[FloatArray] = []
+    for j, (problem, answer) in enumerate(zip(problems, answers)):
+        alike = problem.dictionary is dictionary and problem.directions.shape == shape
+        if not (alike and _claimed(problem, answer)):
+            continue
+        assert answer.support is not None
+        index = np.asarray(answer.support[0], dtype=np.int64).reshape(-1)
+        value = np.asarray(answer.support[1], dtype=np.float64).reshape(-1)
+        if index.shape != value.shape:
+            continue  # `_sparse` refuses it too: `accept` says why
+        chosen.append(j)
+        indices.append(index)
+        values.append(value)
+    if not chosen:
+        return claims
+    sizes = np.array([index.size for index in indices])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index = np.concatenate(indices)
+    value = np.concatenate(values)
+    owner = np.repeat(np.arange(len(chosen)), sizes)
+    bad = np.zeros(len(chosen), dtype=bool)
+    outside = (index < 0) | (index >= dictionary.d_sae) | ~np.isfinite(value)
+    bad[owner[outside]] = True
+    unordered = np.flatnonzero(index[1:] <= index[:-1]) + 1  # a position not above the last
+    unordered = unordered[owner[unordered] == owner[unordered - 1]]  # within one answer
+    bad[owner[unordered]] = True
+    # `clean`: negatives at most CLIP_RELATIVE of the answer's largest |entry| are rounding
+    top = np.zeros(len(chosen))
+    filled = sizes > 0
+    if filled.any():  # each non-empty answer's entries run from its start to the next one's
+        top[filled] = np.maximum.reduceat(np.abs(value), starts[filled])
+    beyond = value < -CLIP_RELATIVE * top[owner]
+    bad[owner[beyond]] = True
+    clipped = np.where(value < 0, 0.0, value)
+    kept = clipped != 0.0
+    for n, j in enumerate(chosen):
+        if bad[n]:
+            claims[j] = _sparse(problems[j], answers[j])
+            continue
+        part = slice(starts[n], starts[n] + sizes[n])
+        keep = kept[part]
+        duals = answers[j].duals
+        assert duals is not None
+        claims[j] = _Claim(index[part][keep], clipped[part][keep], duals, set(), [])
+    return claims
+
+
+def _claimed(problem: SteeringProblem, answer: Answer) -> bool:
+    """Whether `answer` is an optimal claim given as a sparse δ with multipliers of the right
+    shape, on a problem without costs, that the backend does not doubt (what a batch certifies)."""
+    return (
+        answer.outcome is Outcome.OPTIMAL
+        and answer.support is not None
+        and answer.delta is None
+        and answer.duals is not None
+        and not answer.inaccurate
+        and problem.costs is None
+        and np.shape(answer.duals.linear) == (problem.n_constraints,)
+    )
+
+
 def _sparse(problem: SteeringProblem, answer: Answer) -> _Claim | None:
     """The sparse optimal claim `accept_many` certifies in its batch (`clean` applied to the
     values, zeros dropped), or None for `accept` to take (it says what is wrong, if anything)."""
-    if (
-        answer.outcome is not Outcome.OPTIMAL
-        or answer.support is None
-        or answer.delta is not None
-        or answer.duals is None
-        or answer.inaccurate
-        or problem.costs is not None
-        or np.shape(answer.duals.linear) != (problem.n_constraints,)
-    ):
+    if not _claimed(problem, answer):
         return None
+    assert answer.support is not None
     index = np.asarray(answer.support[0], dtype=np.int64).reshape(-1)
     values = np.asarray(answer.support[1], dtype=np.float64).reshape(-1)
     if (

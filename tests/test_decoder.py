@@ -497,3 +497,54 @@ def test_accept_many_takes_malformed_sparse_answers_one_by_one() -> None:
     with pytest.raises(ValueError, match="one Decoder"):
         other = SteeringProblem.qp(decoder=dec.array.copy(), directions=np.ones(8), rhs=1, lam=1)
         certify_many([problem, other], [(np.array([0]), np.ones(1))] * 2, [Duals(np.ones(1))] * 2)
+
+
+def test_a_chunks_claims_equal_the_one_by_one_checks() -> None:
+    """`_claims` checks a chunk's sparse answers over their concatenated supports; each claim
+    (or refusal) equals `_sparse`'s on that answer alone: sorted, unsorted, rounding and real
+    negatives, indices outside the decoder, NaN, empty, ragged, dense and wrong multipliers."""
+    from steerkit.answer import _claims, _sparse
+
+    rng = np.random.default_rng(19)
+    dec = Decoder(_unit_rows(rng, 500, 8))
+    base = SteeringProblem.qp(decoder=dec, directions=rng.normal(size=8), rhs=1.0, lam=1.0)
+    other = SteeringProblem.qp(decoder=dec, directions=rng.normal(size=(2, 8)), rhs=[1, 1], lam=1)
+    duals = Duals(linear=np.array([0.5]))
+
+    def sparse(index: Any, values: Any, dual: Duals = duals) -> Answer:
+        return Answer(Outcome.OPTIMAL, support=(index, values), duals=dual)
+
+    answers = [
+        sparse([3, 7, 40], [0.5, 0.25, 1.0]),
+        sparse([40, 3, 7], [1.0, 0.5, 0.25]),  # unsorted: sorted by `_sparse`
+        sparse([1, 2, 3], [1.0, -1e-9, 0.5]),  # a rounding negative: set to 0, dropped
+        sparse([1, 2, 3], [1.0, -0.5, 0.5]),  # a real negative: kept and reported
+        sparse([1, 500], [1.0, 1.0]),  # outside the decoder
+        sparse([-1, 2], [1.0, 1.0]),  # a negative index must not wrap around
+        sparse([4, 5], [np.nan, 1.0]),
+        sparse([], []),
+        sparse([4, 5, 6], [1.0, 2.0]),  # ragged
+        sparse([4, 4], [1.0, 2.0]),  # repeated
+        sparse([9, 11], [0.0, 2.0]),  # an explicit zero: dropped
+        sparse([6, 8], [1.0, 2.0], Duals(linear=np.array([0.5, 0.5]))),
+        Answer(Outcome.OPTIMAL, delta=np.zeros(500), duals=duals),
+        Answer(Outcome.INFEASIBLE),
+        sparse(np.array([2.0, 3.0]), [1.0, 2.0]),  # float indices, as `_sparse` casts them
+        sparse([10, 20], [3.0, 4.0]),
+    ]
+    problems = [base] * len(answers)
+    problems[-1] = other  # another direction shape: left to `accept`
+    got = _claims(problems, answers)
+    for j, (problem, answer, claim) in enumerate(zip(problems, answers, got)):
+        want = _sparse(problem, answer) if j != len(answers) - 1 else None
+        if want is None:
+            assert claim is None, j
+            continue
+        assert claim is not None, j
+        np.testing.assert_array_equal(claim.rows, want.rows)
+        np.testing.assert_array_equal(claim.values, want.values)
+        assert claim.rows.dtype == np.int64 and claim.values.dtype == np.float64
+        assert (claim.flags, claim.notes) == (want.flags, want.notes), j
+    assert got[3] is not None and got[3].flags == {"negative_entries"}
+    assert got[0] is not None and got[1] is not None
+    np.testing.assert_array_equal(got[1].rows, [3, 7, 40])
