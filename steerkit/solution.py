@@ -11,13 +11,13 @@ from __future__ import annotations
 import enum
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
-from steerkit._arrays import FloatArray, describe, gathered64, readonly, to_numpy
+from steerkit._arrays import FloatArray, blocks64, describe, gathered64, readonly, to_numpy
 from steerkit.errors import InfeasibleError, SolverError, ValidationError
 from steerkit.problem import ProblemKind, SteeringProblem
 
@@ -150,10 +150,12 @@ def certificate(
 _made = threading.local()
 _made.delta = None
 
-#: Bytes of the float64 blocks of decoder rows a batch of certificates gathers and multiplies at
-#: a time (`certify_many`): the rows are gathered twice, a block at a time, never all at once —
-#: gathering a chunk's union at once (up to 32 MB at Gemma-2-2B scale) was the grid's peak.
+#: Bytes of the float64 blocks of decoder rows a batch of certificates multiplies at a time
+#: (`certify_many`). The supports' rows are gathered once, in the decoder's precision, when they
+#: take at most _GATHER_BYTES; else a block at a time, twice (once per product) — gathering a
+#: chunk's whole union at once (up to 32 MB at Gemma-2-2B scale) was the grid's memory peak.
 _BLOCK_BYTES = 4 * 2**20
+_GATHER_BYTES = 8 * 2**20
 
 
 @attrs.frozen
@@ -175,22 +177,32 @@ def certify_many(
     the rows of every support are gathered in float64 once, Dᵀδ of every answer and the support's
     reduced costs are two matrix products, and the reduced costs over every feature are screened
     together (`Decoder.min_reduced_costs`). supports: (index, values) of δ's non-zero entries,
-    index sorted and unique. The rows of the supports' union are gathered a block at a time."""
+    index sorted and unique. The rows of the supports' union are gathered once while they take
+    at most _GATHER_BYTES, else a block at a time."""
     if not problems:
         return []
     dictionary = problems[0].dictionary
     if any(p.dictionary is not dictionary or p.costs is not None for p in problems):
         raise ValueError("certify_many: problems on one Decoder, without costs")
     union = np.unique(np.concatenate([index for index, _ in supports] or [np.empty(0, int)]))
-    rows = dictionary.array
     block = max(1, _BLOCK_BYTES // (8 * dictionary.d_model))
+    if union.size * dictionary.d_model * dictionary.dtype.itemsize <= _GATHER_BYTES:
+        gathered = dictionary.array[union]  # once, then converted a block at a time
+
+        def row_blocks() -> Iterator[tuple[int, FloatArray]]:
+            return blocks64(gathered, block)
+    else:
+
+        def row_blocks() -> Iterator[tuple[int, FloatArray]]:
+            return gathered64(dictionary.array, union, block)
+
     m = len(problems)
     places = [np.searchsorted(union, index) for index, _ in supports]
     weights = np.zeros((union.size, m))
     for j, (place, (_, values)) in enumerate(zip(places, supports)):
         weights[place, j] = values
     vs = np.zeros((dictionary.d_model, m))
-    for start, part in gathered64(rows, union, block):
+    for start, part in row_blocks():
         vs += part.T @ weights[start : start + part.shape[0]]
     vs = vs.T  # (m, d_model): Dᵀδ of every answer
     for problem, dual in zip(problems, duals):
@@ -217,7 +229,7 @@ def certify_many(
         scale = np.where(qp, lams, np.where((nus > 0) & (norms > 0), nus / norms, 0.0))
     us = scale[:, None] * vs - np.einsum("mk,mkd->md", mus, directions)
     on_rows = np.empty((union.size, m))  # reduced costs of the gathered rows
-    for start, part in gathered64(rows, union, block):
+    for start, part in row_blocks():
         on_rows[start : start + part.shape[0]] = part @ us.T
     on_rows += 1.0
     # QP: δᵀs + μᵀ(Aδ − r), the Wolfe dual at δ; SOCP: cᵀδ − μᵀr + νε

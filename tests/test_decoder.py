@@ -379,11 +379,12 @@ def test_certify_many_equals_the_one_answer_figures_and_the_plain_product(
 def test_certify_many_never_gathers_every_support_row_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The supports' rows are gathered a block at a time: the batch's peak memory stays far
-    below the gathered rows' size, and the figures match the one-answer ones."""
+    """Past _GATHER_BYTES, the supports' rows are gathered a block at a time: the batch's peak
+    memory stays far below the gathered rows' size, and the figures match the one-answer ones."""
     import tracemalloc
 
     monkeypatch.setattr(solution_module, "_BLOCK_BYTES", 96 * 8 * 100)  # 100 rows a block
+    monkeypatch.setattr(solution_module, "_GATHER_BYTES", 96 * 4 * 1000)  # 1,000 rows at once
 
     rng = np.random.default_rng(15)
     decoder = _unit_rows(rng, 6000, 96)  # float32: 2.3 MB
