@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 #: Busy: the 1-minute load average above cpu_count − 1 + this (this process's own work counts).
 SPARE_CORE = 0.5
 
 _blas: Any = None
+#: Nested or concurrent limits (threads solving at once) share one: the first sets it, the last
+#: restores the original thread counts — a limit restored by one thread while another still
+#: runs under it (or one restoring "one thread" as the original) would be wrong.
+_lock = threading.Lock()
+_holders = 0
+_limiter: Any = None
 
 
 def busy() -> bool:
@@ -48,4 +56,21 @@ def one_thread_when_busy() -> contextlib.AbstractContextManager[Any]:
     if not busy():
         return contextlib.nullcontext()
     blas = _controller()
-    return blas.limit(limits=1) if blas else contextlib.nullcontext()
+    return _one_thread(blas) if blas else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _one_thread(blas: Any) -> Iterator[None]:
+    global _holders, _limiter
+    with _lock:
+        if _holders == 0:
+            _limiter = blas.limit(limits=1)
+        _holders += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                _limiter.restore_original_limits()
+                _limiter = None

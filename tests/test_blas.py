@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,13 @@ from steerkit import SteeringProblem, _blas
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
+@pytest.fixture(autouse=True)
+def _two_threads() -> Iterator[None]:
+    """Two BLAS threads to start from (on a one-core machine too): one is then a change."""
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        yield
+
+
 def _numpy_threads() -> int:
     info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     return min(i["num_threads"] for i in info)
@@ -18,6 +27,7 @@ def _numpy_threads() -> int:
 
 def test_one_thread_while_busy_and_restored_after(monkeypatch: pytest.MonkeyPatch) -> None:
     before = _numpy_threads()
+    assert before == 2
     monkeypatch.setattr(_blas, "busy", lambda: True)
     with _blas.one_thread_when_busy():
         assert _numpy_threads() == 1
@@ -60,3 +70,18 @@ def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.Monk
     solution = steerkit.solve(problem, "path")
     assert solution.ok
     assert seen == [1]
+
+
+def test_overlapping_limits_restore_the_original_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two limits that overlap without nesting (two threads solving at once) leave the original
+    thread count once both are done, and one thread while either is held."""
+    before = _numpy_threads()
+    assert before == 2
+    monkeypatch.setattr(_blas, "busy", lambda: True)
+    first, second = _blas.one_thread_when_busy(), _blas.one_thread_when_busy()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert _numpy_threads() == 1  # the second still runs under the limit
+    second.__exit__(None, None, None)
+    assert _numpy_threads() == before
