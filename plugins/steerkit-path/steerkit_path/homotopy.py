@@ -298,14 +298,15 @@ class Homotopy:
 
     @property
     def DA(self) -> FloatArray:
-        """The active rows, (|A|, d_model)."""
-        return self._DA[: len(self.active)]
+        """The active rows, (|A|, d_model): a copy (the buffer grows in place, by realloc, so a
+        view of it would not outlive the next growth)."""
+        return self._DA[: len(self.active)].copy()
 
     @property
     def R(self) -> FloatArray:
-        """Upper Cholesky factor of the active Gram matrix D_A D_Aᵀ = RᵀR."""
+        """Upper Cholesky factor of the active Gram matrix D_A D_Aᵀ = RᵀR: a copy, as `DA`."""
         n = len(self.active)
-        return self._R[:n, :n]
+        return self._R[:n, :n].copy()
 
     def _start(self, top: int) -> None:
         self.alpha = self.alpha0
@@ -326,7 +327,8 @@ class Homotopy:
         self._reserve(n)
         self._active_buffer[:n] = rec.active
         self._DA[:n] = self.rows(rec.active)
-        self._R[:n, :n] = cholesky(self.DA @ self.DA.T, lower=False)
+        rows = self._DA[:n]
+        self._R[:n, :n] = cholesky(rows @ rows.T, lower=False)
         self._direction()  # x, v, F, U of segment k, from the new factor
         self.excluded = set(rec.excluded)
         self.dependent = set()
@@ -381,7 +383,7 @@ class Homotopy:
         if n >= self._R.shape[0]:
             return False
         if n:
-            column = self.DA @ row
+            column = self._DA[:n] @ row
             z = self._solve(column, transpose=True)
             pivot2 = gamma - float(z @ z)
             if pivot2 <= PIVOT_TOL * gamma:
@@ -499,7 +501,7 @@ class Homotopy:
         # ~3× the time of two single-column solves at |A| ≈ 600
         self.x = self._solve(self._solve(self._a_active(), transpose=True))
         self.v = self._solve(self._solve(np.ones(len(self.active)), transpose=True))
-        both = np.stack([self.x, self.v]) @ self.DA  # (2, d_model): one read of D_A
+        both = np.stack([self.x, self.v]) @ self._DA[: len(self.active)]  # one read of D_A
         self.F, self.U = both[0], both[1]
         self._since_refresh = 0
         self._products = None  # F and U anew: the pool's products too
