@@ -3,19 +3,21 @@
 A batch's certificates are many mid-sized products (a chunk's gathered rows by its dual points).
 With numpy's BLAS threads free on a machine whose cores are all taken, every product waits for
 a descheduled thread: measured on 2 cores at load 1.5–2.2, the GPT-2-scale certified grid's
-acceptance took 2.0–4.6 s with two threads against 0.84–1.1 s with one. threadpoolctl is not a
-dependency of the core: where it is missing, nothing is limited.
+acceptance took 2.0–4.6 s with two threads against 0.84–1.1 s with one. Busy is
+`steerkit.cores.busy`, the rule the path solver's walks follow. threadpoolctl is not a dependency
+of the core: where it is missing, nothing is limited.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-#: Busy: the 1-minute load average above cpu_count − 1 + this (this process's own work counts).
+from steerkit import cores
+
+#: Busy: other processes keep more than cpu_count − 1 − this many cores (`steerkit.cores`).
 SPARE_CORE = 0.5
 
 _blas: Any = None
@@ -28,13 +30,9 @@ _limiter: Any = None
 
 
 def busy() -> bool:
-    """Whether every core is taken: the 1-minute load average above cpu_count − 1 + SPARE_CORE
-    (False where the load is not known)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - platforms without it
-        return False
-    return load > (os.cpu_count() or 1) - 1 + SPARE_CORE
+    """Whether other processes leave this one no core to spare (`steerkit.cores.busy`: measured
+    from /proc/stat less this process's own CPU time; the load average only as a fallback)."""
+    return cores.busy(SPARE_CORE)
 
 
 def _controller() -> Any:

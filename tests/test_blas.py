@@ -44,12 +44,14 @@ def test_threads_untouched_while_a_core_is_free(monkeypatch: pytest.MonkeyPatch)
         assert _numpy_threads() == before
 
 
-def test_busy_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_blas.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(_blas.os, "getloadavg", lambda: (1.6, 0.0, 0.0))
+def test_busy_is_the_cores_measure_with_half_a_core_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's rule is `steerkit.cores.busy` (tests/test_cores.py tests the measure)."""
+    from steerkit import cores
+
+    asked: list[float] = []
+    monkeypatch.setattr(cores, "busy", lambda spare=0.5: asked.append(spare) or True)
     assert _blas.busy()
-    monkeypatch.setattr(_blas.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
-    assert not _blas.busy()
+    assert asked == [_blas.SPARE_CORE] == [0.5]
 
 
 def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
