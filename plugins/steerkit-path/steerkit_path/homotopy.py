@@ -861,27 +861,25 @@ class Homotopy:
         residual = self.w - fitted
         limit = alpha + self._tolerance(alpha)
         self.checked_columns += 1
-        if self.decoder.dtype == np.float64:
+        exact = self.decoder.dtype == np.float64
+        estimate = estimate and not exact  # (a float64 product is exact already)
+        if exact:
             values = self.decoder @ residual
-            values[active] = -math.inf
-            over = np.flatnonzero(values > limit)
-        elif estimate:
-            values = (self.decoder @ residual.astype(np.float32)).astype(np.float64)
-            values[active] = -math.inf
-            over = np.flatnonzero(values > limit)
-            return over, values[over] / alpha if alpha > 0 else values[over]
         else:
             values = (self.decoder @ residual.astype(np.float32)).astype(np.float64)
-            values[active] = -math.inf
+        values[active] = -math.inf
+        if not (exact or estimate):
             error = (self.d_model + 4) * _U32 * 1.01 * float(np.linalg.norm(residual))
             reach = self._norms() * error
             unsure = np.flatnonzero(np.abs(values - limit) <= reach)
             if unsure.size:
                 values[unsure] = self.rows(unsure) @ residual
-            over = np.flatnonzero(values > limit)
-        if over.size == 0:
+        over = np.flatnonzero(values > limit)
+        if estimate:
+            pass  # `last_violation` and the pool left alone
+        elif over.size == 0:
             worst = float(values.max(initial=-math.inf))
-            if self.decoder.dtype != np.float64:  # the largest exactly, not its estimate
+            if not exact:  # the largest exactly, not its estimate
                 top = np.flatnonzero(values + reach >= worst)
                 top = top[np.isfinite(values[top])]
                 worst = float((self.rows(top) @ residual).max(initial=-math.inf))
