@@ -410,7 +410,8 @@ def _pivot(
         # back at an active set already priced (at the same guess, in the same precision): the
         # rounds circle — an SOCP's α moves with A, so Murty's rule does not prevent it, and
         # float32 prices near the threshold can swap one feature in and out for ever
-        key = (A.tobytes(), target.guess, gram.exact)
+        # (no guess is NaN: as a key, NaN only matches the very same float object)
+        key = (A.tobytes(), target.guess if target.guess > 0 else 0.0, gram.exact)
         if key in seen:
             if gram.exact:
                 return None
