@@ -17,9 +17,6 @@ from typing import Any
 
 from steerkit import cores
 
-#: Busy: other processes keep more than cpu_count − 1 − this many cores (`steerkit.cores`).
-SPARE_CORE = 0.5
-
 _blas: Any = None
 #: Nested or concurrent limits (threads solving at once) share one: the first sets it, the last
 #: restores the original thread counts — a limit restored by one thread while another still
@@ -31,8 +28,9 @@ _limiter: Any = None
 
 def busy() -> bool:
     """Whether other processes leave this one no core to spare (`steerkit.cores.busy`: measured
-    from /proc/stat less this process's own CPU time; the load average only as a fallback)."""
-    return cores.busy(SPARE_CORE)
+    from /proc/stat less this process's own CPU time; the load average only as a fallback),
+    with the spare core every BLAS choice of steerkit's uses (`steerkit.cores.SPARE_CORE`)."""
+    return cores.busy()
 
 
 def _controller() -> Any:

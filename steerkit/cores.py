@@ -18,8 +18,14 @@ import os
 import threading
 import time
 
-__all__ = ["WINDOW", "busy", "others"]
+__all__ = ["SPARE_CORE", "WINDOW", "busy", "others"]
 
+#: Busy: other processes keep more than cpu_count − 1 − this many cores (the rule of the core's
+#: certificates and of the path solver's walks). Measured on 2 cores: quiet, two threads walk
+#: faster (the 1.01×-smallest-ε walk on the default run's SAE 0.92 s against 1.15 s with one;
+#: the Gemma-2-2B-scale certified grid 9.4–10.1 s against 11.9–13.4 s); with another process
+#: busy, numpy's spinning threads made that walk take 5–9 s instead of 0.8 s.
+SPARE_CORE = 0.5
 #: Seconds between two measures: /proc/stat counts in 10 ms ticks, so a window of 0.2 s
 #: resolves a twentieth of a core.
 WINDOW = 0.2
@@ -31,7 +37,7 @@ _last_others: float | None = None
 _lock = threading.Lock()
 
 
-def busy(spare: float = 0.5) -> bool:
+def busy(spare: float = SPARE_CORE) -> bool:
     """Whether other processes leave this one no core to spare: the cores they kept busy
     lately (`others`) above cpu_count − 1 − `spare`. Where that cannot be measured, the
     1-minute load average (which counts this process too) above cpu_count − 1 + `spare`; False

@@ -45,13 +45,19 @@ def test_threads_untouched_while_a_core_is_free(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_busy_is_the_cores_measure_with_half_a_core_spare(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The core's rule is `steerkit.cores.busy` (tests/test_cores.py tests the measure)."""
+    """The core's rule is `steerkit.cores.busy` with its own spare core, half a core (the
+    path solver's too; tests/test_cores.py tests the measure)."""
     from steerkit import cores
 
     asked: list[float] = []
-    monkeypatch.setattr(cores, "busy", lambda spare=0.5: asked.append(spare) or True)
+
+    def busy(spare: float = cores.SPARE_CORE) -> bool:
+        asked.append(spare)
+        return True
+
+    monkeypatch.setattr(cores, "busy", busy)
     assert _blas.busy()
-    assert asked == [_blas.SPARE_CORE] == [0.5]
+    assert asked == [cores.SPARE_CORE] == [0.5]
 
 
 def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:

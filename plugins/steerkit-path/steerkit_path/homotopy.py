@@ -95,13 +95,6 @@ _U32 = 2.0**-24
 #: Breakpoints between KKT checks over all features while the path grows. A check costs one
 #: float32 pass over the decoder; a repair recomputes the steps since the last good breakpoint.
 CHECK_EVERY = 32
-#: Walks and checks run with numpy's BLAS threads only while the machine has a core to spare:
-#: other processes keep at most cpu_count − 1 − this many cores busy (`steerkit.cores.busy`,
-#: measured from /proc/stat, not the lagging load average). Measured on 2 cores: quiet, two
-#: threads walk faster (the 1.01×-smallest-ε walk on the default run's SAE 0.92 s against
-#: 1.15 s with one; the Gemma-2-2B-scale certified grid 9.4–10.1 s against 11.9–13.4 s); with
-#: another process busy, numpy's spinning threads made that walk take 5–9 s instead of 0.8 s.
-SPARE_CORE = 0.5
 #: Active rows the factor has room for at first; it grows by FACTOR_GROWTH as the active set
 #: does, in place (`Homotopy._reserve`), so a small factor costs only a few more moves of R's
 #: columns (the Gemma-2-2B-scale grid's largest active set, 1,665, left R and D_A at 2,188 rows
@@ -1092,12 +1085,6 @@ class _PoolProducts:
         self.U_reach += abs(by_U) * size
 
 
-def _busy() -> bool:
-    """Whether other processes leave this one no core to spare (`steerkit.cores.busy` with
-    SPARE_CORE)."""
-    return cores.busy(SPARE_CORE)
-
-
 class _NoLimit:
     def __enter__(self) -> None:
         return None
@@ -1136,18 +1123,19 @@ def _single_threaded() -> Any:
 
 def _spare_threads() -> Any:
     """Inside `_single_threaded`, every BLAS library's threads back for one large product
-    (pricing the whole decoder) while the machine has a core to spare (see SPARE_CORE); one
-    thread still otherwise."""
+    (pricing the whole decoder) while the machine has a core to spare (`steerkit.cores.busy`);
+    one thread still otherwise."""
     blas = _all_blas()
-    if _busy() or not blas:
+    if cores.busy() or not blas:
         return _NoLimit()
     return blas.limit(limits=os.cpu_count() or 1)
 
 
 def _threads() -> Any:
     """The BLAS threading for a run of steps or checks: numpy's threads while a core is free
-    (see SPARE_CORE), else one thread for every BLAS library."""
-    return _single_threaded() if _busy() else _one_thread()
+    (`steerkit.cores.busy`: other processes leave a core to spare), else one thread for every
+    BLAS library."""
+    return _single_threaded() if cores.busy() else _one_thread()
 
 
 def _one_thread() -> Any:

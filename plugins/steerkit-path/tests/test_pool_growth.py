@@ -75,7 +75,7 @@ def test_walks_take_numpy_threads_only_with_a_core_to_spare(
     monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(cores, "others", lambda: None)  # unmeasured: the load average
     monkeypatch.setattr(cores.os, "getloadavg", lambda: (load, load, load))
-    assert homotopy._busy() is busy
+    assert cores.busy() is busy
     chosen: list[str] = []
     monkeypatch.setattr(homotopy, "_single_threaded", lambda: chosen.append("one") or _Nothing())
     monkeypatch.setattr(homotopy, "_one_thread", lambda: chosen.append("numpy") or _Nothing())
