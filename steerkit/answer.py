@@ -601,7 +601,7 @@ def _sparse(problem: SteeringProblem, answer: Answer) -> _Claim | None:
     values, zeros dropped), or None for `accept` to take (it says what is wrong, if anything)."""
     if not _claimed(problem, answer):
         return None
-    assert answer.support is not None
+    assert answer.support is not None and answer.duals is not None
     index = np.asarray(answer.support[0], dtype=np.int64).reshape(-1)
     values = np.asarray(answer.support[1], dtype=np.float64).reshape(-1)
     if (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -354,7 +354,7 @@ class Decoder:
     def _one_by_one(
         self,
         us: FloatArray,
-        known: list[tuple[np.ndarray[Any, Any], FloatArray] | None],
+        known: Sequence[tuple[np.ndarray[Any, Any], FloatArray] | None],
         which: np.ndarray[Any, Any],
         result: FloatArray,
     ) -> None:
