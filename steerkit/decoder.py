@@ -328,6 +328,8 @@ class Decoder:
             span = (float(thetas.min()), float(thetas.max()))
             floor = self._chord_floor(a, b, span, float(slacks.max()))
             near = np.flatnonzero(floor <= 1e-9)
+            # every member's support is known (its reduced costs ~0: always near): not again
+            near = _unknown_to_all(near, [known[j] for j in members], self.d_sae)
             if near.size > limit:
                 if len(members) > 2 and depth < 2:
                     # the farthest answer's full pass is kept: the others screen against it
@@ -569,6 +571,24 @@ class Decoder:
     def kept_points(self) -> int:
         """How many dual points with fully computed reduced costs are kept for screening."""
         return len(self._points)
+
+
+def _unknown_to_all(
+    rows: np.ndarray[Any, Any],
+    known: Sequence[tuple[np.ndarray[Any, Any], FloatArray] | None],
+    d_sae: int,
+) -> np.ndarray[Any, Any]:
+    """`rows` less those whose reduced cost every one of `known` holds: a group's shared screen
+    leaves every member's support (reduced costs ~0), which the batch has computed already; the
+    rows some member lacks stay (computed for all of them)."""
+    indices = [entry[0] for entry in known if entry is not None and entry[0].size]
+    if rows.size == 0 or len(indices) < len(known):
+        return rows
+    # each row counted once per member (a support is sorted and unique; anything else is made so)
+    indices = [i if np.all(i[1:] > i[:-1]) else np.unique(i) for i in indices]
+    counts = np.bincount(np.concatenate(indices), minlength=d_sae)
+    wanted: np.ndarray[Any, Any] = rows[counts[rows] < len(known)]
+    return wanted
 
 
 def _unknown(

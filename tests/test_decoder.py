@@ -313,6 +313,46 @@ def test_answers_left_to_their_own_screens_are_exact_together(
     assert max(calls) > 1  # their rows were multiplied together
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_group_screen_skips_only_the_rows_every_answer_knows(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared screen leaves the members' supports (reduced costs ~0); the rows every member's
+    known costs cover are not multiplied again, and a row one member lacks is — its own most
+    negative reduced cost, which skipping it would miss."""
+    rng = np.random.default_rng(23)
+    decoder = _unit_rows(rng, 3000, 16, dtype)
+    dec = Decoder(decoder)
+    us = _segment_points(rng, 16, 40)
+    dec.min_reduced_costs(us[::8])  # kept points along the segment: the rest screened in groups
+    exact = 1.0 + decoder.astype(np.float64) @ us.T  # (d_sae, answers)
+    lowest = np.argmin(exact, axis=0)  # each answer's most negative row
+    shared = np.unique(np.concatenate([lowest, np.argsort(exact.min(axis=1))[:8]]))
+    known = []
+    for j in range(len(us)):
+        # the even answers know every shared row; the odd ones all but their own lowest
+        index = shared if j % 2 == 0 else shared[shared != lowest[j]]
+        if j % 2 == 0:  # rows given twice are still one member's knowledge
+            index = np.sort(np.concatenate([index, lowest[1::2]]))
+        known.append((index, exact[index, j]))
+    odd = np.arange(1, len(us), 2)
+    missed = [float(known[j][1].min()) for j in odd]
+    assert any(m > exact[lowest[j], j] for m, j in zip(missed, odd))  # skipping it would show
+    multiplied: list[np.ndarray] = []
+    original = Decoder._rows_times
+    monkeypatch.setattr(
+        Decoder,
+        "_rows_times",
+        lambda self, i, x: multiplied.append(i.copy()) or original(self, i, x),
+    )
+    got = np.maximum(0.0, -dec.min_reduced_costs(us, known))  # type: ignore[arg-type]
+    want = [_oracle_floor(decoder, u) for u in us]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+    assert max(want[j] for j in odd) > 0  # odd answers dual infeasible on their lowest row
+    everyone = np.setdiff1d(shared, lowest[odd])  # the rows every answer knows
+    assert multiplied and not any(np.isin(everyone, rows).any() for rows in multiplied)
+
+
 def test_a_corrupted_kept_point_is_caught_by_the_batch_screen() -> None:
     decoder, dec, u, worst = _one_kept_point(12)
     # answers nearby, some dual infeasible on the feature best aligned against u
