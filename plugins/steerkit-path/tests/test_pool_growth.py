@@ -132,3 +132,34 @@ def test_the_factor_grows_in_place_keeping_every_entry() -> None:
     # a copy would hold old and new R and D_A together: more than the growth itself
     growth = (grown**2 - capacity**2) * 8 + (grown - capacity) * 600 * 8
     assert peak < growth + capacity * 8 * 4 + 2**16, (peak, growth)
+
+
+def test_thread_limits_set_and_restore_every_blas_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path's threading contexts (set through each library's controller, not
+    threadpoolctl's `limit`) as threadpoolctl itself reports them: one thread for every BLAS
+    inside `_single_threaded`, the cpu count again inside `_spare_threads` on a quiet machine,
+    numpy's own count kept by `_one_thread`, and every library's original count back after."""
+    from threadpoolctl import threadpool_info
+
+    def counts() -> dict[str, int]:
+        return {
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        }
+
+    import scipy.linalg  # noqa: F401  (its BLAS loaded, so that both are seen)
+
+    before = counts()
+    assert before
+    monkeypatch.setattr(cores, "busy", lambda spare=cores.SPARE_CORE: False)
+    with homotopy._single_threaded():
+        assert set(counts().values()) == {1}
+        with homotopy._spare_threads():
+            assert set(counts().values()) == {homotopy._cpus()}
+        assert set(counts().values()) == {1}
+    assert counts() == before
+    with homotopy._one_thread():
+        inside = counts()
+        numpy_own = [path for path in inside if "numpy" in path]
+        assert all(inside[path] == before[path] for path in numpy_own)
+        assert all(inside[path] == 1 for path in inside if path not in numpy_own) or not numpy_own
+    assert counts() == before
