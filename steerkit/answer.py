@@ -6,7 +6,8 @@ same way for every backend, ours or a third party's:
 
 - `precheck`: decided once, before any backend runs — the backend's capability, r ≤ 0 (δ = 0 is
   optimal), a direction that no decoder row reaches (infeasible, relative to the decoder's scale),
-  and numbers outside the range the core supports (declined, naming the range);
+  and numbers outside the range the core supports (declined, naming the range); `prechecks` does
+  the same for a batch, the figures of problems that differ in r only computed together;
 - `clean`: negative entries of δ that are rounding are set to 0 (larger ones are reported);
 - `accept`: an answer the backend calls optimal is accepted only if the core's own figures agree —
   violation ≤ 1e-6·max(1, |r|), a finite objective, and a duality gap ≤ 1e-5 (relative) or
@@ -49,6 +50,7 @@ __all__ = [
     "is_checked",
     "out_of_range",
     "precheck",
+    "prechecks",
     "recompute_duals",
     "refuse_unless_verified",
     "reweigh",
@@ -238,6 +240,80 @@ def precheck(problem: SteeringProblem, solver: Any, *, satisfied: bool = True) -
     if blocked_directions(problem):
         return _failure(problem, name, Status.INFEASIBLE, infeasible_message(problem))
     return None
+
+
+#: Fewer problems of one family than this are prechecked one by one (`prechecks`).
+_TOGETHER = 8
+
+
+def prechecks(
+    problems: Sequence[SteeringProblem], solver: Any, *, satisfied: bool = True
+) -> list[Solution | None]:
+    """`precheck` of every problem, the same Solutions. The problems made from one by
+    `with_rhs` (they share its cache, so they differ in r only) whose every r is positive have
+    RANGE's figures computed together from their stacked r; those whose figures are all in
+    range and whose directions some row reaches are left to the backend (None) without a
+    precheck each; every other problem goes through `precheck` itself, which says why."""
+    out: list[Solution | None] = [None] * len(problems)
+    families: dict[int, list[int]] = {}
+    for j, problem in enumerate(problems):
+        families.setdefault(id(problem._cache), []).append(j)
+    alone: list[int] = []
+    for members in families.values():
+        first = problems[members[0]]
+        if len(members) < _TOGETHER or any(not _siblings(first, problems[j]) for j in members[1:]):
+            alone += members
+            continue
+        rhs = np.stack([problems[j].rhs for j in members])  # (m, k)
+        clear = _in_range_together(first, rhs)
+        for j, fine in zip(members, clear):
+            if not fine or solver.cannot_solve(problems[j]) is not None:
+                alone.append(j)
+    for j in alone:
+        out[j] = precheck(problems[j], solver, satisfied=satisfied)
+    return out
+
+
+def _siblings(first: SteeringProblem, other: SteeringProblem) -> bool:
+    """Whether `other` is `first` but for r: the same objects wherever `with_rhs` shares them."""
+    return (
+        other._cache is first._cache
+        and other.kind is first.kind
+        and other.dictionary is first.dictionary
+        and other.directions is first.directions
+        and other.costs is first.costs
+        and other.lam == first.lam
+        and other.eps == first.eps
+    )
+
+
+def _in_range_together(problem: SteeringProblem, rhs: FloatArray) -> np.ndarray[Any, Any]:
+    """For each row of `rhs` (m, k), r of a sibling of `problem`: whether `precheck` would leave
+    that sibling to the backend as far as r is concerned — every r positive (not satisfied),
+    every figure of `out_of_range` within RANGE (computed as it does, elementwise), every
+    direction reached. False means: ask `precheck`."""
+    lo, hi = RANGE
+    m, k = rhs.shape
+    every = np.arange(k)
+    smallest, largest, reached = _directions_reached(problem, every)
+    if len(reached) < k:  # a blocked direction (infeasible): `precheck` says which
+        return np.zeros(m, dtype=bool)
+    rows = problem.max_row_norm
+    figures = [np.full(m, rows), np.full(m, smallest), np.full(m, largest)]
+    figures += [rhs.max(axis=1), rhs.min(axis=1)]
+    with np.errstate(all="ignore"):
+        reach = (rhs / problem.max_alignment[every]).max(axis=1)
+        figures.append(reach)
+        if problem.kind is ProblemKind.QP:
+            assert problem.lam is not None
+            figures.append(np.float64(problem.lam) * (reach * rows) ** 2)
+            figures.append(np.full(m, float(problem.lam)))
+        else:
+            figures.append(np.full(m, float(problem.eps or 0.0)))
+        fine: np.ndarray[Any, Any] = np.asarray((rhs > 0).all(axis=1))
+        for values in figures:
+            fine &= (values == 0.0) | (np.isfinite(values) & (values >= lo) & (values <= hi))
+    return fine
 
 
 def _failure(problem: SteeringProblem, solver: str, status: Status, message: str) -> Solution:

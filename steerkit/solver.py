@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from steerkit._blas import one_thread_when_busy
-from steerkit.answer import Answer, accept_many, all_excluded, check, precheck, reweigh
+from steerkit.answer import Answer, accept_many, all_excluded, check, prechecks, reweigh
 from steerkit.executor import Requirements
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import Solution
@@ -30,7 +30,7 @@ class Solver(Requirements, abc.ABC):
       share decoder, directions, kind and λ/ε (only r differs) and yields one `Answer` per
       problem, plus `check_options(options)` if the backend takes options. The core's
       `solve_batch` does the rest: it validates the options, decides what needs no backend
-      (`steerkit.answer.precheck`: capability, r ≤ 0, unreachable directions, out-of-range
+      (`steerkit.answer.prechecks`: capability, r ≤ 0, unreachable directions, out-of-range
       numbers), groups the problems by structure, and turns every Answer into a Solution it
       checks itself (`steerkit.answer.accept`: δ cleaned, an optimal claim verified); or
     - `solve` (and optionally `solve_batch`) directly. It must return a Solution for every outcome
@@ -134,8 +134,9 @@ class Solver(Requirements, abc.ABC):
         settings = self.check_options(options)
         solutions: list[Solution | None] = [None] * len(problems)
         groups: list[list[int]] = []
+        decided = prechecks(problems, self, satisfied=not self.answers_satisfied)
         for i, problem in enumerate(problems):
-            solutions[i] = precheck(problem, self, satisfied=not self.answers_satisfied)
+            solutions[i] = decided[i]
             if solutions[i] is None:
                 group = next((g for g in groups if self.same_group(problems[g[0]], problem)), None)
                 if group is None:

@@ -27,6 +27,7 @@ from steerkit.answer import (
     clean,
     out_of_range,
     precheck,
+    prechecks,
     recompute_duals,
 )
 from steerkit.hookspecs import hookimpl
@@ -251,6 +252,45 @@ def test_numbers_outside_the_range_are_declined_naming_it(change: dict, named: s
     solution = precheck(problem, _Named("x"))
     assert solution is not None and solution.status is Status.ERROR
     assert "declined" in solution.message and "outside the range" in solution.message
+
+
+class _PicksR(_Named):
+    """A backend whose refusals depend on r (every precheck must still ask it)."""
+
+    def cannot_solve(self, problem: SteeringProblem) -> str | None:
+        return "takes r ≤ 5 only" if float(problem.rhs.max()) > 5 else None
+
+
+@pytest.mark.parametrize("solver", [_Named("x"), _PicksR("y")])
+def test_a_batch_is_prechecked_together_as_each_problem_alone(solver: _Named) -> None:
+    """`prechecks` of siblings (made by `with_rhs`) equals `precheck` of each: the same
+    Solutions (status, message) and the same problems left to the backend, whether r is in
+    range, satisfied, mixed in sign, tiny, huge, or implies a λ‖Dᵀδ‖² out of range, for QPs
+    and SOCPs, with a blocked direction, and among problems of other families."""
+    rng = np.random.default_rng(9)
+    decoder = rng.normal(size=(64, 16))
+    w = rng.normal(size=(2, 16))
+    values = [0.5, 1.0, 3.0, 7.0, -1.0, 0.0, 1e-120, 1e300, 1e52, 2.0, 4.0, 6.0]
+    rhs = [[a, b] for a in values for b in (1.0, -0.5, 1e-120, 2.5)]
+    qp = SteeringProblem.qp(decoder=decoder, directions=w, rhs=[1.0, 1.0], lam=1.0)
+    socp = SteeringProblem.socp(decoder=decoder, directions=w, rhs=[1.0, 1.0], eps=3.0)
+    blocked_w = np.stack([w[0], np.zeros(16)])
+    blocked = SteeringProblem.qp(decoder=decoder, directions=blocked_w, rhs=[1.0, 1.0], lam=1.0)
+    tiny_lam = SteeringProblem.qp(decoder=decoder, directions=w, rhs=[1.0, 1.0], lam=1e-120)
+    problems = [base.with_rhs(r) for base in (qp, socp, blocked, tiny_lam) for r in rhs]
+    problems += [SteeringProblem.qp(decoder=decoder, directions=w, rhs=r, lam=1.0) for r in rhs[:5]]
+    order = rng.permutation(len(problems))  # families interleaved
+    problems = [problems[i] for i in order]
+    together = prechecks(problems, solver)
+    alone = [precheck(p, solver) for p in problems]
+    assert len(together) == len(alone)
+    for got, want in zip(together, alone):
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got is not None
+            assert (got.status, got.message) == (want.status, want.message)
+    left = sum(s is None for s in alone)
+    assert 0 < left < len(problems)  # some go to the backend, some are decided here
 
 
 # -- the front door checks backends that implement `solve` themselves ---------------------------
