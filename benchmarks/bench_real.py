@@ -10,10 +10,14 @@ Each input is solved from scratch (a new problem, an empty path cache) through `
 exactly as a user calls it; the reference (CVXPY builds the problem on every call, SCS solves it
 after a 2000-feature pre-filter, as the research code does) is timed on the first
 `--ref-inputs` inputs of each setting. Per setting it prints the median and largest time, the
-ratio of the reference's median to ours, L0, and what the path did: breakpoints walked, rounds
-of pivoting, passes over the decoder (KKT columns checked by a full product), and time per
-breakpoint or round. Every answer is optimal with the core's certificate; the reference's
-objective is compared with ours.
+ratio of the reference's median to ours, the paired ratio (each reference input's time over
+ours on that input, timed warm just before and after it: the median and the range over the
+reference inputs — this machine's speed drifts by ±30% within a minute, and a pair sees the
+same drift), L0, and what the path did: breakpoints walked, rounds of pivoting, passes over
+the decoder (KKT columns checked by a full product), and time per breakpoint or round. Every
+answer is optimal with the core's certificate; the reference's objective is compared with ours.
+The paired ratio speaks of the reference inputs only; the ratio compares the median over every
+input with the reference's median over its inputs.
 
 Settings: qp0.1, qp1 (λ), socp120 (ε = 120), socp1.1 and socp1.01 (ε = 1.1 and 1.01 × the
 input's smallest feasible ε, computed first and not timed).
@@ -116,6 +120,13 @@ def ours(problem: SteeringProblem) -> tuple[float, Any, dict[str, Any]]:
     return seconds, solution, work
 
 
+def warm(problem: SteeringProblem) -> float:
+    """`ours` (from scratch) timed as in the main loop, where the solve before left the decoder
+    in the caches: once untimed, then timed."""
+    ours(problem)
+    return ours(problem)[0]
+
+
 def walked(problem: SteeringProblem) -> float:
     """The same solve with pivoting switched off (the path walked to the answer, as before
     issue 15): seconds."""
@@ -163,11 +174,11 @@ def main() -> None:
         flush=True,
     )
     print(
-        "| setting | ours, median (max) | reference, median | ratio | walked only, median "
-        "| L0 | walked breakpoints | rounds | passes | per breakpoint or round "
-        "| objective vs reference |"
+        "| setting | ours, median (max) | reference, median | ratio | paired ratio "
+        "| walked only, median | L0 | walked breakpoints | rounds | passes "
+        "| per breakpoint or round | objective vs reference |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         times, l0, steps, rounds, passes = [], [], [], [], []
         objectives = []
@@ -182,10 +193,15 @@ def main() -> None:
             rounds.append(work["rounds"])
             passes.append(work["passes"])
             objectives.append(solution.objective)
-        ref_times, worse, walks = [], [], []
+        ref_times, worse, walks, paired = [], [], [], []
         for r, objective in list(zip(rhs, objectives))[: args.ref_inputs]:
             problem = problem_for(setting, decoder, w, float(r), end)
+            before = warm(problem)
             seconds, ref_objective = reference(setting, problem)
+            after = warm(problem)
+            # this VM's speed drifts by ±30% within a minute: the same input timed on both sides
+            # of its reference solve gives a ratio that drift moves less
+            paired.append(seconds / (0.5 * (before + after)))
             ref_times.append(seconds)
             worse.append(ref_objective / objective - 1.0)
             walks.append(walked(problem))
@@ -194,7 +210,9 @@ def main() -> None:
         work_units = statistics.median([s + k for s, k in zip(steps, rounds)])
         print(
             f"| {setting} | {median:.4f} s ({max(times):.3f}) | {ref_median:.3f} s "
-            f"| {ref_median / median:.0f}× | {walk:.3f} s ({ref_median / walk:.0f}×) "
+            f"| {ref_median / median:.0f}× "
+            f"| {statistics.median(paired):.0f}× ({min(paired):.0f}–{max(paired):.0f}) "
+            f"| {walk:.3f} s ({ref_median / walk:.0f}×) "
             f"| {statistics.median(l0):.0f} "
             f"| {statistics.median(steps):.0f} (max {max(steps)}) "
             f"| {statistics.median(rounds):.0f} (max {max(rounds)}) "
