@@ -121,8 +121,9 @@ def ours(problem: SteeringProblem) -> tuple[float, Any, dict[str, Any]]:
 
 
 def warm(problem: SteeringProblem) -> float:
-    """`ours` (from scratch) timed as in the main loop, where the solve before left the decoder
-    in the caches: once untimed, then timed."""
+    """`ours` (from scratch) timed warm: once untimed, then timed. A little kinder than the main
+    loop, where the previous input's solve warmed the caches: the Decoder has kept this very
+    answer's dual point, and the CPU caches hold its rows."""
     ours(problem)
     return ours(problem)[0]
 

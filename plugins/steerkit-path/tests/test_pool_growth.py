@@ -153,8 +153,10 @@ def test_thread_limits_set_and_restore_every_blas_library(monkeypatch: pytest.Mo
     monkeypatch.setattr(cores, "busy", lambda spare=cores.SPARE_CORE: False)
     with homotopy._single_threaded():
         assert set(counts().values()) == {1}
-        with homotopy._spare_threads():
-            assert set(counts().values()) == {homotopy._cpus()}
+        with homotopy._spare_threads():  # threads back (up to what each build allows)
+            spare = counts()
+            assert all(1 <= n <= homotopy._cpus() for n in spare.values())
+            assert max(spare.values()) > 1 or homotopy._cpus() == 1 or max(before.values()) == 1
         assert set(counts().values()) == {1}
     assert counts() == before
     with homotopy._one_thread():
