@@ -134,34 +134,60 @@ def test_the_factor_grows_in_place_keeping_every_entry() -> None:
     assert peak < growth + capacity * 8 * 4 + 2**16, (peak, growth)
 
 
-def test_thread_limits_set_and_restore_every_blas_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The path's threading contexts (set through each library's controller, not
-    threadpoolctl's `limit`) as threadpoolctl itself reports them: one thread for every BLAS
-    inside `_single_threaded`, the cpu count again inside `_spare_threads` on a quiet machine,
-    numpy's own count kept by `_one_thread`, and every library's original count back after."""
+class _Library:
+    """A stand-in for a threadpoolctl library controller: its thread count, and every change."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.changes: list[int] = []
+
+    def get_num_threads(self) -> int:
+        return self.threads
+
+    def set_num_threads(self, threads: int) -> None:
+        self.threads = threads
+        self.changes.append(threads)
+
+
+def test_a_thread_limit_sets_every_library_and_restores_each_own_count() -> None:
+    """`_Limit` (the path's thread switch, set through each library's controller instead of
+    threadpoolctl's `limit`): every library of the selection at the limit inside, each back to
+    its own count after — nested limits unwound in order, and on an exception too."""
+    libraries = [_Library(4), _Library(2)]
+    selection = type("Selection", (), {"lib_controllers": libraries})()
+    with homotopy._Limit(selection, 1):
+        assert [lib.threads for lib in libraries] == [1, 1]
+        with homotopy._Limit(selection, 3):
+            assert [lib.threads for lib in libraries] == [3, 3]
+        assert [lib.threads for lib in libraries] == [1, 1]
+    assert [lib.threads for lib in libraries] == [4, 2]
+    with pytest.raises(RuntimeError), homotopy._Limit(selection, 1):
+        raise RuntimeError("inside")
+    assert [lib.threads for lib in libraries] == [4, 2]
+
+
+def test_the_real_blas_libraries_are_limited_and_restored() -> None:
+    """The same on numpy's and scipy's BLAS as threadpoolctl itself reports them (for the
+    libraries the path found): one thread each inside `_single_threaded`, numpy's own count
+    kept by `_one_thread`, every original count back after."""
     from threadpoolctl import threadpool_info
+
+    found = {c.filepath for c in homotopy._all_blas().lib_controllers}
+    assert found
 
     def counts() -> dict[str, int]:
         return {
-            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["filepath"] in found
         }
 
-    import scipy.linalg  # noqa: F401  (its BLAS loaded, so that both are seen)
-
     before = counts()
-    assert before
-    monkeypatch.setattr(cores, "busy", lambda spare=cores.SPARE_CORE: False)
     with homotopy._single_threaded():
-        assert set(counts().values()) == {1}
-        with homotopy._spare_threads():  # threads back (up to what each build allows)
-            spare = counts()
-            assert all(1 <= n <= homotopy._cpus() for n in spare.values())
-            assert max(spare.values()) > 1 or homotopy._cpus() == 1 or max(before.values()) == 1
         assert set(counts().values()) == {1}
     assert counts() == before
     with homotopy._one_thread():
         inside = counts()
-        numpy_own = [path for path in inside if "numpy" in path]
+        numpy_own = {path for path in inside if "numpy" in path}
         assert all(inside[path] == before[path] for path in numpy_own)
-        assert all(inside[path] == 1 for path in inside if path not in numpy_own) or not numpy_own
+        if numpy_own:  # a BLAS of numpy's own: every other one single-threaded
+            assert all(inside[path] == 1 for path in inside if path not in numpy_own)
     assert counts() == before
