@@ -181,33 +181,10 @@ def _directions_reached(
 def out_of_range(problem: SteeringProblem) -> str | None:
     """Why `problem`'s numbers are outside the range the core solves (RANGE), or None."""
     lo, hi = RANGE
-    rows = problem.max_row_norm
     positive = np.flatnonzero(problem.rhs > 0)
-    figures: list[tuple[str, float]] = [("the largest decoder row norm", rows)]
-    if positive.size:
-        smallest, largest, reached = _directions_reached(problem, positive)
-        r = problem.rhs[positive]
-        figures += [
-            ("the smallest direction norm", smallest),
-            ("the largest direction norm", largest),
-            ("the largest r", float(r.max())),
-            ("the smallest positive r", float(r.min())),
-        ]
-        if reached:
-            with np.errstate(all="ignore"):  # an overflow is reported below as inf
-                top = problem.max_alignment[reached]
-                reach = float(np.max(problem.rhs[reached] / top))
-                figures.append(("the size of δ (r / max Dw)", reach))
-                if problem.kind is ProblemKind.QP:
-                    assert problem.lam is not None
-                    energy = float(np.float64(problem.lam) * (np.float64(reach) * rows) ** 2)
-                    figures.append(("λ (r ‖d‖ / max Dw)², the size of λ‖Dᵀδ‖²", energy))
-    figures.append(
-        ("λ", problem.lam or 0.0) if problem.kind is ProblemKind.QP else ("ε", problem.eps or 0.0)
-    )
-    for name, value in figures:
-        # an exact zero is no scale: a zero direction or decoder is unreachable (infeasible)
-        if value != 0.0 and not (math.isfinite(value) and lo <= value <= hi):
+    for name, values in _range_figures(problem, problem.rhs[None, :], positive):
+        if not _in_range(values)[0]:
+            value = float(values[0])
             return (
                 f"{name} is {value:.3g}, outside the range the solvers support "
                 f"[{lo:.0e}, {hi:.0e}] (decoder row norms, direction norms, r, λ or ε, and the "
@@ -215,6 +192,50 @@ def out_of_range(problem: SteeringProblem) -> str | None:
                 f"directions W and r by one factor leaves δ unchanged)"
             )
     return None
+
+
+def _range_figures(
+    problem: SteeringProblem, rhs: FloatArray, positive: np.ndarray[Any, Any]
+) -> list[tuple[str, FloatArray]]:
+    """RANGE's figures, each named and with one value per row of `rhs` (m, k): right-hand sides
+    of `problem`'s family whose positive entries are the directions `positive` (the same for
+    every row) — what `out_of_range` checks for one problem and `prechecks` for many at once."""
+    m = rhs.shape[0]
+    rows = problem.max_row_norm
+    figures = [("the largest decoder row norm", np.full(m, rows))]
+    if positive.size:
+        smallest, largest, reached = _directions_reached(problem, positive)
+        r = rhs[:, positive]
+        figures += [
+            ("the smallest direction norm", np.full(m, smallest)),
+            ("the largest direction norm", np.full(m, largest)),
+            ("the largest r", r.max(axis=1)),
+            ("the smallest positive r", r.min(axis=1)),
+        ]
+        if reached:
+            with np.errstate(all="ignore"):  # an overflow is reported as inf
+                reach = (rhs[:, reached] / problem.max_alignment[reached]).max(axis=1)
+                figures.append(("the size of δ (r / max Dw)", reach))
+                if problem.kind is ProblemKind.QP:
+                    assert problem.lam is not None
+                    energy = np.float64(problem.lam) * (reach * rows) ** 2
+                    figures.append(("λ (r ‖d‖ / max Dw)², the size of λ‖Dᵀδ‖²", energy))
+    if problem.kind is ProblemKind.QP:
+        figures.append(("λ", np.full(m, float(problem.lam or 0.0))))
+    else:
+        figures.append(("ε", np.full(m, float(problem.eps or 0.0))))
+    return figures
+
+
+def _in_range(values: FloatArray) -> np.ndarray[Any, Any]:
+    """Whether each value lies in RANGE; an exact zero is no scale and passes (a zero direction
+    or decoder is unreachable: infeasible, not out of range)."""
+    lo, hi = RANGE
+    with np.errstate(invalid="ignore"):
+        inside: np.ndarray[Any, Any] = (values == 0.0) | (
+            np.isfinite(values) & (values >= lo) & (values <= hi)
+        )
+    return inside
 
 
 def precheck(problem: SteeringProblem, solver: Any, *, satisfied: bool = True) -> Solution | None:
@@ -290,29 +311,14 @@ def _siblings(first: SteeringProblem, other: SteeringProblem) -> bool:
 def _in_range_together(problem: SteeringProblem, rhs: FloatArray) -> np.ndarray[Any, Any]:
     """For each row of `rhs` (m, k), r of a sibling of `problem`: whether `precheck` would leave
     that sibling to the backend as far as r is concerned — every r positive (not satisfied),
-    every figure of `out_of_range` within RANGE (computed as it does, elementwise), every
+    every figure of `out_of_range` within RANGE (`_range_figures`, the same computation), every
     direction reached. False means: ask `precheck`."""
-    lo, hi = RANGE
-    m, k = rhs.shape
-    every = np.arange(k)
-    smallest, largest, reached = _directions_reached(problem, every)
-    if len(reached) < k:  # a blocked direction (infeasible): `precheck` says which
-        return np.zeros(m, dtype=bool)
-    rows = problem.max_row_norm
-    figures = [np.full(m, rows), np.full(m, smallest), np.full(m, largest)]
-    figures += [rhs.max(axis=1), rhs.min(axis=1)]
-    with np.errstate(all="ignore"):
-        reach = (rhs / problem.max_alignment[every]).max(axis=1)
-        figures.append(reach)
-        if problem.kind is ProblemKind.QP:
-            assert problem.lam is not None
-            figures.append(np.float64(problem.lam) * (reach * rows) ** 2)
-            figures.append(np.full(m, float(problem.lam)))
-        else:
-            figures.append(np.full(m, float(problem.eps or 0.0)))
-        fine: np.ndarray[Any, Any] = np.asarray((rhs > 0).all(axis=1))
-        for values in figures:
-            fine &= (values == 0.0) | (np.isfinite(values) & (values >= lo) & (values <= hi))
+    every = np.arange(rhs.shape[1])
+    if len(_directions_reached(problem, every)[2]) < every.size:  # a blocked direction
+        return np.zeros(rhs.shape[0], dtype=bool)  # (infeasible: `precheck` says which)
+    fine: np.ndarray[Any, Any] = np.asarray((rhs > 0).all(axis=1))
+    for _, values in _range_figures(problem, rhs, every):
+        fine &= _in_range(values)
     return fine
 
 
