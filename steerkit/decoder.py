@@ -534,10 +534,7 @@ class Decoder:
         elif near.size == 0:
             return float(floor.min())
         if near.size:  # gathered and converted a block at a time (up to d_sae / 16 rows)
-            exact = np.empty(near.size)
-            for start, part in gathered64(self._array, near, _BLOCK_ROWS64):
-                exact[start : start + part.shape[0]] = part @ u
-            smallest = min(smallest, 1.0 + float(exact.min()))
+            smallest = min(smallest, 1.0 + float(self._rows_times(near, u[:, None]).min()))
         return smallest
 
     def _product(self, u: FloatArray, norm_u: float) -> tuple[FloatArray, float]:
