@@ -132,11 +132,9 @@ class Solver(Requirements, abc.ABC):
         if type(self).solve_group is _by_solve:
             return [self.solve(problem, **options) for problem in problems]
         settings = self.check_options(options)
-        solutions: list[Solution | None] = [None] * len(problems)
         groups: list[list[int]] = []
-        decided = prechecks(problems, self, satisfied=not self.answers_satisfied)
+        solutions = prechecks(problems, self, satisfied=not self.answers_satisfied)
         for i, problem in enumerate(problems):
-            solutions[i] = decided[i]
             if solutions[i] is None:
                 group = next((g for g in groups if self.same_group(problems[g[0]], problem)), None)
                 if group is None:
