@@ -46,14 +46,13 @@ ORTHOGONAL_RTOL = 1e-12
 #: (`steerkit_path.jump`) instead of walking there; more answers walk (one walk serves all).
 JUMP_TARGETS = 4
 #: Breakpoints walked (unchecked, as between the walk's checkpoints) before pivoting to a
-#: point past them: the answers on them cost less walked to, and an SOCP's pivoting starts at
-#: an α predicted from the walked path's last point, better from further along (1.1× the
-#: smallest ε on the default run's SAE: 42 ms after 16, 48 ms after 8). A QP at λ = 1 took
-#: 25 ms after 8 against 27 ms after 16, but with 8 the runner's resume test wrote a vector
-#: again with other last bits: the first run pivoted to one answer that the re-run, on the
-#: cached path walked further by then, read off the walk (the routes agree to ~1e-14, not
-#: bit for bit).
-WALK_FIRST = 16
+#: point past them, for a QP and for an SOCP. A QP's pivoting starts as well from the first
+#: breakpoint: on the default run's SAE (31 inputs, interleaved A/B) λ = 1 took 0.83× and
+#: λ = 0.1 0.78× the time after no walk than after 16 breakpoints. An SOCP's starts at an α
+#: predicted from the walked path's last point, better from further along: 1.01 × the smallest
+#: ε took 1.43× the time after no walk, 1.12× after 8, 1.00× after 32 (1.1 × 0.93× after none).
+WALK_FIRST_QP = 0
+WALK_FIRST_SOCP = 16
 #: An SOCP answer with ε/r within this share of 1/‖w‖ is walked to, not pivoted to. Every
 #: point has ε/r = ‖Dᵀβ‖/wᵀDᵀβ ≥ 1/‖w‖, with equality at the path's end when w lies in the
 #: cone of the decoder rows (as it does for the default run's SAE); near it the active set
@@ -62,7 +61,9 @@ WALK_FIRST = 16
 #: that SAE 1.01 × in 27 rounds, 0.17× the walk's time, 1.001 × in 61, 0.28× — but at
 #: 1.00001 × they circle until they give up (1.3 s lost before the walk).
 NEAR_END = 1e-4
-#: Points found by pivoting kept per path, to start the next one from the nearest.
+#: Points found by pivoting kept per path, by target: the same target is answered by the same
+#: point again (not pivoted to again, nor read off a walk that has reached it since: the
+#: routes agree to ~1e-14, not bit for bit), and the next target pivots from the nearest.
 KEEP_POINTS = 64
 
 
@@ -158,7 +159,8 @@ class Path:
         #: the path's end (α = 0) found by pivoting, before the walk reaches it
         self._end: Breakpoint | None = None
         self._end_failed = False
-        self._points: list[Breakpoint] = []  # points found by pivoting, the latest last
+        #: points found by pivoting, by (kind, target), the latest last
+        self._points: dict[tuple[str, float], Breakpoint] = {}
         scale = float(np.linalg.norm(self.w)) * float(np.sqrt((decoder[:64] ** 2).sum(1)).max())
         top = float(self.a.max())
         self.orthogonal = not top > ORTHOGONAL_RTOL * scale
@@ -416,9 +418,20 @@ class Path:
         λr above its last g; SOCP: ε/r below its last h), found by pivoting, when they are at
         most JUMP_TARGETS; {} when the walk should reach them (then it does). A target whose
         pivoting does not settle is left to the walk; an SOCP target past the path's end too
-        (it is infeasible: the caller compares it with the end)."""
+        (it is infeasible: the caller compares it with the end). A target pivoted to before
+        gets that point again, wherever the walk has reached since."""
         h = self.homotopy
         assert h is not None
+        out: dict[int, Breakpoint] = {}
+        for j, value in enumerate(targets.tolist()):
+            known = self._points.get((kind, value))
+            if known is not None:
+                out[j] = known
+        if out:  # answered before: the same points again, the others as below
+            left = np.flatnonzero([j not in out for j in range(targets.size)])
+            rest = self._jump_far(kind, targets[left]) if left.size else {}
+            out.update({int(left[i]): rec for i, rec in rest.items()})
+            return out
         if h.complete or JUMP_TARGETS <= 0:
             return {}
         if kind == "socp" and float(targets.min()) * float(np.linalg.norm(h.w)) <= 1 + NEAR_END:
@@ -426,9 +439,9 @@ class Path:
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
         if kind == "qp":
-            h.walk(WALK_FIRST, g_target=float(targets.max()))
+            h.walk(WALK_FIRST_QP, g_target=float(targets.max()))
         else:
-            h.walk(WALK_FIRST, h_target=float(targets.min()))
+            h.walk(WALK_FIRST_SOCP, h_target=float(targets.min()))
         if h.complete:
             return {}
         if kind == "qp":
@@ -438,15 +451,15 @@ class Path:
         if beyond.size == 0 or np.unique(targets[beyond]).size > JUMP_TARGETS:
             return {}
         found: dict[float, Breakpoint | None] = {}
-        out: dict[int, Breakpoint] = {}
         for j in beyond[np.argsort(targets[beyond])]:
             value = float(targets[j])
             if value not in found:
                 target = Target.qp(value) if kind == "qp" else Target.socp(value)
                 point = found[value] = jump(h, target, self._nearest_point(kind, value))
                 if point is not None:
-                    self._points.append(point)
-                    del self._points[:-KEEP_POINTS]
+                    self._points[(kind, value)] = point
+                    while len(self._points) > KEEP_POINTS:  # the oldest goes
+                        del self._points[next(iter(self._points))]
                 elif kind == "socp":
                     self._jump_to_end()  # no point at ε/r: is it past the end?
             rec = found[value]
@@ -459,7 +472,7 @@ class Path:
         for an SOCP) is nearest `value` on a log scale, to start from (None: the walked
         path's end)."""
         best, start = math.inf, None
-        for rec in self._points:
+        for rec in self._points.values():
             point = rec.margin / rec.alpha if kind == "qp" else rec.norm / rec.margin
             if point > 0 and value > 0:
                 distance = abs(math.log(point / value))

@@ -21,7 +21,8 @@ from steerkit.testing.oracle import reference_solve
 @pytest.fixture(autouse=True)
 def pivot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """No short walk first: these paths are short, and the pivoting is what is tested."""
-    monkeypatch.setattr(path_module, "WALK_FIRST", 0)
+    monkeypatch.setattr(path_module, "WALK_FIRST_QP", 0)
+    monkeypatch.setattr(path_module, "WALK_FIRST_SOCP", 0)
 
 
 def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any]:
@@ -212,7 +213,7 @@ def test_an_socp_point_from_the_predicted_alpha(
     """After a short walk, an SOCP's pivoting starts at the α that h(α)‖w‖ − 1 ∝ α predicts
     from the walked path's last point, and moves to its own root as soon as the active set
     has one: the answer is the walked path's and Clarabel's, whatever the guess was worth."""
-    monkeypatch.setattr(path_module, "WALK_FIRST", 3)
+    monkeypatch.setattr(path_module, "WALK_FIRST_SOCP", 3)
     guesses: list[float] = []
     original = jump_module._predicted_alpha
 
@@ -363,3 +364,35 @@ def test_the_rounds_gram_entries_equal_a_plain_product() -> None:
         back = rng.choice(300, 8, replace=False)  # ... some (new or former members) join
         A = np.union1d(keep, back)
     assert gram.n > A.size  # features seen and left: their rows kept, not all multiplied
+
+
+@pytest.mark.parametrize("kind", ["qp", "socp"])
+def test_the_same_target_gets_the_same_point_again(kind: str) -> None:
+    """Pivoted and walked points agree to rounding, not bit for bit: a path answers a target it
+    pivoted to with that very point again — asked again, and after a batch whose walk has passed
+    it — so one process asking twice gets the same bits; a fresh path pivots to them again."""
+    decoder, w = correlated(2, d_sae=600, d_model=32)
+    r = 2.0
+    path = Path(decoder, w)
+    value = 3.0 if kind == "qp" else 1.2 * float(Path(decoder, w).min_eps(r)[0])
+
+    def ask(target: Any) -> Any:
+        return path.qp(target, r) if kind == "qp" else path.socp(target, r)
+
+    first = ask(value)
+    assert first.breakpoints[int(first.segment[0])].jump > 0  # pivoted to
+    delta = first.dense(0)
+    assert np.array_equal(ask(value).dense(0), delta)
+    grid = value * (np.geomspace(0.02, 50.0, 9) if kind == "qp" else np.geomspace(0.9, 1.5, 9))
+    everything = ask(np.append(grid, value))  # more than JUMP_TARGETS answers: the walk
+    assert path.steps > 3 and everything.breakpoints[int(everything.segment[-1])].jump > 0
+    assert np.array_equal(everything.dense(grid.size), delta)
+    walk = everything.breakpoints[int(everything.segment[0])]
+    assert walk.jump == 0  # the grid's own answers were walked to...
+    last = int(np.argmax(everything.segment[:-1]))
+    reread = ask(grid[last])  # ...and one of them is read off the walk again
+    assert np.array_equal(reread.dense(0), everything.dense(last))
+    fresh = Path(decoder, w)
+    assert np.array_equal(
+        (fresh.qp(value, r) if kind == "qp" else fresh.socp(value, r)).dense(0), delta
+    )
