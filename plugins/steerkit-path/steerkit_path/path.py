@@ -46,13 +46,14 @@ ORTHOGONAL_RTOL = 1e-12
 #: (`steerkit_path.jump`) instead of walking there; more answers walk (one walk serves all).
 JUMP_TARGETS = 4
 #: Breakpoints walked (unchecked, as between the walk's checkpoints) before pivoting to a
-#: point past them, for a QP and for an SOCP. A QP's pivoting starts as well from the first
-#: breakpoint: on the default run's SAE (31 inputs, interleaved A/B) λ = 1 took 0.83× and
-#: λ = 0.1 0.78× the time after no walk than after 16 breakpoints. An SOCP's starts at an α
-#: predicted from the walked path's last point, better from further along: 1.01 × the smallest
-#: ε took 1.43× the time after no walk, 1.12× after 8, 1.00× after 32 (1.1 × 0.93× after none).
-WALK_FIRST_QP = 0
-WALK_FIRST_SOCP = 16
+#: point past them: the answers on them cost less walked to, an SOCP's pivoting starts at an α
+#: predicted from the walked path's last point (better from further along: 1.01 × the smallest
+#: ε on the default run's SAE took 1.43× the time after no walk, 1.12× after 8), and a path
+#: asked again and again walks on by this much each time, until the walk has reached most
+#: answers (a loop of 256 solves on one GPT-2-scale path took 0.93 s so, 2.9 s pivoting every
+#: answer). Except a QP's first question on a path: it pivots from the first breakpoint
+#: (λ = 1 0.83×, λ = 0.1 0.78× the time after 16 on the default run's SAE, interleaved A/B).
+WALK_FIRST = 16
 #: An SOCP answer with ε/r within this share of 1/‖w‖ is walked to, not pivoted to. Every
 #: point has ε/r = ‖Dᵀβ‖/wᵀDᵀβ ≥ 1/‖w‖, with equality at the path's end when w lies in the
 #: cone of the decoder rows (as it does for the default run's SAE); near it the active set
@@ -439,9 +440,9 @@ class Path:
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
         if kind == "qp":
-            h.walk(WALK_FIRST_QP, g_target=float(targets.max()))
+            h.walk(WALK_FIRST if self._points else 0, g_target=float(targets.max()))
         else:
-            h.walk(WALK_FIRST_SOCP, h_target=float(targets.min()))
+            h.walk(WALK_FIRST, h_target=float(targets.min()))
         if h.complete:
             return {}
         if kind == "qp":

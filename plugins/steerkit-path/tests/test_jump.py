@@ -21,8 +21,7 @@ from steerkit.testing.oracle import reference_solve
 @pytest.fixture(autouse=True)
 def pivot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """No short walk first: these paths are short, and the pivoting is what is tested."""
-    monkeypatch.setattr(path_module, "WALK_FIRST_QP", 0)
-    monkeypatch.setattr(path_module, "WALK_FIRST_SOCP", 0)
+    monkeypatch.setattr(path_module, "WALK_FIRST", 0)
 
 
 def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any]:
@@ -213,7 +212,7 @@ def test_an_socp_point_from_the_predicted_alpha(
     """After a short walk, an SOCP's pivoting starts at the α that h(α)‖w‖ − 1 ∝ α predicts
     from the walked path's last point, and moves to its own root as soon as the active set
     has one: the answer is the walked path's and Clarabel's, whatever the guess was worth."""
-    monkeypatch.setattr(path_module, "WALK_FIRST_SOCP", 3)
+    monkeypatch.setattr(path_module, "WALK_FIRST", 3)
     guesses: list[float] = []
     original = jump_module._predicted_alpha
 
@@ -396,3 +395,21 @@ def test_the_same_target_gets_the_same_point_again(kind: str) -> None:
     assert np.array_equal(
         (fresh.qp(value, r) if kind == "qp" else fresh.socp(value, r)).dense(0), delta
     )
+
+
+def test_a_path_asked_again_walks_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A QP's first question pivots from the first breakpoint without a walk; every later one
+    walks WALK_FIRST breakpoints further first (a stream of questions on one path ends up
+    answered by the walk), and the answers are the walked path's."""
+    monkeypatch.setattr(path_module, "WALK_FIRST", 5)
+    decoder, w = correlated(3, d_sae=600, d_model=32)
+    path = Path(decoder, w)
+    first = path.qp(3.0, 2.0)
+    assert path.steps == 0 and first.breakpoints[int(first.segment[0])].jump > 0
+    second = path.qp(30.0, 2.0)
+    assert path.steps == 5 and second.breakpoints[int(second.segment[0])].jump > 0
+    for lam, points in ((3.0, first), (30.0, second)):
+        expected = walked(
+            SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=lam), monkeypatch
+        )
+        assert np.abs(points.dense(0) - expected.delta).max() <= 1e-7 * expected.delta.max()
