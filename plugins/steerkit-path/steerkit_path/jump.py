@@ -14,11 +14,11 @@ last breakpoint: every infeasible feature changes side at once — the features 
 the outside ones above α enter (at most half as many as A holds, the largest cᵢ/α first, so that
 a cold start does not overshoot) — and after three rounds without fewer infeasible features, one
 at a time (the largest index: Murty's rule, which cannot cycle). A round costs one Cholesky
-factorisation of G_AA (its entries cached across rounds) and one pricing product; for a float32
-decoder both in float32, and the answer's point is then recomputed in float64 on its active set
-and priced again (the rounds go on in float64 if that disagrees). An SOCP's rounds start at an
-α predicted from the walked path (`_predicted_alpha`) and follow ε/r's own root on A as soon as
-A has one.
+factorisation of G_AA (the entries of the features that stay carried to the next round) and
+one pricing product; for a float32 decoder both in float32, and the answer's point is then
+recomputed in float64 on its active set and priced again (the rounds go on in float64 if that
+disagrees). An SOCP's rounds start at an α predicted from the walked path (`_predicted_alpha`)
+and follow ε/r's own root on A as soon as A has one.
 
 Pricing is on the whole decoder when it is small (`WHOLE_PRICING`), else on the homotopy's
 pool; an answer settled on the pool is then priced over every feature (`Homotopy.priced`,
@@ -156,10 +156,15 @@ class Target:
 
 
 class _Gram:
-    """G = D Dᵀ among the features seen so far, grown by blocks: in float32 for a float32
-    decoder (half the time of float64 for the products, the gathers and the factorisations;
-    good enough to choose which features change side), else in float64. `exactly()` switches
-    to float64, and an answer is always settled in float64 (`_pivot`)."""
+    """G_AA = D_A D_Aᵀ of the last round's active set, carried to the next: the features that
+    stay keep their entries (one compaction), the entering ones get theirs from one product
+    with the new A's rows — |enter| × |A| entries a round, where a cache of every feature
+    seen so far computed |enter| × |seen| (twice as many near the path's end, where features
+    enter and leave by the hundred) and gathered A's block out of it. A's order is the
+    Gram's: the features that stay first, in their order, then the entering ones. In float32
+    for a float32 decoder (half the time of float64 for the products, the compaction and the
+    factorisations; good enough to choose which features change side), else in float64.
+    `exactly()` switches to float64, and an answer is always settled in float64 (`_pivot`)."""
 
     def __init__(self, h: Homotopy) -> None:
         self.h = h
@@ -167,10 +172,9 @@ class _Gram:
 
     def _reset(self, dtype: type) -> None:
         self.dtype = dtype
-        self.where = np.full(self.h.d_sae, -1, dtype=np.int64)
+        self.order = np.empty(0, dtype=np.int64)
         self.rows = np.empty((0, self.h.d_model), dtype=dtype)
         self.G = np.empty((0, 0), dtype=dtype)
-        self.n = 0
 
     @property
     def exact(self) -> bool:
@@ -181,35 +185,31 @@ class _Gram:
         if not self.exact:
             self._reset(np.float64)
 
-    def ensure(self, features: IntArray) -> None:
-        new = features[self.where[features] < 0]
-        if new.size == 0:
-            return
-        n, k = self.n, new.size
-        if n + k > self.G.shape[0]:
-            capacity = max(n + k, 2 * self.G.shape[0], 64)
-            rows = np.empty((capacity, self.h.d_model), dtype=self.dtype)
-            rows[:n] = self.rows[:n]
-            G = np.empty((capacity, capacity), dtype=self.dtype)
-            G[:n, :n] = self.G[:n, :n]
-            self.rows, self.G = rows, G
-        fresh = self.h.decoder[new] if not self.exact else self.h.rows(new)
-        self.rows[n : n + k] = fresh
-        block = fresh @ self.rows[: n + k].T  # (k, n + k)
-        self.G[n : n + k, : n + k] = block
-        self.G[: n + k, n : n + k] = block.T
-        self.where[new] = np.arange(n, n + k)
-        self.n = n + k
-
-    def active(self, A: IntArray) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
-        """(G_AA, D_A), in the Gram's dtype."""
-        self.ensure(A)
-        at = self.where[A]
-        # rows, then columns, by fancy indexing: whole rows copied at once, then one gather per
-        # row — 0.35 ms at |A| = 500 of 1,066 features seen, against 0.95 ms for two
-        # `take`s (which check every index) and more for one np.ix_ gather
-        G = self.G[: self.n, : self.n]
-        return G[at][:, at], self.rows[at]
+    def active(
+        self, A: IntArray
+    ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], IntArray]:
+        """(G_AA, D_A, A in their order), in the Gram's dtype; G_AA is the caller's to
+        overwrite (a factorisation in place)."""
+        member = np.zeros(self.h.d_sae, dtype=bool)
+        member[A] = True
+        keep = member[self.order]
+        member[self.order[keep]] = False
+        new = A[member[A]]
+        kept = int(np.count_nonzero(keep))
+        m = kept + new.size
+        rows = np.empty((m, self.h.d_model), dtype=self.dtype)
+        rows[:kept] = self.rows[keep]
+        rows[kept:] = self.h.decoder[new] if not self.exact else self.h.rows(new)
+        G = np.empty((m, m), dtype=self.dtype)
+        if kept:
+            G[:kept, :kept] = self.G[keep][:, keep]
+        if new.size:
+            block = rows[kept:] @ rows.T  # (|new|, m)
+            G[kept:] = block
+            G[:kept, kept:] = block[:, :kept].T
+        self.order = np.concatenate([self.order[keep], new])
+        self.rows, self.G = rows, G
+        return G.copy(), rows, self.order
 
 
 class _Round:
@@ -419,7 +419,8 @@ def _pivot(
             key = (key[0], key[1], True)
         seen.add(key)
         try:
-            point = _Round.factored(h, *gram.active(A), A, target)
+            G, DA, ordered = gram.active(A)  # A in the Gram's order from here on
+            point = _Round.factored(h, G, DA, ordered, target)
         except LinAlgError:
             if gram.exact:
                 return None  # rows in the span of the others (duplicates): walk instead
@@ -439,13 +440,13 @@ def _pivot(
             if not point.at_target:
                 return None  # a consistent A with no α at the target: past the path's end
             if not final:
-                return point.breakpoint(h, A, rounds)
+                return point.breakpoint(h, ordered, rounds)
             if not gram.exact:  # settle in float64: this A's point exactly, checked again
-                rows = h.rows(A)
-                settled = _Round.refined(h, point, rows, A, target)
+                rows = h.rows(ordered)
+                settled = _Round.refined(h, point, rows, ordered, target)
                 if settled is None:
                     try:
-                        settled = _Round.factored(h, rows @ rows.T, rows, A, target)
+                        settled = _Round.factored(h, rows @ rows.T, rows, ordered, target)
                     except LinAlgError:
                         return None
                 point = settled
@@ -459,7 +460,7 @@ def _pivot(
                 enter, excess = h.priced(point.fitted, point.alpha, A, join_pool=True)
                 best = math.inf  # the pool grew: a new problem to count from
             if enter.size == 0:
-                return point.breakpoint(h, A, rounds)
+                return point.breakpoint(h, ordered, rounds)
         count = leave.size + enter.size
         if not point.at_target:
             pass  # α is a placeholder (A has none at the target): no count to compare with

@@ -184,12 +184,12 @@ def test_rounds_in_float32_are_settled_in_float64(monkeypatch: pytest.MonkeyPatc
     switched: list[bool] = []
 
     def spoiled(self: Any, A: Any) -> Any:
-        G, DA = original(self, A)
+        G, DA, order = original(self, A)
         if not self.exact:  # each pair's entry off by the same few % in every round
-            pair = A[:, None] + A[None, :]
+            pair = order[:, None] + order[None, :]
             G = G * (1 + SPOIL * np.cos(0.37 * pair)).astype(np.float32)
             G[np.diag_indices_from(G)] = np.einsum("ij,ij->i", DA, DA)
-        return G, DA
+        return G, DA, order
 
     def exactly(self: Any) -> None:
         switched.append(not self.exact)
@@ -344,25 +344,42 @@ def test_rounds_that_come_back_to_an_active_set_go_on_in_float64(
 
 
 def test_the_rounds_gram_entries_equal_a_plain_product() -> None:
-    """The rounds' Gram multiplies only the members of each A that joined since the last round
-    (new, or back after leaving): over a sequence of active sets that grows, loses members and
-    takes them back, every G_AA equals D_A D_Aᵀ computed afresh, and D_A the decoder's rows."""
+    """The rounds' Gram carries the entries of the features that stay in A and multiplies only
+    the rows of those that joined since the last round (new, or back after leaving): over a
+    sequence of active sets that grows, loses members and takes them back, every G_AA equals
+    D_A D_Aᵀ computed afresh in the order it gives (the stayers first, in their order), D_A is
+    the decoder's rows in that order, and the decoder is read only for the joiners' rows."""
     from steerkit_path.homotopy import Homotopy
 
     decoder, w = correlated(2, d_sae=300, d_model=40)
     h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
+    fetched: list[int] = []
+
+    class Counting(np.ndarray):  # type: ignore[type-arg]
+        def __getitem__(self, index: Any) -> Any:
+            fetched.append(np.asarray(index).size)
+            return np.asarray(self)[index]
+
+    h.decoder = decoder.view(Counting)
     gram = jump_module._Gram(h)
     rng = np.random.default_rng(0)
     A = np.sort(rng.choice(300, 10, replace=False))
+    before = np.empty(0, dtype=np.int64)
     for _ in range(12):
-        G, DA = gram.active(A)
-        rows = decoder[A]
+        fetched.clear()
+        G, DA, order = gram.active(A)
+        np.testing.assert_array_equal(np.sort(order), A)
+        stay = before[np.isin(before, A)]
+        np.testing.assert_array_equal(order[: stay.size], stay)
+        assert sum(fetched) == A.size - stay.size  # the joiners' rows only
+        rows = decoder[order]
         np.testing.assert_array_equal(DA, rows)
         np.testing.assert_allclose(G, rows @ rows.T, rtol=1e-6, atol=1e-6)
+        G[:] = np.nan  # the caller's to overwrite (a factorisation in place)
+        before = order
         keep = A[rng.random(A.size) < 0.7]  # some leave ...
         back = rng.choice(300, 8, replace=False)  # ... some (new or former members) join
         A = np.union1d(keep, back)
-    assert gram.n > A.size  # features seen and left: their rows kept, not all multiplied
 
 
 @pytest.mark.parametrize("kind", ["qp", "socp"])
