@@ -51,8 +51,10 @@ JUMP_TARGETS = 4
 #: ε on the default run's SAE took 1.43× the time after no walk, 1.12× after 8), and a path
 #: asked again and again walks on by this much each time, until the walk has reached most
 #: answers (a loop of 256 solves on one GPT-2-scale path took 0.93 s so, 2.9 s pivoting every
-#: answer). Except a QP's first question on a path: it pivots from the first breakpoint
-#: (λ = 1 0.83×, λ = 0.1 0.78× the time after 16 on the default run's SAE, interleaved A/B).
+#: answer). Except a QP's first question on a path: it walks the first segment only (λ = 1
+#: 0.83×, λ = 0.1 0.78× the time after 16 on the default run's SAE, interleaved A/B) — a
+#: tiny λr lies on it, where β = x − αv cancels to noise near α₀ and only the walked
+#: segment's closed form (`_sparse`) is exact.
 WALK_FIRST = 16
 #: An SOCP answer with ε/r within this share of 1/‖w‖ is walked to, not pivoted to. Every
 #: point has ε/r = ‖Dᵀβ‖/wᵀDᵀβ ≥ 1/‖w‖, with equality at the path's end when w lies in the
@@ -440,7 +442,7 @@ class Path:
         # a short walk first: answers near the path's start are cheaper walked to, and the
         # pivoting then starts from a few right features
         if kind == "qp":
-            h.walk(WALK_FIRST if self._points else 0, g_target=float(targets.max()))
+            h.walk(WALK_FIRST if self._points else 1, g_target=float(targets.max()))
         else:
             h.walk(WALK_FIRST, h_target=float(targets.min()))
         if h.complete:
