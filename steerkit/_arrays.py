@@ -71,11 +71,26 @@ def float_array(
     return readonly(array)
 
 
+#: numpy ≥ 2's row-wise dot product: a row's sum of squares in ~0.8× einsum's time (24576 ×
+#: 768 float32, blocks of 256 rows: 7.7 against 9.0 ms for a pass with two matrix-vector
+#: products; 2.5 against 3.3 ms for 8192 × 768 float64)
+_VECDOT = getattr(np, "vecdot", None)
+
+
+def squares_by_row(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Σⱼ xᵢⱼ² per row of a 2-d array, in its own precision (in whatever order the summation
+    takes: the bounds built on these allow any order's rounding)."""
+    squares: np.ndarray[Any, Any] = (
+        _VECDOT(block, block) if _VECDOT is not None else np.einsum("ij,ij->i", block, block)
+    )
+    return squares
+
+
 def row_squares(owner: str, field: str, array: np.ndarray[Any, Any]) -> FloatArray:
     """Σⱼ xᵢⱼ² per row (float64, summed in the array's own precision), checking finiteness on
     the way: a NaN or infinite entry makes its row's sum non-finite, and then `check_finite`
     names it. One pass over a large matrix instead of two (the check and the row norms)."""
-    squares: FloatArray = np.einsum("ij,ij->i", array, array).astype(np.float64)
+    squares: FloatArray = squares_by_row(array).astype(np.float64)
     if not np.isfinite(squares).all():
         check_finite(owner, field, array)  # raises, unless finite entries overflowed the sum
     return squares

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from steerkit._arrays import FloatArray, blocks64, check_finite, float_array, gathered64, readonly
+from steerkit._arrays import (
+    FloatArray,
+    blocks64,
+    check_finite,
+    float_array,
+    gathered64,
+    readonly,
+    squares_by_row,
+)
 
 __all__ = ["Decoder"]
 
@@ -64,7 +72,7 @@ def _validation_pass_with(
     for start in range(0, n, _PASS_BLOCK):
         block = decoder[start : start + _PASS_BLOCK]
         stop = start + block.shape[0]
-        squares[start:stop] = np.einsum("ij,ij->i", block, block)
+        squares[start:stop] = squares_by_row(block)
         prints[start:stop] = block @ probe
         for j, vector in enumerate(vectors):  # matrix-vector products: no skinny gemm
             products[j, start:stop] = block @ vector  # type: ignore[index]
