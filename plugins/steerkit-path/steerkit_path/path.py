@@ -425,6 +425,8 @@ class Path:
         gets that point again, wherever the walk has reached since."""
         h = self.homotopy
         assert h is not None
+        if JUMP_TARGETS <= 0:  # pivoting switched off: every answer walked to
+            return {}
         out: dict[int, Breakpoint] = {}
         for j, value in enumerate(targets.tolist()):
             known = self._points.get((kind, value))
@@ -435,7 +437,7 @@ class Path:
             rest = self._jump_far(kind, targets[left]) if left.size else {}
             out.update({int(left[i]): rec for i, rec in rest.items()})
             return out
-        if h.complete or JUMP_TARGETS <= 0:
+        if h.complete:
             return {}
         if kind == "socp" and float(targets.min()) * float(np.linalg.norm(h.w)) <= 1 + NEAR_END:
             return {}  # near the path's end: the walk (which serves every target) is cheaper
