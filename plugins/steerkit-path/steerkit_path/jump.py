@@ -229,7 +229,7 @@ class _Round:
         self.factor = factor
         a_A = h.a[A]
         self.finite = bool(np.isfinite(xv).all())
-        F, U = (xv.T @ DA).astype(np.float64)
+        F, U = (_by_column(DA.T, xv).T).astype(np.float64)
         xv = xv.astype(np.float64)
         self.x, self.v = xv[:, 0].copy(), xv[:, 1].copy()
         self.P, self.Q = float(a_A @ self.x), float(a_A @ self.v)
@@ -288,7 +288,7 @@ class _Round:
             if size <= REFINED or (size <= REFINE_FLOOR and size > 0.25 * before):
                 return cls(h, xv, rows, A, target)
             before = size
-            residual = rhs - rows @ (rows.T @ xv)
+            residual = rhs - _by_column(rows, _by_column(rows.T, xv))
         return None
 
     def breakpoint(self, h: Homotopy, A: IntArray, rounds: int) -> Breakpoint:
@@ -489,6 +489,15 @@ def _pivot(
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
         A = _moved(h.d_sae, A, leave, enter)
     return None
+
+
+def _by_column(
+    M: npt.NDArray[np.floating], X: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]:
+    """M @ X for the two columns of X (x and v) as two matrix–vector products: OpenBLAS's gemm
+    on two columns took 2.3× their time (a 268 × 640 float64 D_A, D_A(D_Aᵀ X): 266 against
+    115 µs)."""
+    return np.column_stack([M @ X[:, 0], M @ X[:, 1]])
 
 
 def _moved(d_sae: int, A: IntArray, leave: IntArray, enter: IntArray) -> IntArray:
