@@ -432,3 +432,29 @@ def test_a_path_asked_again_walks_on(monkeypatch: pytest.MonkeyPatch) -> None:
             SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=lam), monkeypatch
         )
         assert np.abs(points.dense(0) - expected.delta).max() <= 1e-7 * expected.delta.max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("c_order", [False, True])
+def test_the_rounds_solves_equal_scipys(dtype: Any, lower: bool, c_order: bool) -> None:
+    """`_cho_solve` (two triangular solves per column through BLAS) gives cho_solve's G⁻¹B for
+    either triangle of the factor, stored in either memory order, and the factorisation of a
+    symmetric G through its transpose is G's own."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    rng = np.random.default_rng(4)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for m in (1, 7, 120):
+        rows = rng.normal(size=(m, m + 9)).astype(dtype)
+        G = rows @ rows.T
+        G = (G + G.T) / 2  # exactly symmetric
+        c, low = cho_factor(G.T.copy(order="F"), lower=lower, check_finite=False)
+        factor = (np.ascontiguousarray(c) if c_order else c, low)
+        assert factor[0].flags.c_contiguous == c_order or m == 1
+        B = rng.normal(size=(m, 2)).astype(dtype)
+        got = jump_module._cho_solve(factor, B)
+        want = cho_solve((c, low), B, check_finite=False)
+        assert got.dtype == dtype
+        assert np.abs(got - want).max() <= tolerance * np.abs(want).max()
+        assert np.abs(G.astype(np.float64) @ got - B).max() <= 1e3 * tolerance * np.abs(B).max()
