@@ -224,11 +224,13 @@ class _Round:
         A: IntArray,
         target: Target,
         factor: tuple[npt.NDArray[np.floating], bool] | None = None,
+        a_A: FloatArray | None = None,
     ) -> None:
         """From xv = G_AA⁻¹(a_A, 1) (x and v as columns) and D_A; `factor` is G_AA's Cholesky
-        factor (scipy's cho_factor pair) when the round made one, for `refined`."""
+        factor (scipy's cho_factor pair) when the round made one, for `refined`; `a_A` the exact
+        h.a[A] when the caller has it already."""
         self.factor = factor
-        a_A = h.a[A]
+        a_A = h.a[A] if a_A is None else a_A
         self.finite = bool(np.isfinite(xv).all())
         F, U = (_by_column(DA.T, xv).T).astype(np.float64)
         xv = xv.astype(np.float64)
@@ -257,8 +259,9 @@ class _Round:
         # G is symmetric: its transpose is the same matrix, in the Fortran order LAPACK factors
         # in place (a C-ordered G is copied first: 1 MB a round at |A| = 500 in float32)
         factor = cho_factor(G.T, lower=False, overwrite_a=True, check_finite=False)
-        rhs = np.column_stack([h.a[A], np.ones(A.size)]).astype(G.dtype)
-        return cls(h, _cho_solve(factor, rhs), DA, A, target, factor)
+        a_A = h.a[A]
+        rhs = np.column_stack([a_A, np.ones(A.size)]).astype(G.dtype)
+        return cls(h, _cho_solve(factor, rhs), DA, A, target, factor, a_A)
 
     @classmethod
     def refined(
@@ -272,7 +275,8 @@ class _Round:
         4096 × 640 SAE, against two products with D_A per step). None when the steps do not
         shrink to REFINED of (x, v) within REFINE_STEPS (G_AA too ill-conditioned for float32):
         the caller then factors G_AA in float64."""
-        rhs = np.column_stack([h.a[A], np.ones(A.size)])
+        a_A = h.a[A]
+        rhs = np.column_stack([a_A, np.ones(A.size)])
         xv = np.zeros_like(rhs)
         residual, before = rhs, math.inf
         assert rough.factor is not None
@@ -287,7 +291,7 @@ class _Round:
             size = float((np.abs(step).max(axis=0) / np.abs(xv).max(axis=0)).max())
             # settled: below float64's own noise, or no longer shrinking once close to it
             if size <= REFINED or (size <= REFINE_FLOOR and size > 0.25 * before):
-                return cls(h, xv, rows, A, target)
+                return cls(h, xv, rows, A, target, a_A=a_A)
             before = size
             residual = rhs - _by_column(rows, _by_column(rows.T, xv))
         return None

@@ -86,8 +86,9 @@ class ProjectedRows:
     def __getitem__(self, index: Any) -> Any:
         """Exact values (float64) at `index` (an int, a list or an integer array)."""
         idx = np.asarray(index, dtype=np.int64)
-        missing = np.unique(idx[~self._known[idx]]) if idx.ndim else idx[~self._known[idx]]
+        missing = idx[~self._known[idx]]
         if missing.size:
+            missing = np.unique(missing)  # (only when some are missing: ~40 µs a call)
             rows = np.asarray(self.decoder[missing], dtype=np.float64).reshape(-1, self.w.size)
             self._values[missing] = rows @ self.w
             self._known[missing] = True
