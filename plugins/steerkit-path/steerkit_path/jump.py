@@ -502,7 +502,9 @@ def _cho_solve(
     """G⁻¹B from scipy's cho_factor pair (c, lower), one column at a time through BLAS trsv:
     cho_solve's LAPACK potrs on the two columns (x, v) took 2.5–3× as long (74 against 30 µs
     at 268², 204 against 71 µs at 500², float32). A C-ordered c is read as its transpose,
-    Fortran-ordered (the factor in the other triangle), which BLAS takes without a copy."""
+    Fortran-ordered (the factor in the other triangle), which BLAS takes without a copy. B must
+    be in c's dtype: the routine is chosen by c's (cho_solve would promote a float64 B; here it
+    would be rounded to float32), so both callers cast first."""
     c, lower = factor
     M, low = (c, lower) if c.flags.f_contiguous else (c.T, not lower)
     trsv = get_blas_funcs("trsv", (M,))
