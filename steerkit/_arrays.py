@@ -79,10 +79,12 @@ _VECDOT = getattr(np, "vecdot", None)
 
 def squares_by_row(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Σⱼ xᵢⱼ² per row of a 2-d array, in its own precision (in whatever order the summation
-    takes: the bounds built on these allow any order's rounding)."""
-    squares: np.ndarray[Any, Any] = (
-        _VECDOT(block, block) if _VECDOT is not None else np.einsum("ij,ij->i", block, block)
-    )
+    takes: the bounds built on these allow any order's rounding). A square beyond the float
+    range is inf, silently (as einsum's): the callers decline such a decoder, naming it."""
+    with np.errstate(over="ignore"):
+        squares: np.ndarray[Any, Any] = (
+            _VECDOT(block, block) if _VECDOT is not None else np.einsum("ij,ij->i", block, block)
+        )
     return squares
 
 

@@ -104,6 +104,35 @@ def test_a_gap_above_tolerance_is_refused_unless_the_core_certifies_the_point() 
     assert worse.status is Status.ERROR and "duality gap" in worse.message
 
 
+def test_a_zero_gap_from_dual_infeasible_multipliers_is_refused() -> None:
+    """A gap bounds the distance to the optimum only at a dual feasible point. D = I₂, w = (1,
+    ½), r = 1, λ = 1 (hand computation): δ = (0, 2) is optimal over feature 1 alone, with
+    μ = (1 + λ·2)/½ = 6 making its own reduced cost 0 and the gap 0 — but feature 0's reduced
+    cost is 1 − 6 = −5, and the optimum is δ = (1, 0), objective 1.5 against 4."""
+    problem = SteeringProblem.qp(decoder=np.eye(2), directions=[1.0, 0.5], rhs=1.0, lam=1.0)
+    claim = Answer(Outcome.OPTIMAL, delta=[0.0, 2.0], duals=Duals(np.array([6.0])))
+    solution = accept(problem, claim, solver="x", seconds=0.0)
+    assert solution.status is Status.ERROR and solution.delta is None
+    assert "dual infeasibility 5 " in solution.message
+    # the optimum δ = (1, 0) with its multiplier (μ = 1 + λ·1 = 2) is accepted; with a wrong
+    # one (μ = 9: reduced costs −7 and −3.5) it gets the core's own
+    assert accept(
+        problem,
+        Answer(Outcome.OPTIMAL, delta=[1.0, 0.0], duals=Duals(np.array([2.0]))),
+        solver="x",
+        seconds=0.0,
+    ).ok
+    mended = accept(
+        problem,
+        Answer(Outcome.OPTIMAL, delta=[1.0, 0.0], duals=Duals(np.array([9.0]))),
+        solver="x",
+        seconds=0.0,
+    )
+    assert mended.ok and "duals_recomputed" in mended.flags
+    assert mended.dual_infeasibility <= 1e-12 and mended.duals is not None
+    assert mended.duals.linear[0] == pytest.approx(2.0)
+
+
 def test_an_optimum_without_multipliers_gets_the_cores() -> None:
     problem = random_problem(np.random.default_rng(1), "qp", k=2)
     reference = reference_solve(problem)
