@@ -245,8 +245,11 @@ class Path:
 
     # -- the two problems --------------------------------------------------------------------
 
-    def qp(self, lam: Any, rhs: Any) -> PathPoints:
-        """The QP's answers for each (λ, r) (broadcast together)."""
+    def qp(self, lam: Any, rhs: Any, *, checked: bool = True) -> PathPoints:
+        """The QP's answers for each (λ, r) (broadcast together). With `checked` False, the
+        walked answers' segment ends are not checked over every feature (only the walk's own
+        checkpoints are): their `kkt` is NaN, for a caller that has each answer certified
+        itself and asks again, checked, for any that fails (as the solver does)."""
         lam_a, r = (np.atleast_1d(x).astype(np.float64) for x in np.broadcast_arrays(lam, rhs))
         n = r.size
         regime = _regimes(r, self.orthogonal)
@@ -263,7 +266,10 @@ class Path:
                 walk = np.array([j not in far for j in range(live.size)], dtype=bool)
                 if walk.any():
                     seg = self._locate(
-                        lambda: h.margins_over_alpha(), target[walk], g_target=target[walk].max()
+                        lambda: h.margins_over_alpha(),
+                        target[walk],
+                        g_target=target[walk].max(),
+                        checked=checked,
                     )
                 recs = tuple(h.records)
                 jumped = {int(live[j]): rec for j, rec in far.items()}
@@ -273,9 +279,7 @@ class Path:
                 Q = np.array([recs[k].Q for k in seg])
                 hi = np.array([recs[k].alpha for k in seg])
                 lo = np.array([recs[k + 1].alpha for k in seg])
-                kkt_abs = np.array(
-                    [max(recs[k].violation or 0.0, recs[k + 1].violation or 0.0) for k in seg]
-                )
+                kkt_abs = np.array([_bound(recs[k], recs[k + 1]) for k in seg])
                 at = np.clip(P / (target[walk] + Q), lo, hi)
                 rows = live[walk]
                 segment[rows], alpha[rows], mu[rows] = seg, at, 1.0 / at
@@ -295,9 +299,12 @@ class Path:
             kkt=kkt,
         )
 
-    def socp(self, eps: Any, rhs: Any, *, min_eps: bool = False) -> PathPoints:
+    def socp(
+        self, eps: Any, rhs: Any, *, min_eps: bool = False, checked: bool = True
+    ) -> PathPoints:
         """The SOCP's answers for each (ε, r) (broadcast together). With `min_eps`, the exact
-        smallest feasible ε of every input is computed (the whole path) even when feasible."""
+        smallest feasible ε of every input is computed (the whole path) even when feasible.
+        `checked`: as for `qp` (an answer past the path's end, infeasible, is always checked)."""
         eps_a, r = (np.atleast_1d(x).astype(np.float64) for x in np.broadcast_arrays(eps, rhs))
         n = r.size
         regime = _regimes(r, self.orthogonal)
@@ -321,7 +328,7 @@ class Path:
                 jumped: dict[int, Breakpoint] = {}
                 if rest.size:
                     jumped = self._socp_on_path(
-                        rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt
+                        rest, rho[~single], r, regime, segment, alpha, mu, nu, kkt, checked
                     )
                 # the answers' segments, before min_eps may repair; then the jumped points
                 walked = tuple(h.records)
@@ -356,10 +363,12 @@ class Path:
         mu: FloatArray,
         nu: FloatArray,
         kkt: FloatArray,
+        checked: bool = True,
     ) -> dict[int, Breakpoint]:
         """Answers for the inputs with ε/r below the first segment's ratio: a root of a
         quadratic on the right segment, or infeasible past the path's end. Returns the answers
-        found by pivoting (`_jump_far`), by row, with only their ν set."""
+        found by pivoting (`_jump_far`), by row, with only their ν set. Unless `checked`, only
+        the path's end is checked (when an answer is infeasible past it)."""
         h = self.homotopy
         assert h is not None
         far = self._jump_far("socp", rho)
@@ -388,7 +397,7 @@ class Path:
             below = rho < end_ratio
             seg = np.searchsorted(ratios(), -rho[~below], side="left") - 1
             seg = np.clip(seg, 1 if end >= 2 else 0, max(end - 1, 0))
-            need = set(seg.tolist()) | set((seg + 1).tolist())
+            need = set(seg.tolist()) | set((seg + 1).tolist()) if checked else set()
             if below.any():
                 need.add(end)
             failed = h.check(need)
@@ -412,8 +421,7 @@ class Path:
         for j, (k, at) in enumerate(zip(seg, roots)):
             rec = recs[k]
             nu[on[j]] = float(np.linalg.norm(_fit_on(rec, recs[k + 1], at))) / at
-            worst = max(rec.violation or 0.0, recs[k + 1].violation or 0.0)
-            kkt[on[j]] = worst / at
+            kkt[on[j]] = _bound(rec, recs[k + 1]) / at
         return jumped
 
     def _jump_far(self, kind: str, targets: FloatArray) -> dict[int, Breakpoint]:
@@ -493,8 +501,11 @@ class Path:
             self._end_failed = self._end is None
         return self._end
 
-    def _locate(self, values: Any, target: FloatArray, *, g_target: float) -> Any:
-        """Segments k with g_k ≤ target < g_{k+1}, both ends checked over all features."""
+    def _locate(
+        self, values: Any, target: FloatArray, *, g_target: float, checked: bool = True
+    ) -> Any:
+        """Segments k with g_k ≤ target < g_{k+1}, both ends checked over all features (unless
+        not `checked`)."""
         h = self.homotopy
         assert h is not None
         h.extend(g_target=g_target)
@@ -502,6 +513,8 @@ class Path:
             g = np.maximum.accumulate(values())
             end = len(h.records) - 1
             seg = np.clip(np.searchsorted(g, target, side="right") - 1, 0, max(end - 1, 0))
+            if not checked:
+                return seg
             failed = h.check(set(seg.tolist()) | set((seg + 1).tolist()))
             if not failed:
                 return seg
@@ -635,6 +648,14 @@ def _place(
         alpha[i], mu[i] = rec.alpha, 1.0 / rec.alpha
         kkt[i] = (rec.violation or 0.0) / rec.alpha
     return extra
+
+
+def _bound(rec: Breakpoint, after: Breakpoint) -> float:
+    """max (cᵢ − α) over the features outside the segment from `rec` to `after`, at its checked
+    ends (cᵢ − α is affine in α on a segment: its ends bound it); NaN unless both are checked."""
+    if rec.violation is None or after.violation is None:
+        return math.nan
+    return max(rec.violation, after.violation)
 
 
 def _fit_on(rec: Breakpoint, after: Breakpoint, alpha: float) -> FloatArray:

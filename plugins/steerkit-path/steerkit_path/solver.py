@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,15 +19,21 @@ from steerkit import (
     Duals,
     Outcome,
     ProblemKind,
+    Solution,
     Solver,
     SolverCapabilityError,
     SteeringProblem,
 )
+from steerkit.answer import accept_many
 
 if TYPE_CHECKING:
     from steerkit_path.path import Path, PathPoints
 
 __all__ = ["OPTIONS", "PathSolver"]
+
+#: Answers certified together (`_certified`): the core's own chunk (`steerkit.solver`), so that a
+#: chunk's dense δ are alive at once, as when the core accepts them.
+_CHUNK = 64
 
 #: The options `PathSolver.solve` and `solve_batch` accept.
 OPTIONS: Mapping[str, str] = {
@@ -87,7 +93,7 @@ class PathSolver(Solver):
 
     def solve_group(
         self, problems: Sequence[SteeringProblem], settings: tuple[bool, dict[str, Any], bool]
-    ) -> Iterator[Answer] | list[Answer]:
+    ) -> Iterator[Answer | Solution] | list[Answer]:
         """Problems sharing decoder and direction share one path, and each is a lookup on it.
         `seconds` is the input's own lookup plus an equal share of the path."""
         cache, path_options, min_eps = settings
@@ -156,32 +162,98 @@ def _group(
     cache: bool,
     options: Mapping[str, Any],
     min_eps: bool,
-) -> Iterator[Answer]:
+) -> Iterator[Answer | Solution]:
     """Answer problems that share one path: QPs and SOCPs each in one vectorised lookup. The
-    path and the lookups are computed here; each Answer (a dense δ) is made when the core asks
-    for it, so a group never holds all of its dense δ at once."""
+    path and the lookups are computed here; the answers are made a chunk at a time when the core
+    asks for them, so a group never holds all of its dense δ at once (`_certified`)."""
     start = time.perf_counter()
     path = _path(problems[0], cache, options)
     steps_before = path.steps
+    answers = _lookups(path, problems, range(len(problems)), min_eps, checked=False)
+    shared = (time.perf_counter() - start) / len(problems)
+    new_steps = path.steps - steps_before
+    return _certified(path, problems, answers, min_eps, shared=shared, new_steps=new_steps)
+
+
+def _lookups(
+    path: Path,
+    problems: Sequence[SteeringProblem],
+    which: Iterable[int],
+    min_eps: bool,
+    *,
+    checked: bool,
+) -> dict[int, tuple[PathPoints, int]]:
+    """{i: (the lookup, its row)} for problems `which`: the QPs and the SOCPs each in one."""
     answers: dict[int, tuple[PathPoints, int]] = {}
+    which = list(which)
     for kind in (ProblemKind.QP, ProblemKind.SOCP):
-        rows = [i for i, p in enumerate(problems) if p.kind is kind]
+        rows = [i for i in which if problems[i].kind is kind]
         if not rows:
             continue
         rhs = np.array([float(problems[i].rhs[0]) for i in rows])
         if kind is ProblemKind.QP:
-            points = path.qp(np.array([problems[i].lam for i in rows], dtype=np.float64), rhs)
+            lams = np.array([problems[i].lam for i in rows], dtype=np.float64)
+            points = path.qp(lams, rhs, checked=checked)
         else:
             eps = np.array([problems[i].eps for i in rows], dtype=np.float64)
-            points = path.socp(eps, rhs, min_eps=min_eps)
+            points = path.socp(eps, rhs, min_eps=min_eps, checked=checked)
         for j, i in enumerate(rows):
             answers[i] = (points, j)
-    shared = (time.perf_counter() - start) / len(problems)
-    new_steps = path.steps - steps_before
-    return (
-        _answer(problem, path, *answers[i], shared=shared, new_steps=new_steps)
-        for i, problem in enumerate(problems)
-    )
+    return answers
+
+
+def _certified(
+    path: Path,
+    problems: Sequence[SteeringProblem],
+    answers: dict[int, tuple[PathPoints, int]],
+    min_eps: bool,
+    *,
+    shared: float,
+    new_steps: int,
+) -> Iterator[Answer | Solution]:
+    """The group's answers, a chunk at a time. An answer on a segment whose ends the path has
+    not checked over every feature (NaN `kkt`: its lookups skip those checks) is certified by
+    the core first (`steerkit.answer.accept_many`, which verifies every answer anyway): it
+    stands when the core's dual infeasibility — the same max (cᵢ − α)/α over every feature,
+    at the answer itself — is within the path's own tolerance; otherwise the problem is looked
+    up again with its segment's ends checked (and the path repaired where they fail), and that
+    Answer goes to the core. The core's certificate thus stands for the path's check of the
+    segment ends: one verification instead of two (~0.2 s of 1.4 s on the GPT-2-scale grid)."""
+    from steerkit_path.homotopy import VIOLATION_RTOL
+
+    for first in range(0, len(problems), _CHUNK):
+        chunk = range(first, min(first + _CHUNK, len(problems)))
+        made: list[Answer | Solution] = [
+            _answer(problems[i], path, *answers[i], shared=shared, new_steps=new_steps)
+            for i in chunk
+        ]
+        unchecked = [k for k, a in enumerate(made) if _unchecked(a)]
+        if unchecked:
+            solutions = accept_many(
+                [problems[first + k] for k in unchecked],
+                [made[k] for k in unchecked],  # type: ignore[misc]
+                solver=PathSolver.name,
+                seconds=[made[k].seconds or 0.0 for k in unchecked],
+            )
+            again = []
+            for k, solution in zip(unchecked, solutions):
+                if solution.ok and solution.dual_infeasibility <= VIOLATION_RTOL:
+                    solution.info["kkt_max_violation"] = solution.dual_infeasibility
+                    made[k] = solution
+                else:
+                    again.append(first + k)
+            if again:
+                checked = _lookups(path, problems, again, min_eps, checked=True)
+                for i in again:
+                    made[i - first] = _answer(
+                        problems[i], path, *checked[i], shared=shared, new_steps=new_steps
+                    )
+        yield from made
+
+
+def _unchecked(answer: Answer | Solution) -> bool:
+    value = answer.info.get("kkt_max_violation", 0.0)
+    return isinstance(answer, Answer) and answer.support is not None and math.isnan(value)
 
 
 def _answer(

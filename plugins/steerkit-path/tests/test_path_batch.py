@@ -227,3 +227,72 @@ def test_twins_are_equal_rows_not_rows_that_share_a_and_a_first_entry() -> None:
         assert path.twins(5).tolist() == [3, 5]
         assert path.twins(7).tolist() == [7]
         assert path.twins(10).tolist() == [10]
+
+
+def _batch(kind: str, rng: np.random.Generator) -> list[SteeringProblem]:
+    """60 QPs (three λ, 20 inputs) or SOCPs (ε/r from 1.02 to 3 times the smallest feasible:
+    60 of them, so that the path is walked, not pivoted to each), on one 400 × 40 decoder:
+    answers spread along a long path."""
+    decoder = random_decoder(rng, 400, 40)
+    w = rng.normal(size=40) * 2
+    rhs = rng.uniform(0.5, 4.0, size=20)
+    if kind == "qp":
+        return [
+            SteeringProblem.qp(decoder=decoder, directions=w, rhs=r, lam=lam)
+            for lam in (0.1, 1.0, 10.0)
+            for r in rhs
+        ]
+    smallest = min_feasible_norm(
+        SteeringProblem.socp(decoder=decoder, directions=w, rhs=1.0, eps=1.0)
+    )
+    factors = np.geomspace(1.02, 3.0, 60)
+    return [
+        SteeringProblem.socp(decoder=decoder, directions=w, rhs=r, eps=f * smallest * r)
+        for f, r in zip(factors, np.tile(rhs, 3))
+    ]
+
+
+@pytest.mark.parametrize("kind", ["qp", "socp"])
+def test_a_batch_rests_on_the_cores_certificate_not_a_second_check(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A batch's answers on segments the path has not checked are certified by the core (which
+    verifies every answer anyway) instead of the path checking the segments' ends over every
+    feature too. With the walk's own checkpoints switched off, no full product is made at all,
+    and every answer stands with the core's dual infeasibility within the path's tolerance."""
+    import steerkit_path.homotopy as homotopy
+
+    monkeypatch.setattr(homotopy, "CHECK_EVERY", 10**6)
+    problems = _batch(kind, np.random.default_rng(31))
+    solutions = steerkit.solve_batch(problems, "path")
+    path = path_for(problems[0].decoder, problems[0].directions[0])
+    assert path.homotopy is not None
+    assert path.homotopy.checked_columns == 0 and path.repairs == 0
+    for problem, solution in zip(problems, solutions):
+        assert solution.ok and solution.dual_infeasibility <= 1e-9
+        assert solution.info["kkt_max_violation"] <= 1e-9
+        reference = reference_solve(problem)
+        assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["qp", "socp"])
+def test_answers_on_a_pool_that_misses_features_are_caught_and_repaired(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The corrupted case: a pool of 8 features and no checkpoints, so the walk goes on past
+    features it never priced and the answers on those segments are optimal only over the pool
+    (dual infeasible over the whole decoder). The core refuses them, the path looks them up
+    again with the segments' ends checked — failing, it repairs the pool and walks again — and
+    every answer is the reference's (CVXPY + Clarabel)."""
+    import steerkit_path.homotopy as homotopy
+
+    monkeypatch.setattr(homotopy, "CHECK_EVERY", 10**6)
+    monkeypatch.setattr(homotopy, "ANTICIPATE_SHARE", 0.0)  # the pool grows only by repairs
+    problems = _batch(kind, np.random.default_rng(32))
+    solutions = steerkit.solve_batch(problems, "path", pool_size=8, cache=False)
+    assert max(s.info["repairs"] for s in solutions) > 0  # the misses were caught
+    for problem, solution in zip(problems, solutions):
+        assert solution.ok, solution.message
+        assert solution.dual_infeasibility <= 1e-9
+        reference = reference_solve(problem)
+        assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
