@@ -28,7 +28,7 @@ import numpy as np
 
 from steerkit._arrays import FloatArray
 from steerkit.problem import ProblemKind, SteeringProblem
-from steerkit.solution import Duals, Solution, Status, certificate, certify_many
+from steerkit.solution import Duals, Solution, Status, _Sparse, certificate, certify_many
 
 __all__ = [
     "CERTIFY_TOL",
@@ -441,7 +441,7 @@ def _nonnegative_least_squares(matrix: np.ndarray[Any, Any], target: FloatArray)
 def verify(problem: SteeringProblem, solution: Solution) -> tuple[Solution, str | None]:
     """(solution, None) when the core vouches for an optimal solution — possibly with the core's
     own multipliers attached — or (solution, why not). Non-optimal solutions pass unchanged."""
-    if not solution.ok or solution.delta is None:
+    if not solution.ok:  # an optimal Solution has δ (a sparse one is not made dense here)
         return solution, None
     if not math.isfinite(solution.objective):
         return solution, f"its objective is {solution.objective} (the numbers overflow)"
@@ -610,11 +610,9 @@ def accept_many(
     for (j, claim), figure in zip(batch, figures):
         answer = answers[j]
         label = f"{solver} ({answer.message})" if answer.message else solver
-        delta = np.zeros(problems[j].d_sae)
-        delta[claim.rows] = claim.values
         solution = Solution.build(
             problems[j],
-            delta,
+            _Sparse(claim.rows, claim.values, problems[j].d_sae),  # dense when first read
             _figures=figure,
             status=Status.OPTIMAL,
             solver=solver,

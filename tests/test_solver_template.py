@@ -133,6 +133,36 @@ def test_a_zero_gap_from_dual_infeasible_multipliers_is_refused() -> None:
     assert mended.duals.linear[0] == pytest.approx(2.0)
 
 
+def test_a_sparse_answer_is_made_dense_only_when_its_delta_is_read(
+    scripted: type[Scripted],
+) -> None:
+    """An answer given by its support is certified from it, and its Solution makes the dense δ
+    the first time `delta` is read (once); L0, L1 and the support come from the entries, equal
+    to those of the dense δ. D = I₄, w = (1, 1, 1, 0), r = 3, λ = 1 (hand computation): δ = (1,
+    1, 1, 0), μ = 1 + λ·1 = 2; reduced cost of feature 3 is 1."""
+    import pickle
+
+    from steerkit.solution import _Sparse
+
+    problem = SteeringProblem.qp(decoder=np.eye(4), directions=[1.0, 1, 1, 0], rhs=3.0, lam=1.0)
+    scripted.answers = [
+        Answer(Outcome.OPTIMAL, support=([0, 1, 2], [1.0, 1.0, 1.0]), duals=Duals(np.array([2.0])))
+    ]
+    solution = scripted().solve(problem)
+    assert solution.ok and solution.gap <= 1e-15 and solution.dual_infeasibility == 0.0
+    assert solution.objective == pytest.approx(4.5)
+    assert isinstance(solution._delta, _Sparse)  # not made by the core's acceptance
+    assert (solution.l0, solution.l1, list(solution.support())) == (3, 3.0, [0, 1, 2])
+    assert isinstance(solution._delta, _Sparse)  # nor by the figures
+    again = pickle.loads(pickle.dumps(solution))
+    delta = solution.delta
+    assert delta is not None and solution.delta is delta and not delta.flags.writeable
+    np.testing.assert_array_equal(delta, [1.0, 1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(again.delta, delta)
+    dense = Solution.build(problem, delta, status=Status.OPTIMAL, solver="x", seconds=0.0)
+    assert (dense.l0, dense.l1, list(dense.support())) == (3, 3.0, [0, 1, 2])
+
+
 def test_an_optimum_without_multipliers_gets_the_cores() -> None:
     problem = random_problem(np.random.default_rng(1), "qp", k=2)
     reference = reference_solve(problem)
