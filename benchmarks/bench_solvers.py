@@ -213,8 +213,9 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
         def certified_grid(
             existing: Any = None, array: np.ndarray = decoder
         ) -> list[tuple[bool, float, float]]:
-            """(optimal, dual infeasibility, gap) of every answer; each λ's Solutions (dense δ,
-            256 × d_sae) are dropped once read, as a sweep that streams its results would. On
+            """(optimal, dual infeasibility, gap) of every answer; each λ's Solutions are
+            dropped once read, as a sweep that streams its results would (their δ is made dense
+            only when read: here it is not; L0 and the support need no dense δ either). On
             the `existing` Decoder, else on one made here from `array` (its own copy of a
             writeable array; a read-only array that owns its memory is adopted as it is)."""
             dec = existing if existing is not None else make_decoder(array)
@@ -359,7 +360,7 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 "objective": float("nan"),
                 "violation": float("nan"),
                 "l0": 0,
-                "status": "solve_batch per λ: dense δ, certificate recomputed by the core",
+                "status": "solve_batch per λ: certificates recomputed by the core (δ dense when read)",
             }
         )
         rows.append(
