@@ -360,7 +360,7 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 "objective": float("nan"),
                 "violation": float("nan"),
                 "l0": 0,
-                "status": "solve_batch per λ: certificates recomputed by the core (δ dense when read)",
+                "status": "solve_batch per λ: certificates by the core (δ dense when read)",
             }
         )
         rows.append(
