@@ -54,7 +54,8 @@ class Certificate:
     """KKT figures for (δ, duals), computed over every feature.
 
     `gap`: primal minus dual objective, relative to max(1, |objective|).
-    `dual_infeasibility`: minus the most negative reduced cost (0 when dual feasible).
+    `dual_infeasibility`: minus the most negative reduced cost, or of a multiplier (0 when dual
+    feasible).
     """
 
     gap: float
@@ -142,8 +143,16 @@ def certificate(
         gap = float(linear - mu @ problem.rhs + nu * problem.eps)
     return Certificate(
         gap=abs(gap) / max(1.0, abs(objective)),
-        dual_infeasibility=max(0.0, -_reduced_cost_floor(problem, u, known)),
+        dual_infeasibility=max(
+            _negative(mu, duals.norm if problem.kind is ProblemKind.SOCP else None),
+            -_reduced_cost_floor(problem, u, known),
+        ),
     )
+
+
+def _negative(mu: FloatArray, nu: float | None) -> float:
+    """How far the multipliers are below 0 (μ ≥ 0, ν ≥ 0 are dual feasibility too), at least 0."""
+    return max(0.0, -float(mu.min(initial=0.0)), -float(nu or 0.0))
 
 
 #: The δ that `Solution.build` is making from the core's own figures (per thread).
@@ -250,13 +259,14 @@ def certify_many(
         (index, on_rows[place, j]) for j, ((index, _), place) in enumerate(zip(supports, places))
     ]
     floors = dictionary.min_reduced_costs(us, known)
+    below = np.maximum(0.0, np.maximum(-mus.min(axis=1, initial=0.0), -nus))  # μ, ν ≥ 0 too
     return [
         Figures(
             objective=float(objectives[j]),
             violation=float(violations[j]),
             certificate=Certificate(
                 gap=abs(float(gaps[j])) / max(1.0, abs(float(objectives[j]))),
-                dual_infeasibility=max(0.0, -float(floors[j])),
+                dual_infeasibility=max(float(below[j]), -float(floors[j])),
             ),
         )
         for j in range(m)
@@ -560,7 +570,10 @@ class Solution:
         delta = self._delta
         if delta is None:
             return math.nan
-        return float(np.abs(delta.values if isinstance(delta, _Sparse) else delta).sum())
+        # over the non-zero entries in index order either way: the same sum before and after
+        # a sparse δ is made dense
+        values = delta.values if isinstance(delta, _Sparse) else delta[delta != 0]
+        return float(np.abs(values).sum())
 
     def summary(self) -> dict[str, Any]:
         """The figures as plain values, for tables and JSON."""

@@ -113,7 +113,7 @@ def test_a_zero_gap_from_dual_infeasible_multipliers_is_refused() -> None:
     claim = Answer(Outcome.OPTIMAL, delta=[0.0, 2.0], duals=Duals(np.array([6.0])))
     solution = accept(problem, claim, solver="x", seconds=0.0)
     assert solution.status is Status.ERROR and solution.delta is None
-    assert "dual infeasibility 5 " in solution.message
+    assert "dual infeasibility is 5 " in solution.message
     # the optimum δ = (1, 0) with its multiplier (μ = 1 + λ·1 = 2) is accepted; with a wrong
     # one (μ = 9: reduced costs −7 and −3.5) it gets the core's own
     assert accept(
@@ -122,6 +122,16 @@ def test_a_zero_gap_from_dual_infeasible_multipliers_is_refused() -> None:
         solver="x",
         seconds=0.0,
     ).ok
+    # one large row orthogonal to w, or one large cost, does not loosen the other features' test
+    far = SteeringProblem.qp(
+        decoder=np.diag([1.0, 1.0, 1e5]), directions=[1.0, 0.5, 0.0], rhs=1.0, lam=1.0
+    )
+    dear = SteeringProblem.qp(
+        decoder=np.eye(3), directions=[1.0, 0.5, 0.0], rhs=1.0, lam=1.0, costs=[1.0, 1.0, 1e6]
+    )
+    for other in (far, dear):
+        claim = Answer(Outcome.OPTIMAL, delta=[0.0, 2.0, 0.0], duals=Duals(np.array([6.0])))
+        assert not accept(other, claim, solver="x", seconds=0.0).ok
     mended = accept(
         problem,
         Answer(Outcome.OPTIMAL, delta=[1.0, 0.0], duals=Duals(np.array([9.0]))),
@@ -131,6 +141,18 @@ def test_a_zero_gap_from_dual_infeasible_multipliers_is_refused() -> None:
     assert mended.ok and "duals_recomputed" in mended.flags
     assert mended.dual_infeasibility <= 1e-12 and mended.duals is not None
     assert mended.duals.linear[0] == pytest.approx(2.0)
+
+
+def test_negative_multipliers_are_dual_infeasible() -> None:
+    """SOCP, D = I₂, w = (1, ½), r = 1, ε = 10 (hand computation): δ = (0, 2) with μ = 1 and
+    ν = −0.1 makes every figure look right (ν < 0 drops out of u, and cᵀδ − μr + νε = 2 − 1 − 1
+    = 0), but the optimum is δ = (1, 0), objective 1 against 2: ν ≥ 0 is dual feasibility too."""
+    problem = SteeringProblem.socp(decoder=np.eye(2), directions=[1.0, 0.5], rhs=1.0, eps=10.0)
+    claim = Answer(Outcome.OPTIMAL, delta=[0.0, 2.0], duals=Duals(np.array([1.0]), norm=-0.1))
+    solution = accept(problem, claim, solver="x", seconds=0.0)
+    assert solution.status is Status.ERROR and "dual infeasibility is 0.1 " in solution.message
+    right = Answer(Outcome.OPTIMAL, delta=[1.0, 0.0], duals=Duals(np.array([1.0]), norm=0.0))
+    assert accept(problem, right, solver="x", seconds=0.0).ok
 
 
 def test_a_sparse_answer_is_made_dense_only_when_its_delta_is_read(

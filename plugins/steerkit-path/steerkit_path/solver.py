@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OPTIONS", "PathSolver"]
 
-#: Answers certified together (`_certified`): the core's own chunk (`steerkit.solver`), so that a
-#: chunk's dense δ are alive at once, as when the core accepts them.
+#: Answers certified together (`_certified`): the core's own chunk (`steerkit.solver`): one
+#: gather of their decoder rows and one shared screen per chunk, as when the core accepts them.
 _CHUNK = 64
 
 #: The options `PathSolver.solve` and `solve_batch` accept.
@@ -238,17 +238,46 @@ def _certified(
             again = []
             for k, solution in zip(unchecked, solutions):
                 if solution.ok and solution.dual_infeasibility <= VIOLATION_RTOL:
-                    solution.info["kkt_max_violation"] = solution.dual_infeasibility
+                    # the core's figure at the answer (the Solution's own info dict, made for it)
+                    cast(dict[str, Any], solution.info)["kkt_max_violation"] = (
+                        solution.dual_infeasibility
+                    )
                     made[k] = solution
                 else:
                     again.append(first + k)
             if again:
-                checked = _lookups(path, problems, again, min_eps, checked=True)
-                for i in again:
-                    made[i - first] = _answer(
-                        problems[i], path, *checked[i], shared=shared, new_steps=new_steps
-                    )
+                for i, answer in _looked_up_again(path, problems, again, min_eps, shared):
+                    made[i - first] = answer
         yield from made
+
+
+def _looked_up_again(
+    path: Path, problems: Sequence[SteeringProblem], again: list[int], min_eps: bool, shared: float
+) -> list[tuple[int, Answer]]:
+    """(i, Answer) of problems `again`, looked up with their segments' ends checked (a repair
+    may walk the path again: past `max_steps`, each is an iteration limit, as in `solve_group`)."""
+    from steerkit_path.homotopy import PathStepLimitError
+
+    start, steps = time.perf_counter(), path.steps
+    try:
+        checked = _lookups(path, problems, again, min_eps, checked=True)
+    except PathStepLimitError as e:
+        seconds = (time.perf_counter() - start) / len(again)
+        return [
+            (
+                i,
+                Answer(
+                    Outcome.LIMIT, message=f"path: {e}", advice="raise max_steps", seconds=seconds
+                ),
+            )
+            for i in again
+        ]
+    extra = (time.perf_counter() - start) / len(again)
+    new_steps = path.steps - steps
+    return [
+        (i, _answer(problems[i], path, *checked[i], shared=shared + extra, new_steps=new_steps))
+        for i in again
+    ]
 
 
 def _unchecked(answer: Answer | Solution) -> bool:

@@ -296,3 +296,21 @@ def test_answers_on_a_pool_that_misses_features_are_caught_and_repaired(
         assert solution.dual_infeasibility <= 1e-9
         reference = reference_solve(problem)
         assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
+
+
+def test_a_repair_past_max_steps_is_an_iteration_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-up again of answers the core refused may walk the path further (a repair):
+    past `max_steps` those answers are iteration limits with the advice, as when the first
+    walk runs out, and the answers the core kept stand."""
+    import steerkit_path.homotopy as homotopy
+
+    monkeypatch.setattr(homotopy, "CHECK_EVERY", 10**6)
+    monkeypatch.setattr(homotopy, "ANTICIPATE_SHARE", 0.0)
+    problems = _batch("qp", np.random.default_rng(32))
+    solutions = steerkit.solve_batch(problems, "path", pool_size=8, cache=False, max_steps=9)
+    limited = [s for s in solutions if s.status is Status.ITERATION_LIMIT]
+    assert limited and all("raise max_steps" in s.message for s in limited)
+    kept = [(p, s) for p, s in zip(problems, solutions) if s.ok]
+    assert kept and len(kept) + len(limited) == len(problems)
+    for problem, solution in kept:
+        assert solution.objective == pytest.approx(reference_solve(problem).objective, rel=1e-6)
