@@ -28,7 +28,15 @@ import numpy as np
 
 from steerkit._arrays import FloatArray
 from steerkit.problem import ProblemKind, SteeringProblem
-from steerkit.solution import Duals, Solution, Status, _Sparse, certificate, certify_many
+from steerkit.solution import (
+    Duals,
+    Solution,
+    Status,
+    _negative,
+    _Sparse,
+    certificate,
+    certify_many,
+)
 
 __all__ = [
     "CERTIFY_TOL",
@@ -498,9 +506,9 @@ def relative_dual_infeasibility(problem: SteeringProblem, solution: Solution) ->
         return math.nan
     mu = np.asarray(solution.duals.linear, dtype=np.float64)
     nu = float(solution.duals.norm or 0.0) if problem.kind is ProblemKind.SOCP else 0.0
-    worst = max(0.0, -float(mu.min(initial=0.0)), -nu)
+    worst = _negative(mu, nu)
     pulled = -(problem.directions.T @ mu)
-    v = _steering(problem, solution)
+    v = problem.steering_vector(solution.delta)
     if problem.kind is ProblemKind.QP:
         assert problem.lam is not None
         pushed, size = problem.lam * v, problem.lam * float(np.linalg.norm(v))
@@ -517,16 +525,6 @@ def relative_dual_infeasibility(problem: SteeringProblem, solution: Solution) ->
     if not np.isfinite(ratio).all():
         return math.inf
     return max(worst, float(ratio.max(initial=0.0)))
-
-
-def _steering(problem: SteeringProblem, solution: Solution) -> FloatArray:
-    """Dᵀδ of an optimal Solution, from δ's entries while it keeps them (no dense δ made)."""
-    entries = solution._delta
-    if isinstance(entries, _Sparse):
-        rows = np.asarray(problem.dictionary.array[entries.index], dtype=np.float64)
-        result: FloatArray = rows.T @ entries.values
-        return result
-    return problem.steering_vector(solution.delta)
 
 
 def accept(

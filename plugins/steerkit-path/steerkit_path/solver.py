@@ -25,15 +25,12 @@ from steerkit import (
     SteeringProblem,
 )
 from steerkit.answer import accept_many
+from steerkit.solver import ACCEPT_CHUNK
 
 if TYPE_CHECKING:
     from steerkit_path.path import Path, PathPoints
 
 __all__ = ["OPTIONS", "PathSolver"]
-
-#: Answers certified together (`_certified`): the core's own chunk (`steerkit.solver`): one
-#: gather of their decoder rows and one shared screen per chunk, as when the core accepts them.
-_CHUNK = 64
 
 #: The options `PathSolver.solve` and `solve_batch` accept.
 OPTIONS: Mapping[str, str] = {
@@ -105,13 +102,7 @@ class PathSolver(Solver):
 
             if not isinstance(e, PathStepLimitError):
                 raise
-            seconds = (time.perf_counter() - start) / len(problems)
-            return [
-                Answer(
-                    Outcome.LIMIT, message=f"path: {e}", advice="raise max_steps", seconds=seconds
-                )
-                for _ in problems
-            ]
+            return _limits(e, len(problems), (time.perf_counter() - start) / len(problems))
 
 
 def _path_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -221,8 +212,9 @@ def _certified(
     segment ends: one verification instead of two (~0.2 s of 1.4 s on the GPT-2-scale grid)."""
     from steerkit_path.homotopy import VIOLATION_RTOL
 
-    for first in range(0, len(problems), _CHUNK):
-        chunk = range(first, min(first + _CHUNK, len(problems)))
+    # a chunk as the core accepts them: one gather of their decoder rows, one shared screen
+    for first in range(0, len(problems), ACCEPT_CHUNK):
+        chunk = range(first, min(first + ACCEPT_CHUNK, len(problems)))
         made: list[Answer | Solution] = [
             _answer(problems[i], path, *answers[i], shared=shared, new_steps=new_steps)
             for i in chunk
@@ -263,20 +255,21 @@ def _looked_up_again(
         checked = _lookups(path, problems, again, min_eps, checked=True)
     except PathStepLimitError as e:
         seconds = (time.perf_counter() - start) / len(again)
-        return [
-            (
-                i,
-                Answer(
-                    Outcome.LIMIT, message=f"path: {e}", advice="raise max_steps", seconds=seconds
-                ),
-            )
-            for i in again
-        ]
+        return list(zip(again, _limits(e, len(again), seconds)))
     extra = (time.perf_counter() - start) / len(again)
     new_steps = path.steps - steps
     return [
         (i, _answer(problems[i], path, *checked[i], shared=shared + extra, new_steps=new_steps))
         for i in again
+    ]
+
+
+def _limits(error: Exception, n: int, seconds: float) -> list[Answer]:
+    """n iteration-limit Answers for a walk that ran past `max_steps`, with the advice."""
+    message = f"path: {error}"
+    return [
+        Answer(Outcome.LIMIT, message=message, advice="raise max_steps", seconds=seconds)
+        for _ in range(n)
     ]
 
 
