@@ -56,7 +56,7 @@ def float_array(
 
     float64 unless `keep_float32` and the input is float32 (large decoders stay float32
     rather than doubling their memory). The user's buffer is not copied when it can be viewed.
-    `check=False` leaves the finiteness check to the caller (see `row_squares`).
+    `check=False` leaves the finiteness check to the caller (the Decoder's validation pass).
     """
     array = to_numpy(owner, field, value)
     if array.ndim != ndim:
@@ -85,16 +85,6 @@ def squares_by_row(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         squares: np.ndarray[Any, Any] = (
             _VECDOT(block, block) if _VECDOT is not None else np.einsum("ij,ij->i", block, block)
         )
-    return squares
-
-
-def row_squares(owner: str, field: str, array: np.ndarray[Any, Any]) -> FloatArray:
-    """Σⱼ xᵢⱼ² per row (float64, summed in the array's own precision), checking finiteness on
-    the way: a NaN or infinite entry makes its row's sum non-finite, and then `check_finite`
-    names it. One pass over a large matrix instead of two (the check and the row norms)."""
-    squares: FloatArray = squares_by_row(array).astype(np.float64)
-    if not np.isfinite(squares).all():
-        check_finite(owner, field, array)  # raises, unless finite entries overflowed the sum
     return squares
 
 
