@@ -45,12 +45,12 @@ def problems(draw: Any, kind: str) -> SteeringProblem:
     kappa = 10.0 ** draw(st.floats(-3, 3))
     satisfied_rhs = draw(st.sampled_from([0.0, 1.0])) if degenerate == "satisfied" else 1.0
     factor = draw(st.sampled_from(EPS_FACTORS)) if kind == "socp" else None
-    return drawn(
+    return make_problem(
         kind, seed, d_model, d_sae, scale, degenerate, rhs_decades, kappa, satisfied_rhs, factor
     )
 
 
-def drawn(
+def make_problem(
     kind: str,
     seed: int,
     d_model: int,
@@ -179,10 +179,11 @@ def assert_same_support(solution: Solution, reference: Reference, problem: Steer
     largest). There an interior point at tolerance 1e-9 leaves an entry of about 1e-9/sᵢ, which
     can land on either side of the threshold; such a feature must stay small in both. A
     feature only the reference holds is also its leftover when the entry times its reduced cost
-    is within 1e-7 of the objective: the complementarity Σ δᵢsᵢ is part of the duality gap the
-    reference stops at (1e-9, relative), so such an entry is zero to the reference's accuracy,
-    whatever sᵢ (at κ = 1e3 an entry of 1.3e-5 of the largest with sᵢ = 2.5e-3: δᵢsᵢ = 1e-10 of
-    the objective)."""
+    is within 1e-7 of the objective: with the path's multipliers certified (sᵢ ≥ 0), weak
+    duality bounds Σ δᵢsᵢ over the reference's entries by the reference's objective above the
+    optimum, which its stopping tolerance (1e-9, relative) keeps tiny — so such an entry is zero
+    to the reference's accuracy, whatever sᵢ (at κ = 1e3 an entry of 1.3e-5 of the largest with
+    sᵢ = 2.5e-3: δᵢsᵢ = 1e-10 of the objective)."""
     assert solution.delta is not None and reference.delta is not None
     ours, theirs = support(solution.delta), support(reference.delta)
     top = float(solution.delta.max())
@@ -209,7 +210,7 @@ def assert_certified(solution: Solution, problem: SteeringProblem) -> None:
 @given(problems("qp"))
 # κ = 1e3: the reference leaves 1.3e-5 of the top entry on the feature about to enter (reduced
 # cost 2.5e-3), an interior point's leftover (drawn by a CI-like run on 2026-12-07)
-@example(drawn("qp", 133, 24, 117, 1e-3, "none", 0.0, 1e3))
+@example(make_problem("qp", 133, 24, 117, 1e-3, "none", 0.0, 1e3))
 def test_qp_agrees_with_reference(problem: SteeringProblem) -> None:
     assert_agrees(PathSolver().solve(problem, cache=False), problem)
 
