@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from steerkit._arrays import FloatArray
+from steerkit._blas import one_thread_when_busy
 from steerkit.problem import ProblemKind, SteeringProblem
 from steerkit.solution import (
     Duals,
@@ -616,7 +617,21 @@ def accept_many(
     """`accept` of every answer, the same Solutions, with the optimal claims that come as a
     sparse δ (`Answer.support`) with multipliers, on one Decoder without costs, certified
     together (`steerkit.solution.certify_many`: one gather of their rows, matrix products, a
-    shared screen); the others one by one."""
+    shared screen); the others one by one. Its products run with one BLAS thread while the
+    machine is busy (`steerkit._blas`), for a backend that certifies through it as for the
+    core's own acceptance."""
+    with one_thread_when_busy():
+        return _accept_many(problems, answers, solver=solver, seconds=seconds, info=info)
+
+
+def _accept_many(
+    problems: Sequence[SteeringProblem],
+    answers: Sequence[Answer],
+    *,
+    solver: str,
+    seconds: Sequence[float],
+    info: Mapping[str, Any] | None,
+) -> list[Solution]:
     solutions: list[Solution | None] = [None] * len(problems)
     batch: list[tuple[int, _Claim]] = []
     claims = _claims(problems, answers)

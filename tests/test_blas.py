@@ -96,3 +96,39 @@ def test_overlapping_limits_restore_the_original_threads(monkeypatch: pytest.Mon
     assert _numpy_threads() == 1  # the second still runs under the limit
     second.__exit__(None, None, None)
     assert _numpy_threads() == before
+
+
+def test_accept_many_called_by_a_backend_certifies_with_one_thread_while_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backend that certifies through `steerkit.answer.accept_many` itself, outside the
+    template's acceptance (the path solver's batches do), gets the same rule: its certificates'
+    products see one thread while busy, and the threads are back after."""
+    import steerkit.answer as answer_module
+    from steerkit import Answer, Duals, Outcome
+
+    seen: list[int] = []
+    original = answer_module.certify_many
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(_numpy_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(answer_module, "certify_many", spy)
+    monkeypatch.setattr(_blas, "busy", lambda: True)
+    rng = np.random.default_rng(1)
+    decoder = rng.standard_normal((40, 6))
+    w = rng.standard_normal(6)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+    exact = steerkit.solve(problem, "path")
+    assert exact.ok and exact.delta is not None and exact.duals is not None
+    index = np.flatnonzero(exact.delta)
+    claim = Answer(
+        Outcome.OPTIMAL, support=(index, exact.delta[index]), duals=Duals(exact.duals.linear)
+    )
+    seen.clear()  # the solve above was accepted through the template (with one thread too)
+    before = _numpy_threads()
+    (solution,) = answer_module.accept_many([problem], [claim], solver="toy", seconds=[0.0])
+    assert solution.ok
+    assert seen == [1]
+    assert _numpy_threads() == before
