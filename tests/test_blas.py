@@ -60,25 +60,34 @@ def test_busy_is_the_cores_measure_with_half_a_core_spare(monkeypatch: pytest.Mo
     assert asked == [cores.SPARE_CORE] == [0.5]
 
 
-def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The template's acceptance runs inside the limit: the thread count seen by the core's
-    `accept_many` is 1 when busy."""
-    import steerkit.solver as solver_module
-
+def _threads_seen_by(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """numpy's BLAS threads at every call of `module.name` (spied on), with the machine busy."""
     seen: list[int] = []
-    original = solver_module.accept_many
+    original = getattr(module, name)
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(_numpy_threads())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(solver_module, "accept_many", spy)
+    monkeypatch.setattr(module, name, spy)
     monkeypatch.setattr(_blas, "busy", lambda: True)
-    rng = np.random.default_rng(0)
+    return seen
+
+
+def _small_problem(seed: int) -> SteeringProblem:
+    rng = np.random.default_rng(seed)
     decoder = rng.standard_normal((40, 6))
     w = rng.standard_normal(6)
-    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
-    solution = steerkit.solve(problem, "path")
+    return SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+
+
+def test_a_chunk_is_accepted_with_one_thread_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template's acceptance runs inside the limit: the thread count seen by the core's
+    `accept_many` is 1 when busy."""
+    import steerkit.solver as solver_module
+
+    seen = _threads_seen_by(monkeypatch, solver_module, "accept_many")
+    solution = steerkit.solve(_small_problem(0), "path")
     assert solution.ok
     assert seen == [1]
 
@@ -107,19 +116,8 @@ def test_accept_many_called_by_a_backend_certifies_with_one_thread_while_busy(
     import steerkit.answer as answer_module
     from steerkit import Answer, Duals, Outcome
 
-    seen: list[int] = []
-    original = answer_module.certify_many
-
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(_numpy_threads())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(answer_module, "certify_many", spy)
-    monkeypatch.setattr(_blas, "busy", lambda: True)
-    rng = np.random.default_rng(1)
-    decoder = rng.standard_normal((40, 6))
-    w = rng.standard_normal(6)
-    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=1.0, lam=1.0)
+    seen = _threads_seen_by(monkeypatch, answer_module, "certify_many")
+    problem = _small_problem(1)
     exact = steerkit.solve(problem, "path")
     assert exact.ok and exact.delta is not None and exact.duals is not None
     index = np.flatnonzero(exact.delta)
