@@ -1157,8 +1157,8 @@ def _single_threaded() -> Any:
 
 def _spare_threads() -> Any:
     """Inside `_single_threaded`, every BLAS library's threads back for one large product
-    (pricing the whole decoder) while the machine has a core to spare (`steerkit.cores.busy`);
-    one thread still otherwise."""
+    (pricing the whole decoder, a pivoting round's new Gram entries) while the machine has a
+    core to spare (`steerkit.cores.busy`); one thread still otherwise."""
     blas = _all_blas()
     if cores.busy() or not blas:
         return _NoLimit()

@@ -13,12 +13,13 @@ found by block principal pivoting (Júdice & Pires; Kim & Park for NNLS) from th
 last breakpoint: every infeasible feature changes side at once — the features with β < 0 leave,
 the outside ones above α enter (at most half as many as A holds, the largest cᵢ/α first, so that
 a cold start does not overshoot) — and after three rounds without fewer infeasible features, one
-at a time (the largest index: Murty's rule, which cannot cycle). A round costs one Cholesky
-factorisation of G_AA (the entries of the features that stay carried to the next round) and
-one pricing product; for a float32 decoder both in float32, and the answer's point is then
-recomputed in float64 on its active set and priced again (the rounds go on in float64 if that
-disagrees). An SOCP's rounds start at an α predicted from the walked path (`_predicted_alpha`)
-and follow ε/r's own root on A as soon as A has one.
+at a time (the largest index: Murty's rule, which cannot cycle). A round costs a Cholesky
+factorisation of G_AA — of the part behind the first leaver's place only (`_Gram`: the
+entries and the factor's leading rows of the features that stay are carried to the next
+round) — and one pricing product; for a float32 decoder both in float32, and the answer's
+point is then recomputed in float64 on its active set and priced again (the rounds go on in
+float64 if that disagrees). An SOCP's rounds start at an α predicted from the walked path
+(`_predicted_alpha`) and follow ε/r's own root on A as soon as A has one.
 
 Pricing is on the whole decoder when it is small (`WHOLE_PRICING`), else on the homotopy's
 pool; an answer settled on the pool is then priced over every feature (`Homotopy.priced`,
@@ -82,6 +83,11 @@ REFINED = 1e-15
 #: ... or the step no longer shrinks by 4 while below this: the float64 residual's own rounding
 #: (about cond(G_AA) × 1e-16 of (x, v)), where a float64 factorisation's answer is as well.
 REFINE_FLOOR = 1e-12
+#: A round's product for its entering features' Gram entries takes the machine's spare threads
+#: (`_spare_threads`) from this many multiply-adds on: at 1.01 × the smallest ε on the default
+#: run's SAE (|enter| ≈ 50 against ~500 slots) 42.3 ms against 43.6–44.2 without; for the
+#: small products of λ = 0.1 and 1 no difference could be measured either way.
+SPARE_THREADS_FROM = 2**23
 #: A decoder of at most this many entries is priced whole every round (one float32 pass costs
 #: little more than the pool's, and the best features to enter are then never missed: 14
 #: rounds instead of 19–36 for λ = 1 on the 4096 × 640 SAE); a larger one on the pool.
@@ -157,18 +163,21 @@ class Target:
 
 
 class _Gram:
-    """G_AA = D_A D_Aᵀ of the last round's active set, carried to the next: the features that
-    stay keep their entries, the entering ones get theirs from one product with the new A's
-    rows — |enter| × |A| entries a round, where a cache of every feature seen so far computed
-    |enter| × |seen| (twice as many near the path's end, where features enter and leave by the
-    hundred) and gathered A's block out of it. The entries and rows live in buffers that the
-    rounds update in place: the stayers that sit behind the leavers' places move into them
-    (|leave| rows and columns), and the entering ones are written after the stayers — where
-    compacting the whole Gram and D_A afresh every round cost 5 of the 46 ms of 1.01 × the
-    smallest ε on the default run's SAE (24 rounds at |A| 330–530). A's order is the Gram's:
-    the stayers first (in their places, but for the moved ones), then the entering ones. In
-    float32 for a float32 decoder (half the time of float64 for the products, the updates and
-    the factorisations; good enough to choose which features change side), else in float64.
+    """G_AA = D_A D_Aᵀ of the last round's active set and its Cholesky factor, carried to the
+    next round. Each feature of A holds a slot of two buffers, its row and its Gram entries,
+    from the round it enters until it leaves (a leaver's slot goes to the next one to enter),
+    so nothing is moved or gathered whole: an entering feature's entries come from one
+    product of its row with the slots' rows (|enter| × slots a round). A's order is the
+    factor's: the features before the first place that a leaver held keep their places (the
+    prefix), then the other stayers, the largest β of the last round first, then the entering
+    ones. The factor's rows for the prefix stay as they are: only the entering columns are
+    solved for there, and the rest (the stayers behind the prefix and the entering ones) is
+    factored from its Schur complement — on the default run's SAE at 1.01 × the smallest ε
+    (24 rounds at |A| 330–530) the features that leave are mostly those with small β, so the
+    prefix holds about half of A in the middle rounds and nearly all of it in the last ones,
+    where a factorisation of the whole G_AA was most of each round's time. In float32 for a
+    float32 decoder (half the time of float64 for the products, the updates and the
+    factorisations; good enough to choose which features change side), else in float64.
     `exactly()` switches to float64, and an answer is always settled in float64 (`_pivot`)."""
 
     def __init__(self, h: Homotopy) -> None:
@@ -177,19 +186,28 @@ class _Gram:
 
     def _reset(self, dtype: type) -> None:
         self.dtype = dtype
+        #: A in the factor's order, and each one's slot
         self.order = np.empty(0, dtype=np.int64)
-        self._buffers(0)
+        self.slot = np.empty(0, dtype=np.int64)
+        #: the slots handed out so far ([0, used)) and those of them free again
+        self.used = 0
+        self.free = np.empty(0, dtype=np.int64)
+        #: the upper Cholesky factor of G_AA in `order` (Fortran-ordered), None before one
+        self.R: npt.NDArray[np.floating] | None = None
+        self.rows: npt.NDArray[np.floating] = np.zeros((0, self.h.d_model), dtype=dtype)
+        self.G: npt.NDArray[np.floating] = np.zeros((0, 0), dtype=dtype)
 
     def _buffers(self, capacity: int) -> None:
-        """Room for `capacity` rows (the current ones kept): twice what is asked, so that A's
-        growth over the first rounds reallocates a few times, not every round."""
+        """Room for `capacity` slots (the used ones kept): twice what is asked, so that A's
+        growth over the first rounds reallocates a few times, not every round. (Slots are
+        reused: no more are ever used than A's largest size, at most d_model; a free slot keeps
+        its last row, finite, which the products read but nothing else does.)"""
         size = min(max(2 * capacity, 64), self.h.d_model)
-        m = self.order.size
-        rows = np.empty((size, self.h.d_model), dtype=self.dtype)
-        G = np.empty((size, size), dtype=self.dtype)
-        if m:
-            rows[:m] = self.rows[:m]
-            G[:m, :m] = self.G[:m, :m]
+        u = self.used
+        rows: npt.NDArray[np.floating] = np.empty((size, self.h.d_model), dtype=self.dtype)
+        G: npt.NDArray[np.floating] = np.empty((size, size), dtype=self.dtype)
+        rows[:u] = self.rows[:u]
+        G[:u, :u] = self.G[:u, :u]
         self.rows, self.G = rows, G
 
     @property
@@ -201,38 +219,77 @@ class _Gram:
         if not self.exact:
             self._reset(np.float64)
 
-    def active(
-        self, A: IntArray
-    ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], IntArray]:
-        """(G_AA, D_A, A in their order), in the Gram's dtype; G_AA is the caller's to
-        overwrite (a factorisation in place), D_A a view of the buffer (valid until the next
-        call). |A| ≤ d_model (the caller's rule)."""
+    def _entries(self, new: IntArray, slots: IntArray) -> npt.NDArray[np.floating]:
+        """The entering features' rows of the Gram against every used slot's row,
+        (|new|, used), their own rows written to their `slots` first."""
+        self.rows[slots] = self.h.decoder[new] if not self.exact else self.h.rows(new)
+        joined, rows = self.rows[slots], self.rows[: self.used]
+        if new.size * rows.size < SPARE_THREADS_FROM:
+            return joined @ rows.T  # type: ignore[no-any-return]
+        with _spare_threads():  # the round's one large product
+            block: npt.NDArray[np.floating] = joined @ rows.T
+        return block
+
+    def factored(self, A: IntArray, last: FloatArray | None = None) -> IntArray:
+        """G_AA's factor for A (`R`, in `order`, which this returns), in the Gram's dtype.
+        `last` is the last round's β in the current order (it orders the stayers behind the
+        prefix). Raises LinAlgError when G_AA is not positive definite in this dtype."""
         member = np.zeros(self.h.d_sae, dtype=bool)
         member[A] = True
-        order = self.order
+        order, slot, n = self.order, self.slot, self.order.size
         keep = member[order]
         member[order[keep]] = False
         new = A[member[A]]
         kept = int(np.count_nonzero(keep))
         m = kept + new.size
-        if m > self.G.shape[0]:
-            self._buffers(m)
-        rows, G, n = self.rows, self.G, order.size
-        holes = np.flatnonzero(~keep[:kept])  # leavers' places among the first `kept`
-        if holes.size:
-            movers = kept + np.flatnonzero(keep[kept:])  # stayers behind them, as many
-            G[holes, :n] = G[movers, :n]
-            G[:n, holes] = G[:n, movers]
-            rows[holes] = rows[movers]
-            order = order.copy()
-            order[holes] = order[movers]
+        old = self.R
+        # the prefix: the places before the first leaver's (none without a factor to keep)
+        q = 0 if old is None else int(np.argmin(keep)) if kept < n else n
+        behind = q + np.flatnonzero(keep[q:])  # the other stayers' places
+        if last is not None and last.size == n:
+            behind = behind[np.argsort(-last[behind], kind="stable")]
+        free = np.concatenate([self.free, slot[~keep]])
+        fresh = new.size - free.size
+        if fresh > 0:
+            if self.used + fresh > self.G.shape[0]:
+                self._buffers(self.used + fresh)
+            free = np.concatenate([free, np.arange(self.used, self.used + fresh)])
+            self.used += fresh
+        joined, self.free = free[: new.size], free[new.size :]
         if new.size:
-            rows[kept:m] = self.h.decoder[new] if not self.exact else self.h.rows(new)
-            block = rows[kept:m] @ rows[:m].T  # (|new|, m)
-            G[kept:m, :m] = block
-            G[:kept, kept:m] = block[:, :kept].T
-        self.order = np.concatenate([order[:kept], new])
-        return G[:m, :m].copy(), rows[:m], self.order
+            block = self._entries(new, joined)
+            self.G[joined, : self.used] = block
+            self.G[: self.used, joined] = block.T
+        slots = np.concatenate([slot[:q], slot[behind], joined])
+        self.order = np.concatenate([order[:q], order[behind], new])
+        self.slot = slots
+        self.R = None  # (until the new factor is whole)
+        G = self.G
+        R: npt.NDArray[np.floating] = np.empty((m, m), dtype=self.dtype, order="F")
+        if q:
+            assert old is not None
+            R[:q, :q] = old[:q, :q]
+            R[:q, q:kept] = old[:q, behind]
+            if new.size:  # R[:q, :q]⁻ᵀ G[prefix, joined], by BLAS (scipy's wrapper: 75 µs more)
+                prefix = np.asfortranarray(old[:q, :q])
+                trsm = get_blas_funcs("trsm", (prefix,))
+                R[:q, kept:] = trsm(1.0, prefix, _block(G, slots[:q], joined), trans_a=1)
+        if m > q:
+            tail = slots[q:]
+            rest = _block(G, tail, tail).T  # symmetric: Fortran-ordered as it is
+            if q:  # the prefix's Schur complement: less R[:q, q:]ᵀR[:q, q:] (upper triangle)
+                syrk = get_blas_funcs("syrk", (rest,))
+                rest = syrk(-1.0, R[:q, q:], beta=1.0, c=rest, trans=1, lower=0, overwrite_c=1)
+            R[q:, q:] = cho_factor(rest, lower=False, overwrite_a=True, check_finite=False)[0]
+        self.R = R
+        return self.order
+
+    def fits(self, xv: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        """(D_Aᵀx, D_Aᵀv) as rows, for xv = (x, v) as columns in `order`: one product with
+        the used slots' rows (a free slot's weight is 0), not a gathered D_A."""
+        weights = np.zeros((self.used, xv.shape[1]), dtype=xv.dtype)
+        weights[self.slot] = xv
+        return _product(self.rows[: self.used].T, weights)
 
 
 class _Round:
@@ -242,19 +299,19 @@ class _Round:
         self,
         h: Homotopy,
         xv: npt.NDArray[np.floating],
-        DA: npt.NDArray[np.floating],
+        fits: npt.NDArray[np.floating],
         A: IntArray,
         target: Target,
         factor: tuple[npt.NDArray[np.floating], bool] | None = None,
         a_A: FloatArray | None = None,
     ) -> None:
-        """From xv = G_AA⁻¹(a_A, 1) (x and v as columns) and D_A; `factor` is G_AA's Cholesky
-        factor (scipy's cho_factor pair) when the round made one, for `refined`; `a_A` the exact
-        h.a[A] when the caller has it already."""
+        """From xv = G_AA⁻¹(a_A, 1) (x and v as columns) and fits = (D_Aᵀx, D_Aᵀv) as rows;
+        `factor` is G_AA's Cholesky factor (scipy's cho_factor pair) when the round made one,
+        for `refined`; `a_A` the exact h.a[A] when the caller has it already."""
         self.factor = factor
         a_A = h.a[A] if a_A is None else a_A
         self.finite = bool(np.isfinite(xv).all())
-        F, U = _product(DA.T, xv).astype(np.float64)  # two matrix–vector products
+        F, U = fits.astype(np.float64)
         xv = xv.astype(np.float64)
         self.x, self.v = xv[:, 0].copy(), xv[:, 1].copy()
         self.P, self.Q = float(a_A @ self.x), float(a_A @ self.v)
@@ -263,7 +320,7 @@ class _Round:
         self.alpha, self.at_target = target.alpha(
             self.P, self.Q, self.FF, self.FU, self.UU, h.alpha0
         )
-        beta = self.x - self.alpha * self.v
+        beta = self.beta = self.x - self.alpha * self.v
         floor = -NEGATIVE_RTOL * max(float(np.abs(beta).max(initial=0.0)), 1e-300)
         self.leave = A[beta < floor]
         self.fitted = F - self.alpha * U
@@ -283,7 +340,18 @@ class _Round:
         factor = cho_factor(G.T, lower=False, overwrite_a=True, check_finite=False)
         a_A = h.a[A]
         rhs = np.column_stack([a_A, np.ones(A.size)]).astype(G.dtype)
-        return cls(h, _cho_solve(factor, rhs), DA, A, target, factor, a_A)
+        xv = _cho_solve(factor, rhs)
+        return cls(h, xv, _product(DA.T, xv), A, target, factor, a_A)
+
+    @classmethod
+    def solved(cls, h: Homotopy, gram: _Gram, target: Target) -> _Round:
+        """The point of the Gram's A from its factor (`_Gram.factored`)."""
+        assert gram.R is not None
+        A, factor = gram.order, (gram.R, False)
+        a_A = h.a[A]
+        rhs = np.column_stack([a_A, np.ones(A.size)]).astype(gram.dtype)
+        xv = _cho_solve(factor, rhs)
+        return cls(h, xv, gram.fits(xv), A, target, factor, a_A)
 
     @classmethod
     def refined(
@@ -313,7 +381,7 @@ class _Round:
             size = float((np.abs(step).max(axis=0) / np.abs(xv).max(axis=0)).max())
             # settled: below float64's own noise, or no longer shrinking once close to it
             if size <= REFINED or (size <= REFINE_FLOOR and size > 0.25 * before):
-                return cls(h, xv, rows, A, target, a_A=a_A)
+                return cls(h, xv, _product(rows.T, xv), A, target, a_A=a_A)
             before = size
             fit = _product(rows.T, xv)  # (D_Aᵀx, D_Aᵀv) as rows, one matrix–vector product each
             residual = rhs - _product(rows, fit.T).T
@@ -431,6 +499,7 @@ def _pivot(
         return h.outside_violators(point.fitted, point.alpha, A)
 
     seen: set[tuple[bytes, float, bool]] = set()
+    last: FloatArray | None = None  # the last round's β, in the Gram's order
     for rounds in range(1, limit + 1):
         h.jump_rounds += 1
         if A.size == 0 or A.size > h.d_model:
@@ -447,8 +516,8 @@ def _pivot(
             key = (key[0], key[1], True)
         seen.add(key)
         try:
-            G, DA, ordered = gram.active(A)  # A in the Gram's order from here on
-            point = _Round.factored(h, G, DA, ordered, target)
+            ordered = gram.factored(A, last)  # A in the Gram's order from here on
+            point = _Round.solved(h, gram, target)
         except LinAlgError:
             if gram.exact:
                 return None  # rows in the span of the others (duplicates): walk instead
@@ -456,6 +525,7 @@ def _pivot(
             continue
         if not point.finite:
             return None
+        last = point.beta
         leave = point.leave
         enter, excess = price(point, estimate=not gram.exact)
         if leave.size == 0 and enter.size == 0:
@@ -537,6 +607,15 @@ def _cho_solve(
         y = trsv(M, B[:, j], trans=first, lower=low)
         out[:, j] = trsv(M, y, trans=second, lower=low)
     return out
+
+
+def _block(
+    G: npt.NDArray[np.floating], rows: IntArray, columns: IntArray
+) -> npt.NDArray[np.floating]:
+    """G[rows][:, columns], C-ordered: a gather of whole rows, then of their columns (three
+    times as fast as np.ix_'s gather at these sizes)."""
+    block: npt.NDArray[np.floating] = G.take(rows, axis=0).take(columns, axis=1)
+    return block
 
 
 def _moved(d_sae: int, A: IntArray, leave: IntArray, enter: IntArray) -> IntArray:

@@ -180,22 +180,23 @@ def test_rounds_in_float32_are_settled_in_float64(monkeypatch: pytest.MonkeyPatc
     that and go on in float64, to the walked path's answer."""
     decoder, w = correlated(5)
     problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=30.0)
-    original = jump_module._Gram.active
+    original = jump_module._Gram._entries
     switched: list[bool] = []
 
-    def spoiled(self: Any, A: Any) -> Any:
-        G, DA, order = original(self, A)
-        if not self.exact:  # each pair's entry off by the same few % in every round
-            pair = order[:, None] + order[None, :]
-            G = G * (1 + SPOIL * np.cos(0.37 * pair)).astype(np.float32)
-            G[np.diag_indices_from(G)] = np.einsum("ij,ij->i", DA, DA)
-        return G, DA, order
+    def spoiled(self: Any, new: Any, slots: Any) -> Any:
+        block = original(self, new, slots)
+        if not self.exact:  # each entry off by a few % (its diagonal exact)
+            pair = new[:, None] + np.arange(block.shape[1])[None, :]
+            block = block * (1 + SPOIL * np.cos(0.37 * pair)).astype(np.float32)
+            rows = self.rows[slots]
+            block[np.arange(new.size), slots] = np.einsum("ij,ij->i", rows, rows)
+        return block
 
     def exactly(self: Any) -> None:
         switched.append(not self.exact)
         self._reset(np.float64)
 
-    monkeypatch.setattr(jump_module._Gram, "active", spoiled)
+    monkeypatch.setattr(jump_module._Gram, "_entries", spoiled)
     monkeypatch.setattr(jump_module._Gram, "exactly", exactly)
     solution = PathSolver().solve(problem, cache=False)
     assert solution.ok and solution.info.get("jump", 0) > 0
@@ -344,14 +345,16 @@ def test_rounds_that_come_back_to_an_active_set_go_on_in_float64(
 
 
 @pytest.mark.parametrize(("d_model", "joiners"), [(40, 8), (160, 30)])
-def test_the_rounds_gram_entries_equal_a_plain_product(d_model: int, joiners: int) -> None:
-    """The rounds' Gram carries the entries of the features that stay in A and multiplies only
-    the rows of those that joined since the last round (new, or back after leaving): over a
-    sequence of active sets that grows, loses members and takes them back, every G_AA equals
-    D_A D_Aᵀ computed afresh in the order it gives (the stayers first: in their places, but
-    for those moved into the leavers'), D_A is the decoder's rows in that order, and the
+def test_the_rounds_factor_equals_a_plain_product(d_model: int, joiners: int) -> None:
+    """The rounds carry G_AA's entries and factor from one round to the next: the entries of
+    the features that stay are kept, only the rows of those that joined since the last round
+    (new, or back after leaving) are multiplied, and the factor's rows for the places before
+    the first leaver's are kept too. Over a sequence of active sets that grows, loses members
+    and takes them back, the factor R must satisfy RᵀR = D_A D_Aᵀ computed afresh in the
+    order it gives: the places before the first leaver's kept, then the other stayers by the
+    given β (largest first), then the joiners; the fits must equal D_Aᵀ(x, v), and the
     decoder is read only for the joiners' rows. (At d_model = 160, A outgrows the buffers'
-    first 64 rows.)"""
+    first 64 slots.)"""
     from steerkit_path.homotopy import Homotopy
 
     decoder, w = correlated(2, d_sae=300, d_model=d_model)
@@ -368,24 +371,35 @@ def test_the_rounds_gram_entries_equal_a_plain_product(d_model: int, joiners: in
     rng = np.random.default_rng(0)
     A = np.sort(rng.choice(300, 10, replace=False))
     before = np.empty(0, dtype=np.int64)
+    beta = None
+    kept_rows = []
     for _ in range(12):
         fetched.clear()
-        G, DA, order = gram.active(A)
+        order = gram.factored(A, beta)
         np.testing.assert_array_equal(np.sort(order), A)
-        stay = before[np.isin(before, A)]
-        np.testing.assert_array_equal(np.sort(order[: stay.size]), np.sort(stay))
-        placed = before[: stay.size]  # a stayer already in the first |stay| places keeps it
-        held = np.isin(placed, A)
-        np.testing.assert_array_equal(order[: stay.size][held], placed[held])
-        assert sum(fetched) == A.size - stay.size  # the joiners' rows only
-        rows = decoder[order]
-        np.testing.assert_array_equal(DA, rows)
-        np.testing.assert_allclose(G, rows @ rows.T, rtol=1e-6, atol=1e-6)
-        G[:] = np.nan  # the caller's to overwrite (a factorisation in place)
+        stays = np.isin(before, A)
+        first = int(np.argmin(stays)) if not stays.all() else before.size
+        np.testing.assert_array_equal(order[:first], before[:first])  # the prefix
+        behind = before[first:][stays[first:]]
+        if beta is not None:
+            behind = behind[np.argsort(-beta[first:][stays[first:]], kind="stable")]
+        np.testing.assert_array_equal(order[first : first + behind.size], behind)
+        assert sum(fetched) == A.size - np.count_nonzero(stays)  # the joiners' rows only
+        rows = decoder[order].astype(np.float64)
+        R = np.triu(gram.R).astype(np.float64)
+        scale = float(np.abs(rows @ rows.T).max())
+        np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+        xv = rng.standard_normal((order.size, 2)).astype(np.float32)
+        np.testing.assert_allclose(gram.fits(xv), (rows.T @ xv).T, rtol=1e-4, atol=1e-4)
+        kept_rows.append(first)
         before = order
+        beta = rng.standard_normal(order.size)  # the next round's order behind the prefix
         keep = A[rng.random(A.size) < 0.7]  # some leave ...
         back = rng.choice(300, joiners, replace=False)  # ... some (new or former ones) join
+        if len(kept_rows) % 3 == 0:
+            keep = A[: A.size - 3]  # ... or only the last few leave (a long prefix)
         A = np.union1d(keep, back)
+    assert max(kept_rows) > 10  # the prefix was used
 
 
 @pytest.mark.parametrize("kind", ["qp", "socp"])
