@@ -273,7 +273,9 @@ class _Gram:
             if new.size:  # R[:q, :q]⁻ᵀ G[prefix, joined], by BLAS (scipy's wrapper: 75 µs more)
                 prefix = np.asfortranarray(old[:q, :q])
                 trsm = get_blas_funcs("trsm", (prefix,))
-                R[:q, kept:] = trsm(1.0, prefix, _block(G, slots[:q], joined), trans_a=1)
+                # G[prefix, joined] as the transpose of G[joined, prefix] (symmetric): |enter|
+                # rows gathered, not q, and Fortran-ordered as BLAS takes it
+                R[:q, kept:] = trsm(1.0, prefix, _block(G, joined, slots[:q]).T, trans_a=1)
         if m > q:
             tail = slots[q:]
             rest = _block(G, tail, tail).T  # symmetric: Fortran-ordered as it is
