@@ -402,6 +402,47 @@ def test_the_rounds_factor_equals_a_plain_product(d_model: int, joiners: int) ->
     assert max(kept_rows) > 10  # the prefix was used
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_failed_factorisation_leaves_the_rounds_consistent(
+    dtype: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a round's factorisation fails with a prefix kept (LinAlgError from the tail's
+    Cholesky), the Gram keeps no half-made factor: the next call factors its A whole and
+    right — `_socp` goes on pivoting with the same Gram after a float64 failure. More active
+    rows than d_model are refused before anything changes."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(4, d_sae=300, d_model=40)
+    decoder = decoder.astype(dtype)
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
+    gram = jump_module._Gram(h)
+    rng = np.random.default_rng(1)
+    A = np.sort(rng.choice(300, 20, replace=False))
+    order = gram.factored(A)
+    beta = np.linspace(1.0, 0.1, order.size)
+    A = np.union1d(order[:-2], rng.choice(300, 6, replace=False))  # the last two leave
+    real = jump_module.cho_factor
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise jump_module.LinAlgError("made to fail")
+
+    monkeypatch.setattr(jump_module, "cho_factor", failing)
+    with pytest.raises(jump_module.LinAlgError):
+        gram.factored(A, beta)
+    monkeypatch.setattr(jump_module, "cho_factor", real)
+    A = np.union1d(gram.order[:-3], rng.choice(300, 5, replace=False))
+    order = gram.factored(A, np.linspace(1.0, 0.1, gram.order.size))
+    np.testing.assert_array_equal(np.sort(order), A)
+    rows = decoder[order].astype(np.float64)
+    R = np.triu(gram.R).astype(np.float64)
+    scale = float(np.abs(rows @ rows.T).max())
+    np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+    before = gram.order.copy()
+    with pytest.raises(jump_module.LinAlgError, match="active rows"):
+        gram.factored(np.arange(41))
+    np.testing.assert_array_equal(gram.order, before)
+
+
 @pytest.mark.parametrize("kind", ["qp", "socp"])
 def test_the_same_target_gets_the_same_point_again(
     kind: str, monkeypatch: pytest.MonkeyPatch
