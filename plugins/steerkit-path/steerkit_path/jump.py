@@ -238,6 +238,8 @@ class _Gram:
         |A| > d_model); the next call then factors its A whole."""
         if A.size > self.h.d_model:  # (before anything changes: the caller may go on)
             raise LinAlgError(f"{A.size} active rows in {self.h.d_model} dimensions")
+        if self.used > 4 * max(A.size, 64):  # A shrank far below the slots in use: start
+            self._reset(self.dtype)  # afresh, rather than multiply free slots' rows each round
         member = np.zeros(self.h.d_sae, dtype=bool)
         member[A] = True
         order, slot, n = self.order, self.slot, self.order.size

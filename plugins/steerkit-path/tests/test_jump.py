@@ -443,6 +443,27 @@ def test_a_failed_factorisation_leaves_the_rounds_consistent(
     np.testing.assert_array_equal(gram.order, before)
 
 
+def test_the_rounds_start_afresh_when_a_shrinks_far() -> None:
+    """Slots are reused, never given back: when A shrinks far below the slots in use (an SOCP's
+    pivoting through QP points of very different sizes), the Gram starts afresh instead of
+    multiplying the free slots' rows every round — and the factor is still right."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(2, d_sae=600, d_model=300)
+    h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
+    gram = jump_module._Gram(h)
+    rng = np.random.default_rng(2)
+    gram.factored(np.sort(rng.choice(600, 280, replace=False)))
+    assert gram.used == 280
+    A = np.sort(rng.choice(600, 30, replace=False))
+    order = gram.factored(A)
+    assert gram.used == 30
+    rows = decoder[order].astype(np.float64)
+    R = np.triu(gram.R).astype(np.float64)
+    scale = float(np.abs(rows @ rows.T).max())
+    np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+
+
 @pytest.mark.parametrize("kind", ["qp", "socp"])
 def test_the_same_target_gets_the_same_point_again(
     kind: str, monkeypatch: pytest.MonkeyPatch
