@@ -562,7 +562,8 @@ def _pivot(
                     gram.exactly()
                     continue
             if not whole:  # settled on the pool: check every feature (violators join it)
-                enter, excess = h.priced(point.fitted, point.alpha, A, join_pool=True)
+                with _spare_threads():  # a pass over the whole decoder, as `price`'s
+                    enter, excess = h.priced(point.fitted, point.alpha, A, join_pool=True)
                 best = math.inf  # the pool grew: a new problem to count from
             if enter.size == 0:
                 return point.breakpoint(h, ordered, rounds)

@@ -464,6 +464,44 @@ def test_the_rounds_start_afresh_when_a_shrinks_far() -> None:
     np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
 
 
+def test_the_final_check_over_every_feature_takes_the_spare_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decoder priced on the pool while pivoting (above WHOLE_PRICING) has its settled answer
+    checked over every feature: one pass over the whole decoder, which takes the machine's
+    spare threads as `price`'s whole-decoder products do (1 thread: 2.4 ms of a 12 ms
+    GPT-2-scale answer), not the rounds' one thread. The answer is the walked path's."""
+    from steerkit_path.homotopy import Homotopy
+
+    decoder, w = correlated(3)
+    problem = SteeringProblem.qp(decoder=decoder, directions=w, rhs=2.0, lam=10.0)
+    monkeypatch.setattr(jump_module, "WHOLE_PRICING", 0)
+    spare: list[bool] = []
+    inside = [False]
+
+    class Spare:
+        def __enter__(self) -> None:
+            inside[0] = True
+
+        def __exit__(self, *args: object) -> None:
+            inside[0] = False
+
+    priced = Homotopy.priced
+
+    def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("join_pool"):
+            spare.append(inside[0])
+        return priced(self, *args, **kwargs)
+
+    monkeypatch.setattr(jump_module, "_spare_threads", Spare)
+    monkeypatch.setattr(Homotopy, "priced", watched)
+    solution = PathSolver().solve(problem, cache=False)
+    assert solution.ok and solution.info.get("jump", 0) > 0
+    assert spare and all(spare), spare
+    walk = walked(problem, monkeypatch)
+    assert np.abs(solution.delta - walk.delta).max() <= 1e-7 * float(np.abs(walk.delta).max())
+
+
 @pytest.mark.parametrize("kind", ["qp", "socp"])
 def test_the_same_target_gets_the_same_point_again(
     kind: str, monkeypatch: pytest.MonkeyPatch
