@@ -6,9 +6,11 @@ inputs that need steering (the default config's 40 negative test sentences less 
     python benchmarks/bench_real.py --settings qp1 socp1.01 --ref-inputs 5
 
 Needs the offline model and SAE (built and cached by the default run, `bash scripts/run.sh`).
-Each input is solved from scratch (a new problem, an empty path cache) through `steerkit.solve`,
-exactly as a user calls it; the reference (CVXPY builds the problem on every call, SCS solves it
-after a 2000-feature pre-filter, as the research code does) is timed on the first
+Each input is solved from scratch through `steerkit.solve`, exactly as a user calls it: the
+problem is built from the arrays inside the timed call, with an empty path cache and no Decoder
+kept for the array (so the array is validated and copied, and the core's certificate finds no
+dual point kept from an earlier answer); the reference (CVXPY builds the problem on every call,
+SCS solves it after a 2000-feature pre-filter, as the research code does) is timed on the first
 `--ref-inputs` inputs of each setting. Per setting it prints the median and largest time, the
 ratio of the reference's median to ours, the paired ratio (each reference input's time over
 ours on that input, timed warm just before and after it: the median and the range over the
@@ -26,10 +28,12 @@ input's smallest feasible ε, computed first and not timed).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +42,13 @@ import steerkit
 from steerkit import SteeringProblem
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_solvers import PREFILTER, clear_path_cache, pool, reference_solve
+from bench_solvers import (
+    PREFILTER,
+    clear_path_cache,
+    forget_decoder_copies,
+    pool,
+    reference_solve,
+)
 
 SETTINGS = {
     "qp0.1": ("qp", 0.1),
@@ -102,12 +112,15 @@ def problem_for(setting: str, decoder: Any, w: Any, r: float, end: float) -> Ste
     return SteeringProblem.socp(decoder=decoder, directions=w, rhs=r, eps=eps)
 
 
-def ours(problem: SteeringProblem) -> tuple[float, Any, dict[str, Any]]:
-    """One solve from scratch through the public API, and what the path did."""
+def ours(build: Callable[[], SteeringProblem]) -> tuple[float, Any, dict[str, Any]]:
+    """One solve from scratch through the public API — the problem built in the timed call,
+    nothing derived from the decoder kept from before — and what the path did."""
     from steerkit_path import PathSolver
 
     clear_path_cache()
+    forget_decoder_copies()
     start = time.perf_counter()
+    problem = build()
     solution = steerkit.solve(problem, solver="path")
     seconds = time.perf_counter() - start
     path = PathSolver.path(problem)  # the cached path that answered (no new work)
@@ -120,15 +133,14 @@ def ours(problem: SteeringProblem) -> tuple[float, Any, dict[str, Any]]:
     return seconds, solution, work
 
 
-def warm(problem: SteeringProblem) -> float:
-    """`ours` (from scratch) timed warm: once untimed, then timed. A little kinder than the main
-    loop, where the previous input's solve warmed the caches: the Decoder has kept this very
-    answer's dual point, and the CPU caches hold its rows."""
-    ours(problem)
-    return ours(problem)[0]
+def warm(build: Callable[[], SteeringProblem]) -> float:
+    """`ours` (from scratch) timed warm: once untimed, then timed (the CPU caches hold the
+    rows; nothing of the first solve is kept)."""
+    ours(build)
+    return ours(build)[0]
 
 
-def walked(problem: SteeringProblem) -> float:
+def walked(build: Callable[[], SteeringProblem]) -> float:
     """The same solve with pivoting switched off (the path walked to the answer, as before
     issue 15): seconds."""
     import steerkit_path.path as path_module
@@ -136,7 +148,7 @@ def walked(problem: SteeringProblem) -> float:
     saved = path_module.JUMP_TARGETS
     path_module.JUMP_TARGETS = 0
     try:
-        return ours(problem)[0]
+        return ours(build)[0]
     finally:
         path_module.JUMP_TARGETS = saved
 
@@ -184,8 +196,9 @@ def main() -> None:
         times, l0, steps, rounds, passes = [], [], [], [], []
         objectives = []
         for r in rhs:
-            problem = problem_for(setting, decoder, w, float(r), end)
-            seconds, solution, work = ours(problem)
+            seconds, solution, work = ours(
+                functools.partial(problem_for, setting, decoder, w, float(r), end)
+            )
             if not solution.ok:
                 raise SystemExit(f"{setting}, r = {r:.4g}: {solution.status}: {solution.message}")
             times.append(seconds)
@@ -196,16 +209,16 @@ def main() -> None:
             objectives.append(solution.objective)
         ref_times, worse, walks, paired = [], [], [], []
         for r, objective in list(zip(rhs, objectives))[: args.ref_inputs]:
-            problem = problem_for(setting, decoder, w, float(r), end)
-            before = warm(problem)
-            seconds, ref_objective = reference(setting, problem)
-            after = warm(problem)
+            build = functools.partial(problem_for, setting, decoder, w, float(r), end)
+            before = warm(build)
+            seconds, ref_objective = reference(setting, build())
+            after = warm(build)
             # this VM's speed drifts by ±30% within a minute: the same input timed on both sides
             # of its reference solve gives a ratio that drift moves less
             paired.append(seconds / (0.5 * (before + after)))
             ref_times.append(seconds)
             worse.append(ref_objective / objective - 1.0)
-            walks.append(walked(problem))
+            walks.append(walked(build))
         median, ref_median = statistics.median(times), statistics.median(ref_times)
         walk = statistics.median(walks)
         work_units = statistics.median([s + k for s, k in zip(steps, rounds)])

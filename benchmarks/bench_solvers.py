@@ -7,7 +7,9 @@ reference measured here, so the targets do not depend on the machine:
 (a) reference: CVXPY builds the QP on every call and solves it with SCS after a 2000-feature
     pre-filter (top 2000 decoder rows by |cos(Dᵢ, w)|), as the original research code does;
 (b) each installed backend, on the full dictionary and on the same pre-filtered pool;
-(c) the path solver: one input from scratch (empty cache), 256 inputs, and 256 inputs × 9 λ.
+(c) the path solver: one input from scratch (an empty path cache and nothing the core derived
+    from the decoder: the problem validates and copies the array in the timed call), 256
+    inputs, and 256 inputs × 9 λ.
 
 Targets (issue 3, raised by issue 15): (c) one input from scratch ≥ 200× faster than (a) with an
 objective no worse than (a)'s (+1e-6 relative); 256 × 9 as Solutions the core certified in
@@ -90,6 +92,15 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> tuple[float, 
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def forget_decoder_copies() -> None:
+    """Drop the Decoders the core keeps for problems built from arrays (and with them what they
+    derived: kept dual points, the alignment estimates), so that a new problem built from the
+    same array validates and copies it again — as the first problem on a decoder does."""
+    forget = getattr(steerkit.problem, "forget_decoder_copies", None)
+    if forget is not None:
+        forget()
 
 
 def clear_path_cache() -> None:
@@ -188,14 +199,23 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
         def from_scratch(fn: Callable[[], Any]) -> Callable[[], Any]:
             def run() -> Any:
                 clear_path_cache()
+                forget_decoder_copies()
                 return fn()
 
             return run
 
-        # every (c) figure starts from an empty path cache and a new problem (A = D w included)
+        # every (c) figure starts from nothing derived from the decoder: an empty path cache, no
+        # Decoder kept for the array (a new problem validates and copies it, and its certificate
+        # finds no kept dual point), a new problem (A = D w included)
         one, solution = timed(
             from_scratch(lambda: steerkit.solve(fresh(), "path")), args.repeats, warmup=1
         )
+
+        def on_validated() -> Any:
+            clear_path_cache()  # the Decoder the core kept for the array, used again
+            return steerkit.solve(fresh(), "path")
+
+        one_validated, _ = timed(on_validated, args.repeats, warmup=1)
 
         def batch_solve() -> list[Any]:
             base = fresh()
@@ -306,6 +326,7 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
         figures.update(
             {
                 "path_one_seconds": one,
+                "path_one_validated_seconds": one_validated,
                 "path_one_objective": solution.objective,
                 "path_batch_seconds": batch,
                 "path_grid_seconds": sweep,
@@ -342,6 +363,16 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
                 "violation": solution.violation,
                 "l0": solution.l0,
                 "status": solution.status.value,
+            }
+        )
+        rows.append(
+            {
+                "what": "(c) path, 1 input on an array validated before (its Decoder kept)",
+                "seconds": one_validated,
+                "objective": float("nan"),
+                "violation": float("nan"),
+                "l0": 0,
+                "status": "-",
             }
         )
         rows.append(
@@ -435,7 +466,10 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
         )
     if "speedup_one" in figures:
         print(
-            f"\npath, one input from scratch: {figures['speedup_one']:.0f}× faster than (a) "
+            f"\npath, one input from scratch (nothing derived from the decoder kept: it is "
+            f"validated and copied in the solve's time): {figures['speedup_one']:.0f}× faster "
+            f"than (a) ({ref_time / figures['path_one_validated_seconds']:.0f}× on an array "
+            f"validated before) "
             f"(target ≥ 200× at the synthetic scales, issue 15 item 1); objective relative to "
             f"(a): "
             f"{figures['objective_vs_reference']:+.2e} (target ≤ +1e-6)"
