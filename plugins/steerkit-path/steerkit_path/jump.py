@@ -31,6 +31,7 @@ walks the path instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
@@ -223,11 +224,11 @@ class _Gram:
     def _entries(self, new: IntArray, slots: IntArray) -> npt.NDArray[np.floating]:
         """The entering features' rows of the Gram against every used slot's row,
         (|new|, used), their own rows written to their `slots` first."""
-        self.rows[slots] = self.h.decoder[new] if not self.exact else self.h.rows(new)
-        joined, rows = self.rows[slots], self.rows[: self.used]
-        if new.size * rows.size < SPARE_THREADS_FROM:
-            return joined @ rows.T  # type: ignore[no-any-return]
-        with _spare_threads():  # the round's one large product
+        joined = self.h.decoder[new] if not self.exact else self.h.rows(new)
+        self.rows[slots] = joined
+        rows = self.rows[: self.used]
+        large = new.size * rows.size >= SPARE_THREADS_FROM  # the round's one large product
+        with _spare_threads() if large else contextlib.nullcontext():
             block: npt.NDArray[np.floating] = joined @ rows.T
         return block
 
@@ -347,8 +348,7 @@ class _Round:
         # in place (a C-ordered G is copied first: 1 MB a round at |A| = 500 in float32)
         factor = cho_factor(G.T, lower=False, overwrite_a=True, check_finite=False)
         a_A = h.a[A]
-        rhs = np.column_stack([a_A, np.ones(A.size)]).astype(G.dtype)
-        xv = _cho_solve(factor, rhs)
+        xv = _solved_for(factor, a_A)
         return cls(h, xv, _fits(DA, xv), A, target, factor, a_A)
 
     @classmethod
@@ -357,8 +357,7 @@ class _Round:
         assert gram.R is not None
         A, factor = gram.order, (gram.R, False)
         a_A = h.a[A]
-        rhs = np.column_stack([a_A, np.ones(A.size)]).astype(gram.dtype)
-        xv = _cho_solve(factor, rhs)
+        xv = _solved_for(factor, a_A)
         return cls(h, xv, gram.fits(xv), A, target, factor, a_A)
 
     @classmethod
@@ -595,6 +594,14 @@ def _pivot(
             enter = enter[np.argsort(-excess, kind="stable")[:most]]
         A = _moved(h.d_sae, A, leave, enter)
     return None
+
+
+def _solved_for(
+    factor: tuple[npt.NDArray[np.floating], bool], a_A: FloatArray
+) -> npt.NDArray[np.floating]:
+    """G_AA⁻¹(a_A, 1), x and v as columns, in the factor's dtype."""
+    rhs = np.column_stack([a_A, np.ones(a_A.size)]).astype(factor[0].dtype)
+    return _cho_solve(factor, rhs)
 
 
 def _cho_solve(
