@@ -170,6 +170,14 @@ def test_an_socp_answer_near_the_smallest_eps_is_walked_to(
     assert solution.objective == pytest.approx(reference.objective, rel=1e-6)
 
 
+def assert_factor_of(gram: Any, rows: Any) -> None:
+    """The Gram's factor R (upper triangle) satisfies RᵀR = rows rowsᵀ, to float32 rounding of
+    the largest entry."""
+    R = np.triu(gram.R).astype(np.float64)
+    scale = float(np.abs(rows @ rows.T).max())
+    np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+
+
 SPOIL = 0.05
 
 
@@ -386,9 +394,7 @@ def test_the_rounds_factor_equals_a_plain_product(d_model: int, joiners: int) ->
         np.testing.assert_array_equal(order[first : first + behind.size], behind)
         assert sum(fetched) == A.size - np.count_nonzero(stays)  # the joiners' rows only
         rows = decoder[order].astype(np.float64)
-        R = np.triu(gram.R).astype(np.float64)
-        scale = float(np.abs(rows @ rows.T).max())
-        np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+        assert_factor_of(gram, rows)
         xv = rng.standard_normal((order.size, 2)).astype(np.float32)
         np.testing.assert_allclose(gram.fits(xv), (rows.T @ xv).T, rtol=1e-4, atol=1e-4)
         kept_rows.append(first)
@@ -433,10 +439,7 @@ def test_a_failed_factorisation_leaves_the_rounds_consistent(
     A = np.union1d(gram.order[:-3], rng.choice(300, 5, replace=False))
     order = gram.factored(A, np.linspace(1.0, 0.1, gram.order.size))
     np.testing.assert_array_equal(np.sort(order), A)
-    rows = decoder[order].astype(np.float64)
-    R = np.triu(gram.R).astype(np.float64)
-    scale = float(np.abs(rows @ rows.T).max())
-    np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+    assert_factor_of(gram, decoder[order].astype(np.float64))
     before = gram.order.copy()
     with pytest.raises(jump_module.LinAlgError, match="active rows"):
         gram.factored(np.arange(41))
@@ -458,10 +461,7 @@ def test_the_rounds_start_afresh_when_a_shrinks_far() -> None:
     A = np.sort(rng.choice(600, 30, replace=False))
     order = gram.factored(A)
     assert gram.used == 30
-    rows = decoder[order].astype(np.float64)
-    R = np.triu(gram.R).astype(np.float64)
-    scale = float(np.abs(rows @ rows.T).max())
-    np.testing.assert_allclose(R.T @ R, rows @ rows.T, rtol=0, atol=1e-5 * scale)
+    assert_factor_of(gram, decoder[order].astype(np.float64))
 
 
 def test_the_final_check_over_every_feature_takes_the_spare_threads(
