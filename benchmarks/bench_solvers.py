@@ -82,8 +82,10 @@ def reference_solve(decoder: np.ndarray, w: np.ndarray, r: float, lam: float) ->
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> tuple[float, Any]:
     """Median seconds over `repeats` calls after `warmup` untimed ones, and the last result.
     The figures a target is read on (the reference's solve included) take one warm-up call:
-    the first calls in a process run slower (GPT-2 scale, one input from scratch: 15.8, 14.5,
-    13.6, then 12.0–12.6 ms), which is the process warming, not the work asked for."""
+    the reference's first call imports CVXPY (~0.5 s), and our first calls in a process run
+    slower (GPT-2 scale, one input: 15.8, 14.5, 13.6, then 12.0–12.6 ms) — the process warming,
+    not the work asked for. One call does not reach the steady state: a median of few repeats
+    still reads some of the way down."""
     times, result = [], None
     for _ in range(warmup):
         fn()
