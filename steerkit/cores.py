@@ -42,7 +42,7 @@ def busy(spare: float = SPARE_CORE) -> bool:
     lately (`others`) above cpu_count − 1 − `spare`. Where that cannot be measured, the
     1-minute load average (which counts this process too) above cpu_count − 1 + `spare`; False
     where neither is known."""
-    cores = os.cpu_count() or 1
+    cores = _cpus()
     taken = others()
     if taken is not None:
         return taken > cores - 1 - spare
@@ -51,6 +51,19 @@ def busy(spare: float = SPARE_CORE) -> bool:
     except (AttributeError, OSError):  # pragma: no cover - platforms without it
         return False
     return load > cores - 1 + spare
+
+
+_cpu_count: int | None = None
+
+
+def _cpus() -> int:
+    """os.cpu_count(), asked once: it reads sysfs (~9 µs a call), and `busy` is asked around
+    every large product (~40 times in one solve at 1.01 × the smallest ε on the default run's
+    SAE: 0.4 ms of its ~38)."""
+    global _cpu_count
+    if _cpu_count is None:
+        _cpu_count = os.cpu_count() or 1
+    return _cpu_count
 
 
 def others() -> float | None:

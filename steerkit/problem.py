@@ -30,7 +30,7 @@ from steerkit._arrays import (
     readonly,
     to_numpy,
 )
-from steerkit.decoder import Decoder, _validation_pass_with
+from steerkit.decoder import Decoder, _validation_pass_with, private_copy
 from steerkit.errors import ValidationError
 
 __all__ = ["ProblemKind", "SteeringProblem"]
@@ -137,35 +137,34 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
     """The problem's Decoder: `value` itself when it is one (no pass over it), else the Decoder
     made from the caller's array. Problems built from the same unchanged array share one Decoder
     (recognised by address, shape and a fingerprint of the content, from the one validation pass
-    an array costs), so a later in-place change of the caller's array cannot change a problem.
-    With a float32 array, the same pass multiplies it by the `directions` (float32, as
-    `alignment_estimate` does): (k, d_sae) estimates of D w, else None."""
+    an array costs), so a later in-place change of the caller's array cannot change a problem. An
+    array with no Decoder kept for it is copied in that pass (`private_copy`). With a float32
+    array, the same pass multiplies it by the `directions` (float32, as `alignment_estimate`
+    does): (k, d_sae) estimates of D w, else None."""
     if isinstance(value, Decoder):
         return value, None
     decoder = float_array(_OWNER, "decoder", value, ndim=2, keep_float32=True, check=False)
     columns = None
     if decoder.dtype == np.float32:
         columns = _directions_float32(directions, int(decoder.shape[1]))
-    squares, prints, products = _validation_pass_with(decoder, columns)
-    return _adopt(value, decoder, squares, prints), products
-
-
-def _adopt(value: Any, decoder: FloatArray, squares: FloatArray, prints: FloatArray) -> Decoder:
-    """The Decoder for a validated array: the one kept for it when it is unchanged, else a new
-    one on a private copy (or on `decoder` itself when converting made it the core's own)."""
     if isinstance(value, np.ndarray) and not np.may_share_memory(decoder, value):
-        return Decoder._validated(decoder, squares, prints)  # converted: already the core's own
+        # converted (another dtype): already the core's own
+        squares, prints, products = _validation_pass_with(decoder, columns)
+        return Decoder._validated(decoder, squares, prints), products
     key = _memory_key(decoder)
     with _copies_lock:
-        hit = _copies.get(key)
-        if (
-            hit is not None
-            and np.array_equal(hit.row_squares, squares, equal_nan=True)
-            and np.array_equal(hit.fingerprint, prints, equal_nan=True)
+        kept = _copies.get(key)
+    if kept is not None:  # the Decoder made for this array before, if the array is unchanged
+        squares, prints, products = _validation_pass_with(decoder, columns)
+        if np.array_equal(kept.row_squares, squares, equal_nan=True) and np.array_equal(
+            kept.fingerprint, prints, equal_nan=True
         ):
-            _copies.move_to_end(key)
-            return hit
-    private = readonly(np.array(decoder, copy=True, order="C"))
+            with _copies_lock:
+                if key in _copies:
+                    _copies.move_to_end(key)
+            return kept, products
+    # copied and validated in one pass (the figures are the copy's)
+    private, squares, prints, products = private_copy(decoder, columns)
     made = Decoder._validated(private, squares, prints)
     with _copies_lock:
         _copies[key] = made
@@ -173,7 +172,7 @@ def _adopt(value: Any, decoder: FloatArray, squares: FloatArray, prints: FloatAr
         _copies[_memory_key(private)] = made
         while len(_copies) > _COPIES_KEPT:
             _copies.popitem(last=False)
-    return made
+    return made, products
 
 
 def forget_decoder_copies() -> None:

@@ -49,6 +49,7 @@ def test_busy_compares_the_others_cores_with_the_spare_core(
     taking more than 2 − 1 − 0.5 = 0.5 core leave none to spare (a hand computation from faked
     clock, /proc/stat and process time readings); within the window the last measure holds."""
     monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cores, "_cpu_count", None)  # asked again
     monkeypatch.setattr(cores.os, "getloadavg", lambda: pytest.fail("load average read"))
     clock = iter([100.0, 101.0, 101.1, 102.0])
     machine = iter([50.0, 51.8, 52.9])  # busy seconds of every core
@@ -72,6 +73,7 @@ def test_without_proc_stat_the_load_average_decides(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cores, "_machine_busy_seconds", lambda: None)
     monkeypatch.setattr(cores, "_last_look", None)
     monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cores, "_cpu_count", None)  # asked again
     for load, expected in [(1.4, False), (1.6, True)]:
         monkeypatch.setattr(cores.os, "getloadavg", lambda load=load: (load, load, load))
         assert cores.busy(0.5) is expected

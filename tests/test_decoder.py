@@ -54,6 +54,57 @@ def test_decoder_keeps_the_dtype_and_owns_its_array() -> None:
     assert np.all(dec.row_norm_bounds >= norms) and np.all(dec.row_norm_bounds <= norms * 1.001)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_the_copying_pass_gives_the_plain_pass_figures_of_an_exact_copy(
+    split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A problem built from an array not seen before copies it in its validation pass — split
+    between two threads on a large decoder while a core is spare. The copy is the array, C-ordered
+    and read-only, and its row squares, fingerprint and D w equal the pass without a copy to the
+    bit, whichever thread made which block (the fingerprints must match for a later problem on
+    the unchanged array to share the Decoder). A NaN in either half is refused."""
+    import steerkit.problem as problem_module
+
+    monkeypatch.setattr(decoder_module, "_PARALLEL_FROM", 1 if split else 10**12)
+    monkeypatch.setattr(steerkit.cores, "busy", lambda spare=0.5: False)
+    halves: list[int] = []
+    real_submit = decoder_module._helper().submit
+    monkeypatch.setattr(
+        decoder_module._helper(), "submit", lambda *a: halves.append(1) or real_submit(*a)
+    )
+    rng = np.random.default_rng(7)
+    source = np.asfortranarray(_unit_rows(rng, 1500, 10))  # a strided source: copied C-ordered
+    w = rng.normal(size=(2, 10))
+    problem_module.forget_decoder_copies()
+    problem = SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0)
+    assert halves == ([1] if split else [])
+    own = problem.decoder
+    assert own.flags.c_contiguous and not own.flags.writeable
+    assert not np.shares_memory(own, source)
+    np.testing.assert_array_equal(own, source)
+    columns = np.ascontiguousarray(w.T, dtype=np.float32)
+    squares, prints, products = decoder_module._validation_pass_with(source, columns)
+    np.testing.assert_array_equal(problem.dictionary.row_squares, squares)
+    np.testing.assert_array_equal(problem.dictionary.fingerprint, prints)
+    for i in range(2):
+        np.testing.assert_array_equal(problem.alignment_estimate(i), products[i])
+    # the unchanged array: the same Decoder; changed: a new one
+    again = SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0)
+    assert again.dictionary is problem.dictionary
+    source[1400, 3] = -source[1400, 3]
+    assert (
+        SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0).dictionary
+        is not problem.dictionary
+    )
+    for row in (3, 1400):  # one in each half
+        broken = source.copy()
+        broken[row, 5] = np.nan
+        with pytest.raises(ValidationError, match="decoder"):
+            SteeringProblem.qp(decoder=broken, directions=w, rhs=[1.0, 2.0], lam=1.0)
+        with pytest.raises(ValidationError, match="decoder"):
+            Decoder(broken)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -75,10 +126,13 @@ def test_a_problem_on_a_decoder_makes_no_pass_over_it(monkeypatch: pytest.Monkey
     passes: list[int] = []
     import steerkit.problem as problem_module
 
-    real = problem_module._validation_pass_with
-    monkeypatch.setattr(
-        problem_module, "_validation_pass_with", lambda d, c: passes.append(1) or real(d, c)
-    )
+    for module in (problem_module, decoder_module):  # a pass with the copy, or one without
+        real = module._validation_pass_with
+        monkeypatch.setattr(
+            module,
+            "_validation_pass_with",
+            lambda *args, real=real, **kwargs: passes.append(1) or real(*args, **kwargs),
+        )
     first = SteeringProblem.qp(decoder=dec, directions=w, rhs=1.0, lam=1.0)
     second = SteeringProblem.socp(decoder=dec, directions=w, rhs=2.0, eps=3.0)
     assert passes == []  # built on a Decoder: validated once, when the Decoder was made
