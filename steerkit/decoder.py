@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -138,6 +139,18 @@ def _helper() -> concurrent.futures.ThreadPoolExecutor:
                 max_workers=1, thread_name_prefix="steerkit-decoder-pass"
             )
         return _helper_pool
+
+
+def _forget_helper() -> None:
+    """In a forked child: the pool came without its thread (work handed to it would never run)
+    and the lock perhaps held by a thread that is not there. Both made afresh."""
+    global _helper_pool, _helper_lock
+    _helper_pool = None
+    _helper_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
 
 
 def private_copy(

@@ -6,6 +6,9 @@ corrupted answers, multipliers and kept dual points caught."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -103,6 +106,38 @@ def test_the_copying_pass_gives_the_plain_pass_figures_of_an_exact_copy(
             SteeringProblem.qp(decoder=broken, directions=w, rhs=[1.0, 2.0], lam=1.0)
         with pytest.raises(ValidationError, match="decoder"):
             Decoder(broken)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_copies_and_validates_with_its_own_helper_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process forked after the helper thread was made inherits the pool without its thread:
+    the child's split pass must not wait for it for ever (it finishes, with the right copy)."""
+    monkeypatch.setattr(decoder_module, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(steerkit.cores, "busy", lambda spare=0.5: False)
+    rng = np.random.default_rng(8)
+    source = _unit_rows(rng, 1200, 6)
+    decoder_module.private_copy(source)  # the parent's helper thread exists now
+    assert decoder_module._helper_pool is not None
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 if the split pass finished with the right copy
+        code = 1
+        try:
+            own = decoder_module.private_copy(source)[0]
+            code = 0 if np.array_equal(own, source) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's validation pass never finished")
 
 
 @pytest.mark.parametrize(
