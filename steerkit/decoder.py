@@ -75,13 +75,14 @@ def _validation_pass_with(
     With `into` (C-ordered, the decoder's shape and dtype), each block is first copied there and
     read back from the copy while it is in cache: the private copy a Decoder needs and its
     validation in one pass, the figures those of the copy (4096 × 640 float32: 1.2 ms against
-    1.3 for the pass and then the copy). On a decoder of at least `_PARALLEL_FROM` entries,
-    while the machine has a core to spare (`steerkit.cores.busy`), the second half of the rows
-    is copied and validated by another thread: on 2 cores, 24576 × 768 float32, 8.0 ms against
-    11.2 with one thread — but 12.0 against 11.6 within ~0.1 s of a product on numpy's BLAS
-    threads, whose idle thread spins on the spare core for a while (below the threshold the
-    thread cost more than it saved either way). A block's figures do not depend on which thread
-    made them."""
+    1.3 for the pass and then the copy). On a decoder of at least `_PARALLEL_FROM` entries and
+    two blocks, while the machine has a core to spare (`steerkit.cores.busy`), the blocks of the
+    second half (the first holds the odd one) are copied and validated by another thread (not
+    once the interpreter is shutting down: then one thread does all). On 2 cores, 24576 × 768
+    float32: 8.0 ms against 11.2 with one thread — but 12.0 against 11.6 within ~0.1 s of a
+    product on numpy's BLAS threads, whose idle thread spins on the spare core for a while
+    (below the threshold the thread cost more than it saved either way). A block's figures do
+    not depend on which thread made them."""
     n, d_model = decoder.shape
     probe = np.random.default_rng(20261206).standard_normal(d_model).astype(decoder.dtype)
     squares = np.empty(n)
@@ -110,16 +111,22 @@ def _validation_pass_with(
             for j, vector in enumerate(vectors):  # matrix-vector products: no skinny gemm
                 products[j, start:stop] = block @ vector  # type: ignore[index]
 
-    # the halves split on a block boundary: every block is the one a single pass makes
-    half = (n // 2 // _PASS_BLOCK) * _PASS_BLOCK
+    # the halves split on a block boundary (every block is the one a single pass makes), the
+    # first holding the extra block of an odd count
+    half = (-(-n // _PASS_BLOCK) // 2) * _PASS_BLOCK
+    other = None
     if into is not None and half > 0 and decoder.size >= _PARALLEL_FROM and not cores.busy():
-        other = _helper().submit(rows, half, n)
+        try:
+            other = _helper().submit(rows, half, n)
+        except RuntimeError:  # the interpreter is shutting down: no new thread, one pass
+            other = None
+    if other is None:
+        rows(0, n)
+    else:
         try:
             rows(0, half)
         finally:
             other.result()
-    else:
-        rows(0, n)
     if not np.isfinite(squares).all():
         # raises unless finite entries overflowed the sums
         check_finite("SteeringProblem", "decoder", into if into is not None else decoder)
@@ -156,8 +163,9 @@ if hasattr(os, "register_at_fork"):
 def private_copy(
     decoder: np.ndarray[Any, Any], columns: np.ndarray[Any, Any] | None = None
 ) -> tuple[FloatArray, FloatArray, FloatArray, np.ndarray[Any, Any] | None]:
-    """(a read-only C-ordered copy of `decoder`, and `_validation_pass_with`'s figures of it),
-    copied and validated in one pass."""
+    """(a read-only C-ordered copy of `decoder`, and its row squares, fingerprint and
+    products with `columns` as `_validation_pass_with` computes them), copied and validated in
+    one pass. Raises ValidationError (naming the decoder) for a NaN or inf entry."""
     own = np.empty(decoder.shape, dtype=decoder.dtype)
     squares, prints, products = _validation_pass_with(decoder, columns, into=own)
     return readonly(own), squares, prints, products

@@ -136,9 +136,10 @@ def _directions_float32(directions: Any, d_model: int) -> FloatArray | None:
 def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray | None]:
     """The problem's Decoder: `value` itself when it is one (no pass over it), else the Decoder
     made from the caller's array. Problems built from the same unchanged array share one Decoder
-    (recognised by address, shape and a fingerprint of the content, from the one validation pass
-    an array costs), so a later in-place change of the caller's array cannot change a problem. An
-    array with no Decoder kept for it is copied in that pass (`private_copy`). With a float32
+    (recognised by address, shape, strides and dtype, and a fingerprint of the content, from the
+    one validation pass an array costs), so a later in-place change of the caller's array cannot
+    change a problem. An array with no Decoder kept for it is copied in that pass
+    (`private_copy`); one changed since its Decoder was made is copied after it. With a float32
     array, the same pass multiplies it by the `directions` (float32, as `alignment_estimate`
     does): (k, d_sae) estimates of D w, else None."""
     if isinstance(value, Decoder):
@@ -154,7 +155,9 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
     key = _memory_key(decoder)
     with _copies_lock:
         kept = _copies.get(key)
-    if kept is not None:  # the Decoder made for this array before, if the array is unchanged
+    if kept is None:  # copied and validated in one pass (the figures are the copy's)
+        private, squares, prints, products = private_copy(decoder, columns)
+    else:  # the Decoder made for this array before, if the array is unchanged
         squares, prints, products = _validation_pass_with(decoder, columns)
         if np.array_equal(kept.row_squares, squares, equal_nan=True) and np.array_equal(
             kept.fingerprint, prints, equal_nan=True
@@ -163,8 +166,8 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
                 if key in _copies:
                     _copies.move_to_end(key)
             return kept, products
-    # copied and validated in one pass (the figures are the copy's)
-    private, squares, prints, products = private_copy(decoder, columns)
+        # changed since: copied as validated (a copying pass would pass over it once more)
+        private = readonly(np.array(decoder, copy=True, order="C"))
     made = Decoder._validated(private, squares, prints)
     with _copies_lock:
         _copies[key] = made

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -95,10 +96,12 @@ def test_the_copying_pass_gives_the_plain_pass_figures_of_an_exact_copy(
     again = SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0)
     assert again.dictionary is problem.dictionary
     source[1400, 3] = -source[1400, 3]
-    assert (
-        SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0).dictionary
-        is not problem.dictionary
-    )
+    changed = SteeringProblem.qp(decoder=source, directions=w, rhs=[1.0, 2.0], lam=1.0)
+    assert changed.dictionary is not problem.dictionary
+    np.testing.assert_array_equal(changed.decoder, source)  # copied as it is now
+    assert not np.shares_memory(changed.decoder, source)
+    _, prints, _ = decoder_module._validation_pass_with(source, columns)
+    np.testing.assert_array_equal(changed.dictionary.fingerprint, prints)
     for row in (3, 1400):  # one in each half
         broken = source.copy()
         broken[row, 5] = np.nan
@@ -106,6 +109,27 @@ def test_the_copying_pass_gives_the_plain_pass_figures_of_an_exact_copy(
             SteeringProblem.qp(decoder=broken, directions=w, rhs=[1.0, 2.0], lam=1.0)
         with pytest.raises(ValidationError, match="decoder"):
             Decoder(broken)
+
+
+def test_a_split_pass_falls_back_to_one_thread_when_no_thread_can_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the interpreter shuts down, a thread pool refuses new work (RuntimeError): the
+    pass then does every block itself, with the same copy and figures."""
+
+    class Refusing:
+        def submit(self, *args: Any) -> None:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(decoder_module, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(steerkit.cores, "busy", lambda spare=0.5: False)
+    monkeypatch.setattr(decoder_module, "_helper", lambda: Refusing())
+    source = _unit_rows(np.random.default_rng(9), 1300, 7)
+    own, squares, prints, _ = decoder_module.private_copy(source)
+    np.testing.assert_array_equal(own, source)
+    plain_squares, plain_prints = decoder_module._validation_pass(source)
+    np.testing.assert_array_equal(squares, plain_squares)
+    np.testing.assert_array_equal(prints, plain_prints)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
@@ -120,7 +144,9 @@ def test_a_forked_child_copies_and_validates_with_its_own_helper_thread(
     source = _unit_rows(rng, 1200, 6)
     decoder_module.private_copy(source)  # the parent's helper thread exists now
     assert decoder_module._helper_pool is not None
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: exit 0 if the split pass finished with the right copy
         code = 1
         try:

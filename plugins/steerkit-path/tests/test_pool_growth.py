@@ -73,6 +73,7 @@ def test_walks_take_numpy_threads_only_with_a_core_to_spare(
     (numpy's spinning threads cost 5–9× there); with a core free, numpy keeps its threads.
     The path is the same either way."""
     monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cores, "_cpu_count", None)  # asked again
     monkeypatch.setattr(cores, "others", lambda: None)  # unmeasured: the load average
     monkeypatch.setattr(cores.os, "getloadavg", lambda: (load, load, load))
     assert cores.busy() is busy
