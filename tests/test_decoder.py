@@ -87,7 +87,9 @@ def test_the_copying_pass_gives_the_plain_pass_figures_of_an_exact_copy(
     assert not np.shares_memory(own, source)
     np.testing.assert_array_equal(own, source)
     columns = np.ascontiguousarray(w.T, dtype=np.float32)
-    squares, prints, products = decoder_module._validation_pass_with(source, columns)
+    # the oracle: a pass over a C-ordered copy made by numpy (the source is Fortran-ordered)
+    plain = np.ascontiguousarray(source)
+    squares, prints, products = decoder_module._validation_pass_with(plain, columns)
     np.testing.assert_array_equal(problem.dictionary.row_squares, squares)
     np.testing.assert_array_equal(problem.dictionary.fingerprint, prints)
     for i in range(2):
