@@ -225,6 +225,9 @@ class _Gram:
         """The entering features' rows of the Gram against every used slot's row,
         (|new|, used), their own rows written to their `slots` first."""
         joined = self.h.decoder[new] if not self.exact else self.h.rows(new)
+        # their exact aᵢ from the rows at hand: the round's h.a[A] then gathers none again
+        # (~40 µs a round at 1.01 × the smallest ε on the default run's SAE)
+        self.h.a.learn(new, joined)
         self.rows[slots] = joined
         rows = self.rows[: self.used]
         large = new.size * rows.size >= SPARE_THREADS_FROM  # the round's one large product

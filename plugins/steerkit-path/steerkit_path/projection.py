@@ -94,12 +94,13 @@ class ProjectedRows:
             self._known[missing] = True
         return self._values[index] if idx.ndim else float(self._values[int(idx)])
 
-    def learn(self, index: IntArray, rows: FloatArray) -> None:
-        """Exact values for `index` (unique) from their rows as float64, already at hand (the
-        same product `a[index]` would compute after gathering the rows itself)."""
+    def learn(self, index: IntArray, rows: np.ndarray[Any, Any]) -> None:
+        """Exact values for `index` (unique) from their rows, already at hand (the same product
+        `a[index]` would compute after gathering the rows itself): float64 rows, or the
+        decoder's float32 rows, of which only the unknown ones are converted."""
         missing = ~self._known[index]
         if missing.any():
-            self._values[index[missing]] = rows[missing] @ self.w
+            self._values[index[missing]] = np.asarray(rows[missing], dtype=np.float64) @ self.w
             self._known[index[missing]] = True
 
     def argmax(self) -> int:

@@ -408,6 +408,38 @@ def test_the_rounds_factor_equals_a_plain_product(d_model: int, joiners: int) ->
     assert max(kept_rows) > 10  # the prefix was used
 
 
+def test_the_rounds_learn_the_joiners_exact_alignment_from_their_rows() -> None:
+    """On a float32 decoder a = D w is known exactly only where asked (`ProjectedRows`): the
+    rounds learn the joiners' aᵢ from the rows they fetch for the Gram, so the round's a_A
+    reads no decoder row again — and the values equal a plain float64 product."""
+    from steerkit_path.homotopy import Homotopy
+    from steerkit_path.projection import ProjectedRows
+
+    decoder, w = correlated(3, d_sae=300, d_model=24)
+    a = ProjectedRows(decoder, w)
+    h = Homotopy(decoder, w, a)
+    assert h.a is a
+    fetched: list[int] = []
+
+    class Counting(np.ndarray):  # type: ignore[type-arg]
+        def __getitem__(self, index: Any) -> Any:
+            fetched.append(np.asarray(index).size)
+            return np.asarray(self)[index]
+
+    a.decoder = decoder.view(Counting)  # what `a[...]` would gather
+    gram = jump_module._Gram(h)
+    rng = np.random.default_rng(5)
+    A = np.sort(rng.choice(300, 12, replace=False))
+    for _ in range(4):
+        unknown = A[~a._known[A]]
+        order = gram.factored(A)
+        assert unknown.size and a._known[A].all()  # learned in the round, not gathered
+        exact = np.asarray(a[order])
+        assert fetched == []
+        np.testing.assert_allclose(exact, decoder[order].astype(np.float64) @ w, rtol=1e-14)
+        A = np.union1d(A[rng.random(A.size) < 0.8], rng.choice(300, 5, replace=False))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_failed_factorisation_leaves_the_rounds_consistent(
     dtype: Any, monkeypatch: pytest.MonkeyPatch
