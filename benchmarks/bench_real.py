@@ -8,9 +8,11 @@ inputs that need steering (the default config's 40 negative test sentences less 
 Needs the offline model and SAE (built and cached by the default run, `bash scripts/run.sh`).
 Each input is solved from scratch through `steerkit.solve`, exactly as a user calls it: the
 problem is built from the arrays inside the timed call, with an empty path cache and no Decoder
-kept for the array (so the array is validated and copied, and the core's certificate finds no
-dual point kept from an earlier answer); the reference (CVXPY builds the problem on every call,
-SCS solves it after a 2000-feature pre-filter, as the research code does) is timed on the first
+kept for the array (so the array is validated — and copied, were it writeable: the source's
+decoder is a read-only array that owns its memory, which the core uses as it is — and the
+core's certificate finds no dual point kept from an earlier answer); the reference (CVXPY
+builds the problem on every call, SCS solves it after a 2000-feature pre-filter, as the
+research code does) is timed on the first
 `--ref-inputs` inputs of each setting. Per setting it prints the median and largest time, the
 ratio of the reference's median to ours, the paired ratio (each reference input's time over
 ours on that input, timed warm just before and after it: the median and the range over the

@@ -30,7 +30,7 @@ from steerkit._arrays import (
     readonly,
     to_numpy,
 )
-from steerkit.decoder import Decoder, _validation_pass_with, private_copy
+from steerkit.decoder import Decoder, _needs_copy, _validation_pass_with, private_copy
 from steerkit.errors import ValidationError
 
 __all__ = ["ProblemKind", "SteeringProblem"]
@@ -139,7 +139,8 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
     (recognised by address, shape, strides and dtype, and a fingerprint of the content, from the
     one validation pass an array costs), so a later in-place change of the caller's array cannot
     change a problem. An array with no Decoder kept for it is copied in that pass
-    (`private_copy`); one changed since its Decoder was made is copied after it. With a float32
+    (`private_copy`); one changed since its Decoder was made is copied after it; a read-only
+    array that owns its memory is not copied (as `Decoder` adopts it). With a float32
     array, the same pass multiplies it by the `directions` (float32, as `alignment_estimate`
     does): (k, d_sae) estimates of D w, else None."""
     if isinstance(value, Decoder):
@@ -152,10 +153,15 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
         # converted (another dtype): already the core's own
         squares, prints, products = _validation_pass_with(decoder, columns)
         return Decoder._validated(decoder, squares, prints), products
+    # a read-only array that owns its memory is adopted, not copied (as `Decoder` does)
+    adopt = not _needs_copy(decoder, value)
     key = _memory_key(decoder)
     with _copies_lock:
         kept = _copies.get(key)
-    if kept is None:  # copied and validated in one pass (the figures are the copy's)
+    if kept is None and adopt:
+        squares, prints, products = _validation_pass_with(decoder, columns)
+        private = decoder
+    elif kept is None:  # copied and validated in one pass (the figures are the copy's)
         private, squares, prints, products = private_copy(decoder, columns)
     else:  # the Decoder made for this array before, if the array is unchanged
         squares, prints, products = _validation_pass_with(decoder, columns)
@@ -167,7 +173,7 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
                     _copies.move_to_end(key)
             return kept, products
         # changed since: copied as validated (a copying pass would pass over it once more)
-        private = readonly(np.array(decoder, copy=True, order="C"))
+        private = decoder if adopt else readonly(np.array(decoder, copy=True, order="C"))
     made = Decoder._validated(private, squares, prints)
     with _copies_lock:
         _copies[key] = made
@@ -193,8 +199,10 @@ class SteeringProblem:
     of one validation pass. `problem.decoder` is the read-only array, `problem.dictionary` the
     Decoder. Arrays are read-only and the problem's own: the decoder is copied when it shares
     memory with the caller's array (problems built from the same unchanged array share one copy),
-    so changing the caller's array in place afterwards does not change the problem. The decoder
-    stays float32 if given float32.
+    so changing the caller's array in place afterwards does not change the problem — unless it
+    is a read-only array that owns its memory (an SAE source's `decoder()` is one), which is
+    used as it is, as `Decoder` does: it cannot change unless its owner makes it writeable
+    again. The decoder stays float32 if given float32.
     """
 
     kind: ProblemKind = attrs.field(converter=_kind)

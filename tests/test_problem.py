@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import steerkit
 from steerkit import ProblemKind, SteeringProblem, ValidationError
 
 
@@ -226,6 +227,39 @@ def test_a_float32_decoder_is_multiplied_in_float64_without_a_copy() -> None:
         np.testing.assert_allclose(
             second.steering_vector(delta), decoder.astype(np.float64).T @ delta, rtol=1e-13
         )
+
+
+def test_a_read_only_array_that_owns_its_memory_is_adopted_not_copied() -> None:
+    """As `Decoder` does: a read-only array that owns its memory (what an SAE source's
+    `decoder()` gives) cannot change in place, so problems use it as it is — validated, its
+    figures the plain pass's, one Decoder shared by the problems built on it — while a read-only
+    view of a writeable array is still copied."""
+    from steerkit.decoder import _validation_pass
+    from steerkit.problem import forget_decoder_copies
+
+    forget_decoder_copies()
+    rng = np.random.default_rng(6)
+    frozen = rng.normal(size=(40, 6)).astype(np.float32)
+    frozen.flags.writeable = False
+    w = rng.normal(size=6)
+    first = SteeringProblem.qp(decoder=frozen, directions=w, rhs=1.0, lam=1.0)
+    second = SteeringProblem.socp(decoder=frozen, directions=w, rhs=2.0, eps=3.0)
+    assert np.shares_memory(first.decoder, frozen) and not first.decoder.flags.writeable
+    assert second.dictionary is first.dictionary
+    squares, prints = _validation_pass(frozen)
+    np.testing.assert_array_equal(first.dictionary.row_squares, squares)
+    np.testing.assert_array_equal(first.dictionary.fingerprint, prints)
+    assert np.shares_memory(steerkit.Decoder(frozen).array, frozen)  # the same rule
+    writeable = rng.normal(size=(40, 6))
+    view = writeable.view()
+    view.flags.writeable = False  # read-only, but its owner can still change it
+    third = SteeringProblem.qp(decoder=view, directions=w, rhs=1.0, lam=1.0)
+    assert not np.shares_memory(third.decoder, writeable)
+    bad = np.array(frozen)
+    bad[4, 2] = np.nan
+    bad.flags.writeable = False
+    with pytest.raises(ValidationError, match="decoder"):
+        SteeringProblem.qp(decoder=bad, directions=w, rhs=1.0, lam=1.0)
 
 
 def test_the_decoder_is_the_problems_own_and_shared_across_problems() -> None:
