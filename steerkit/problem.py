@@ -158,21 +158,21 @@ def _dictionary(value: Any, directions: Any = None) -> tuple[Decoder, FloatArray
     key = _memory_key(decoder)
     with _copies_lock:
         kept = _copies.get(key)
-    if kept is None and adopt:
-        squares, prints, products = _validation_pass_with(decoder, columns)
-        private = decoder
-    elif kept is None:  # copied and validated in one pass (the figures are the copy's)
+    if kept is None and not adopt:  # copied and validated in one pass (the figures the copy's)
         private, squares, prints, products = private_copy(decoder, columns)
-    else:  # the Decoder made for this array before, if the array is unchanged
+    else:
         squares, prints, products = _validation_pass_with(decoder, columns)
-        if np.array_equal(kept.row_squares, squares, equal_nan=True) and np.array_equal(
-            kept.fingerprint, prints, equal_nan=True
-        ):
+        if (
+            kept is not None
+            and np.array_equal(kept.row_squares, squares, equal_nan=True)
+            and np.array_equal(kept.fingerprint, prints, equal_nan=True)
+        ):  # the Decoder made for this array before: the array is unchanged
             with _copies_lock:
                 if key in _copies:
                     _copies.move_to_end(key)
             return kept, products
-        # changed since: copied as validated (a copying pass would pass over it once more)
+        # adopted as it is, or changed since its Decoder was made: copied as validated (a
+        # copying pass would read it once more)
         private = decoder if adopt else readonly(np.array(decoder, copy=True, order="C"))
     made = Decoder._validated(private, squares, prints)
     with _copies_lock:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -1120,15 +1119,6 @@ class _Limit:
 
 _others: Any = None
 _every_blas: Any = None
-_cpu_count: int | None = None
-
-
-def _cpus() -> int:
-    """os.cpu_count(), asked once (~7 µs a call)."""
-    global _cpu_count
-    if _cpu_count is None:
-        _cpu_count = os.cpu_count() or 1
-    return _cpu_count
 
 
 def _all_blas() -> Any:
@@ -1162,7 +1152,7 @@ def _spare_threads() -> Any:
     blas = _all_blas()
     if cores.busy() or not blas:
         return _NoLimit()
-    return _Limit(blas, _cpus())
+    return _Limit(blas, cores.cpu_count())
 
 
 def _threads() -> Any:
