@@ -194,9 +194,9 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
     if "path" in {i.name for i in steerkit.available_solvers() if i.installed}:
         from steerkit_path import PathSolver
 
-        def fresh(value: float = lam) -> SteeringProblem:
+        def fresh(value: float = lam, array: Any = decoder) -> SteeringProblem:
             """A new problem: nothing derived from the decoder is cached on it yet."""
-            return SteeringProblem.qp(decoder=decoder, directions=w, rhs=rhs[0], lam=value)
+            return SteeringProblem.qp(decoder=array, directions=w, rhs=rhs[0], lam=value)
 
         def from_scratch(fn: Callable[[], Any]) -> Callable[[], Any]:
             def run() -> Any:
@@ -219,11 +219,7 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict[str, Any]:
         frozen.flags.writeable = False
 
         one_frozen, _ = timed(
-            from_scratch(
-                lambda: steerkit.solve(
-                    SteeringProblem.qp(decoder=frozen, directions=w, rhs=rhs[0], lam=lam), "path"
-                )
-            ),
+            from_scratch(lambda: steerkit.solve(fresh(array=frozen), "path")),
             args.repeats,
             warmup=1,
         )
