@@ -33,6 +33,17 @@ def correlated(seed: int, d_sae: int = 300, d_model: int = 24) -> tuple[Any, Any
     return decoder.astype(np.float32), rng.normal(size=d_model) * 2.0
 
 
+def counting(decoder: Any, fetched: list[int]) -> Any:
+    """`decoder` as a view that appends to `fetched` how many rows each index reads."""
+
+    class Counting(np.ndarray):  # type: ignore[type-arg]
+        def __getitem__(self, index: Any) -> Any:
+            fetched.append(np.asarray(index).size)
+            return np.asarray(self)[index]
+
+    return decoder.view(Counting)
+
+
 def walked(problem: SteeringProblem, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The same problem solved by walking the path (pivoting switched off)."""
     with monkeypatch.context() as patch:
@@ -368,13 +379,7 @@ def test_the_rounds_factor_equals_a_plain_product(d_model: int, joiners: int) ->
     decoder, w = correlated(2, d_sae=300, d_model=d_model)
     h = Homotopy(decoder, w, decoder.astype(np.float64) @ w)
     fetched: list[int] = []
-
-    class Counting(np.ndarray):  # type: ignore[type-arg]
-        def __getitem__(self, index: Any) -> Any:
-            fetched.append(np.asarray(index).size)
-            return np.asarray(self)[index]
-
-    h.decoder = decoder.view(Counting)
+    h.decoder = counting(decoder, fetched)
     gram = jump_module._Gram(h)
     rng = np.random.default_rng(0)
     A = np.sort(rng.choice(300, 10, replace=False))
@@ -420,13 +425,7 @@ def test_the_rounds_learn_the_joiners_exact_alignment_from_their_rows() -> None:
     h = Homotopy(decoder, w, a)
     assert h.a is a
     fetched: list[int] = []
-
-    class Counting(np.ndarray):  # type: ignore[type-arg]
-        def __getitem__(self, index: Any) -> Any:
-            fetched.append(np.asarray(index).size)
-            return np.asarray(self)[index]
-
-    a.decoder = decoder.view(Counting)  # what `a[...]` would gather
+    a.decoder = counting(decoder, fetched)  # what `a[...]` would gather
     gram = jump_module._Gram(h)
     rng = np.random.default_rng(5)
     A = np.sort(rng.choice(300, 12, replace=False))
