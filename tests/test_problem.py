@@ -78,6 +78,35 @@ def test_with_rhs_shares_the_decoder_and_cache(steerkit_rng: np.random.Generator
     assert other.already_satisfied and not problem.already_satisfied
 
 
+@pytest.mark.parametrize("scalar", [2.5, 3, np.float64(-1.25), np.float32(0.1), True])
+def test_a_scalar_rhs_is_what_the_same_value_in_an_array_gives(
+    steerkit_rng: np.random.Generator, scalar: object
+) -> None:
+    """A plain number takes a shorter way than an array (a sweep's `with_rhs(r)`): the same
+    float64 values, broadcast to every direction, read-only."""
+    problem = SteeringProblem.socp(
+        decoder=_decoder(steerkit_rng), directions=np.ones((2, 6)), rhs=[0.0, 0.0], eps=1.0
+    )
+    from_scalar = problem.with_rhs(scalar).rhs
+    from_array = problem.with_rhs(np.full(2, scalar)).rhs
+    assert from_scalar.dtype == np.float64 and from_scalar.shape == (2,)
+    np.testing.assert_array_equal(from_scalar, from_array)
+    assert from_scalar[0] == float(scalar)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        from_scalar[0] = 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.float64("-inf"), 10**400])
+def test_a_scalar_rhs_that_is_no_finite_float_is_refused_naming_rhs(
+    steerkit_rng: np.random.Generator, bad: object
+) -> None:
+    problem = SteeringProblem.qp(
+        decoder=_decoder(steerkit_rng), directions=np.ones(6), rhs=1.0, lam=1.0
+    )
+    with pytest.raises(ValidationError, match="rhs"):
+        problem.with_rhs(bad)
+
+
 def test_accepts_tensor_like_objects(steerkit_rng: np.random.Generator) -> None:
     class FakeTensor:  # the duck type a torch tensor presents, without importing torch
         def __init__(self, array: np.ndarray) -> None:

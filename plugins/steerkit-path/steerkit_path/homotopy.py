@@ -339,13 +339,18 @@ class Homotopy:
         flat = self._R_flat
         del self._R  # the views are remade below: the realloc may move the buffer
         flat.resize(grown * grown, refcheck=False)
-        # column j moves from j·capacity to j·grown (the leading dimension), the last one first
-        # (its new place lies beyond every earlier column's old one); the rest is zeroed
-        for j in range(capacity - 1, 0, -1):
-            ctypes.memmove(
-                flat[j * grown :].ctypes.data, flat[j * capacity :].ctypes.data, capacity * 8
-            )
-            flat[j * grown + capacity : (j + 1) * grown] = 0.0
+        # column j moves from j·capacity to j·grown (the leading dimension), the last ones
+        # first, a run of columns at a time: a run's new place lies beyond every earlier
+        # column's old one, and beyond its own old place too (no temporary copy) unless it is
+        # one column; the rest is zeroed. A run shrinks by grown/capacity: ~30 runs to grow
+        # 612 → 765 columns, where a column at a time took ~2 ms
+        stop = capacity
+        while stop > 1:
+            start = min(stop - 1, max(1, -(-stop * capacity // grown)))
+            target = flat[start * grown : stop * grown].reshape(stop - start, grown)
+            target[:, :capacity] = flat[start * capacity : stop * capacity].reshape(-1, capacity)
+            target[:, capacity:] = 0.0
+            stop = start
         flat[capacity:grown] = 0.0
         flat[capacity * grown :] = 0.0
         self._R = flat.reshape((grown, grown), order="F")
