@@ -24,7 +24,9 @@ The paired ratio speaks of the reference inputs only; the ratio compares the med
 input with the reference's median over its inputs.
 
 Settings: qp0.1, qp1 (λ), socp120 (ε = 120), socp1.1 and socp1.01 (ε = 1.1 and 1.01 × the
-input's smallest feasible ε, computed first and not timed).
+input's smallest feasible ε, computed first and not timed), socp0.99 (ε = 0.99 × that: every
+answer must be infeasible, the reference's too — its "objective" column says whether SCS found
+it infeasible).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ SETTINGS = {
     "socp120": ("socp", 120.0),
     "socp1.1": ("near", 1.1),
     "socp1.01": ("near", 1.01),
+    "socp0.99": ("near", 0.99),  # infeasible: below the smallest feasible ε
 }
 
 
@@ -195,13 +198,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
+        infeasible = SETTINGS[setting][0] == "near" and SETTINGS[setting][1] < 1
         times, l0, steps, rounds, passes = [], [], [], [], []
         objectives = []
         for r in rhs:
             seconds, solution, work = ours(
                 functools.partial(problem_for, setting, decoder, w, float(r), end)
             )
-            if not solution.ok:
+            if solution.ok == infeasible:
                 raise SystemExit(f"{setting}, r = {r:.4g}: {solution.status}: {solution.message}")
             times.append(seconds)
             l0.append(solution.l0)
@@ -219,7 +223,7 @@ def main() -> None:
             # of its reference solve gives a ratio that drift moves less
             paired.append(seconds / (0.5 * (before + after)))
             ref_times.append(seconds)
-            worse.append(ref_objective / objective - 1.0)
+            worse.append(ref_objective / objective - 1.0 if not infeasible else ref_objective)
             walks.append(walked(build))
         median, ref_median = statistics.median(times), statistics.median(ref_times)
         walk = statistics.median(walks)
@@ -234,7 +238,11 @@ def main() -> None:
             f"| {statistics.median(rounds):.0f} (max {max(rounds)}) "
             f"| {statistics.median(passes):.0f} "
             f"| {median / max(work_units, 1) * 1e3:.2f} ms "
-            f"| reference {min(worse):+.2%} … {max(worse):+.2%} |",
+            + (
+                f"| reference {min(worse):+.2%} … {max(worse):+.2%} |"
+                if not infeasible
+                else f"| reference infeasible on {sum(x == 0 for x in worse)}/{len(worse)} |"
+            ),
             flush=True,
         )
     print(f"load at the end {os.getloadavg()[0]:.2f}")

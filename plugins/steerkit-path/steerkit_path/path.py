@@ -68,6 +68,9 @@ NEAR_END = 1e-4
 #: point again (not pivoted to again, nor read off a walk that has reached it since: the
 #: routes agree to ~1e-14, not bit for bit), and the next target pivots from the nearest.
 KEEP_POINTS = 64
+#: An SOCP's ε/r below (1 − this)/‖w‖ is infeasible by Cauchy–Schwarz alone (the margin is this
+#: far from the bound: far beyond the rounding of ε/r and ‖w‖).
+CERTAINLY_BELOW = 1e-12
 
 
 class Regime(str, enum.Enum):
@@ -371,6 +374,15 @@ class Path:
         the path's end is checked (when an answer is infeasible past it)."""
         h = self.homotopy
         assert h is not None
+        # ε/r < 1/‖w‖ is infeasible whatever the path: aᵀδ = wᵀDᵀδ ≤ ‖w‖‖Dᵀδ‖ ≤ ‖w‖ε < r.
+        # Known at once, not by walking to the path's end (on the real SAE of bench_real, whose
+        # end is 1/‖w‖ itself, pivoting there does not settle and the walk took 1.1 s)
+        below = rho * float(np.linalg.norm(h.w)) < 1.0 - CERTAINLY_BELOW
+        for i in rows[below]:
+            regime[i] = Regime.BELOW_MIN_EPS
+        rows, rho = rows[~below], rho[~below]
+        if rows.size == 0:
+            return {}
         far = self._jump_far("socp", rho)
         jumped = {int(rows[j]): rec for j, rec in far.items()}
         for i, rec in jumped.items():  # the rest of each is set by `_place`

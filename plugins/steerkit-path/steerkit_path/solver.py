@@ -318,6 +318,14 @@ def _answer(
         if regime is Regime.NO_DIRECTION:
             if socp:
                 info["min_eps"] = math.inf
+        elif math.isnan(float(points.min_eps[j])):  # below r/‖w‖, the path not walked to its end
+            bound = float(problem.rhs[0]) / float(np.linalg.norm(problem.directions[0]))
+            reason = (
+                f"ε = {problem.eps:.6g} is below r/‖w‖ = {bound:.6g}, the shortest steering "
+                f"vector that could move the probe by r (wᵀv ≤ ‖w‖‖v‖): the smallest feasible ε "
+                f"for this input is at least that (the solver option min_eps=True gives it "
+                f"exactly)"
+            )
         else:
             reason = (
                 f"ε = {problem.eps:.6g} is below the smallest feasible ε = "

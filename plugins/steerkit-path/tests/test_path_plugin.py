@@ -86,18 +86,57 @@ def test_solution_reports_path_figures_and_a_tight_certificate() -> None:
     assert abs(np.linalg.norm(problem.steering_vector(solution.delta)) - problem.eps) < 1e-12
 
 
-def test_infeasible_socp_names_the_smallest_eps() -> None:
+def test_infeasible_socp_below_r_over_norm_w_is_answered_at_once() -> None:
+    """Below r/‖w‖ no steering vector reaches the margin (wᵀv ≤ ‖w‖‖v‖): infeasible without
+    walking to the path's end, the message naming that bound; with min_eps=True the walk gives
+    the exact smallest ε too (the reference's), as it did for every infeasible ε before."""
     rng = np.random.default_rng(3)
     problem = random_problem(rng, "socp")
     smallest = min_feasible_norm(problem)
+    bound = float(problem.rhs[0]) / float(np.linalg.norm(problem.directions[0]))
+    assert smallest >= bound * (1 - 1e-7)
     low = SteeringProblem.socp(
-        decoder=problem.decoder, directions=problem.directions, rhs=problem.rhs, eps=0.5 * smallest
+        decoder=problem.decoder, directions=problem.directions, rhs=problem.rhs, eps=0.5 * bound
     )
-    solution = PathSolver().solve(low, cache=False)
+    fast = PathSolver().solve(low, cache=False)
+    assert fast.status is Status.INFEASIBLE and fast.delta is None
+    assert fast.info["min_eps"] is None
+    assert fast.message == (
+        f"ε = {low.eps:.6g} is below r/‖w‖ = {bound:.6g}, the shortest steering vector that "
+        f"could move the probe by r (wᵀv ≤ ‖w‖‖v‖): the smallest feasible ε for this input is "
+        f"at least that (the solver option min_eps=True gives it exactly)"
+    )
+    exact = PathSolver().solve(low, cache=False, min_eps=True)
+    assert exact.status is Status.INFEASIBLE
+    assert exact.info["min_eps"] == pytest.approx(smallest, rel=1e-6)
+    assert exact.message == (
+        f"ε = {low.eps:.6g} is below the smallest feasible ε = "
+        f"{exact.info['min_eps']:.6g} for this input"
+    )
+    assert fast.info["path_steps"] < exact.info["path_steps"]  # no walk to the end
+    with pytest.raises(steerkit.InfeasibleError, match="r/‖w‖"):
+        fast.raise_for_status()
+
+
+def test_infeasible_socp_above_r_over_norm_w_names_the_smallest_eps() -> None:
+    """A decoder whose rows' cone misses w (fewer rows than dimensions): its smallest feasible
+    ε lies above r/‖w‖, and an ε between the two is infeasible with the exact smallest named."""
+    rng = np.random.default_rng(5)
+    problem = random_problem(rng, "socp", d_sae=8, d_model=20)
+    smallest = min_feasible_norm(problem)
+    bound = float(problem.rhs[0]) / float(np.linalg.norm(problem.directions[0]))
+    assert smallest > 1.05 * bound
+    between = SteeringProblem.socp(
+        decoder=problem.decoder,
+        directions=problem.directions,
+        rhs=problem.rhs,
+        eps=(smallest + bound) / 2,
+    )
+    solution = PathSolver().solve(between, cache=False)
     assert solution.status is Status.INFEASIBLE and solution.delta is None
     assert solution.info["min_eps"] == pytest.approx(smallest, rel=1e-6)
     assert solution.message == (
-        f"ε = {low.eps:.6g} is below the smallest feasible ε = "
+        f"ε = {between.eps:.6g} is below the smallest feasible ε = "
         f"{solution.info['min_eps']:.6g} for this input"
     )
     with pytest.raises(steerkit.InfeasibleError, match="smallest feasible ε"):

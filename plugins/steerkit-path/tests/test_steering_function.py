@@ -22,12 +22,12 @@ def _setup(seed: int, d_sae: int = 80, d_model: int = 10) -> tuple[np.ndarray, n
     return random_decoder(rng, d_sae, d_model), rng.normal(size=d_model)
 
 
-def _solve(decoder, w, r, *, lam=None, eps=None, solver="path"):
+def _solve(decoder, w, r, *, lam=None, eps=None, solver="path", **more):
     if lam is not None:
         problem = SteeringProblem.qp(decoder=decoder, directions=w[None], rhs=[r], lam=lam)
     else:
         problem = SteeringProblem.socp(decoder=decoder, directions=w[None], rhs=[r], eps=eps)
-    options = {"cache": False} if solver == "path" else {}
+    options = {"cache": False, **more} if solver == "path" else more
     solution = steerkit.solve(problem, solver, **options)
     return problem, solution
 
@@ -76,7 +76,7 @@ def test_socp_table_equals_solve_and_keeps_the_budget(seed: int) -> None:
     # past the last row the SOCP is infeasible: the table gives the least-norm vector that
     # meets the margin, whose norm is r times the path's end ratio (the smallest feasible ε/r)
     far = rows[-1] * 2.0
-    problem, solution = _solve(decoder, w, far, eps=eps)
+    problem, solution = _solve(decoder, w, far, eps=eps, min_eps=True)  # its exact value
     assert solution.status is steerkit.Status.INFEASIBLE
     v = function([far])[0]
     assert v @ w == pytest.approx(far, rel=1e-9)
