@@ -27,10 +27,10 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 from scipy.linalg import cholesky
-from scipy.linalg.blas import drot
 from scipy.linalg.lapack import dtrtrs
 
 from steerkit import cores
+from steerkit_path._compiled import entering_bracket, entering_exact, leaving, rotate_out
 from steerkit_path.projection import ProjectedRows, row_norm_bounds
 
 __all__ = ["Breakpoint", "Homotopy", "PathStepLimitError"]
@@ -445,20 +445,9 @@ class Homotopy:
         # columns position+1 … n−1 one to the left: one contiguous span of the flat factor
         cap = R.shape[0]
         _move_left(self._R_flat, (position + 1) * cap, n * cap, cap)
-        # rotate rows k and k+1 from column k on, in place: BLAS drot on the Fortran-ordered
-        # factor's flat view (element (i, j) at i + j·capacity), one call per rotation
-        # (positional arguments and `item`: keyword parsing and numpy scalars took half of the
-        # loop's time, ~1.2 ms for 527 rotations against 0.64 ms)
-        flat = self._R_flat
-        item = flat.item
-        for k in range(position, n - 1):
-            at = k + k * cap
-            p, q = item(at), item(at + 1)
-            h = math.hypot(p, q)
-            if h == 0.0:
-                continue
-            # drot(x, y, c, s, n, offx, incx, offy, incy, overwrite_x, overwrite_y)
-            drot(flat, flat, p / h, q / h, n - 1 - k, at, cap, at + 1, cap, 1, 1)
+        # rotate rows k and k+1 from column k on, in place, compiled (a loop of BLAS drot
+        # calls took ~0.3 ms a drop at |A| ≈ 400, most of it the calls' overhead)
+        rotate_out(self._R_flat, cap, position, n)
         R[n - 1, :n] = 0.0
         R[:n, n - 1] = 0.0
         negative = np.flatnonzero(np.diag(R)[: n - 1] < 0)
@@ -558,12 +547,7 @@ class Homotopy:
         alpha = self.alpha
         i_in, alpha_in = self._entering(alpha)
 
-        leaving = self.v < 0
-        leave_at = np.full(self.v.shape, -np.inf)
-        np.divide(self.x, self.v, out=leave_at, where=leaving)
-        np.minimum(leave_at, alpha, out=leave_at)
-        j_out = int(np.argmax(leave_at))
-        alpha_out = float(leave_at[j_out])
+        j_out, alpha_out = leaving(self.x, self.v, alpha)
 
         new_alpha = max(alpha_in, alpha_out, 0.0)
         if new_alpha < alpha:
@@ -623,31 +607,24 @@ class Homotopy:
         # |error| ≤ (d_model + 2)·u·‖dᵢ‖‖F‖ (and ‖U‖), inflated for the float64 steps after;
         # the float64 subtraction errs by less than 1e-12·(|aᵢ| + |dᵢᵀF|), and |dᵢᵀF| ≤ ‖dᵢ‖‖F‖.
         # Products kept up to date since (`_PoolProducts.move`) err by the sum of such bounds.
+        # (compiled: the ~20 pool-sized numpy operations it took cost ~50 µs a step)
         scale = (self.d_model + 2) * _U32 * 1.01 + 1.01e-12
-        de = self._pool_norms * (scale * products.F_reach)
-        de += self._a_p_slack
-        dr = self._pool_norms * (scale * products.U_reach)
-        dr += 1e-12
-        possible = candidate & (r_hat + dr > RATE_TOL)
-        sure = possible & (r_hat - dr > RATE_TOL)  # the denominator is surely > RATE_TOL
-        lower = np.full(e_hat.shape, -np.inf)
-        upper = np.full(e_hat.shape, np.inf)
-        lo_num, hi_num = e_hat - de, e_hat + de
-        np.divide(lo_num, np.where(lo_num >= 0, r_hat + dr, r_hat - dr), out=lower, where=sure)
-        np.divide(hi_num, np.where(hi_num >= 0, r_hat - dr, r_hat + dr), out=upper, where=sure)
-        best = min(float(lower.max(initial=-np.inf)), alpha)
-        recheck = np.flatnonzero(possible & (np.minimum(upper, alpha) >= best))
+        recheck = entering_bracket(
+            e_hat,
+            r_hat,
+            self._pool_norms,
+            self._a_p_slack,
+            candidate,
+            scale * products.F_reach,
+            scale * products.U_reach,
+            alpha,
+            RATE_TOL,
+        )
         if recheck.size == 0:
             return -1, -math.inf
-        # the pool's own rows (the decoder's float32 values, at hand), not a gather from it
-        # (two matrix-vector products: a gemm of 2 × d_model by d_model × few takes ~50 µs)
-        rows = self.Dp[recheck].astype(np.float64)
-        k, alpha_in = _first_max(
-            self.a_p[recheck] - rows @ self.F,
-            1.0 - rows @ self.U,
-            np.ones(recheck.size, bool),
-            alpha,
-        )
+        # the pool's own rows (the decoder's float32 values, at hand), not a gather from it,
+        # in float64 (compiled: a gather, a conversion and two products took ~30 µs)
+        k, alpha_in = entering_exact(self.Dp, recheck, self.a_p, self.F, self.U, alpha, RATE_TOL)
         return (int(recheck[k]), alpha_in) if k >= 0 else (-1, -math.inf)
 
     # -- queries on the breakpoints ----------------------------------------------------------
