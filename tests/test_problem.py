@@ -96,7 +96,9 @@ def test_a_scalar_rhs_is_what_the_same_value_in_an_array_gives(
         from_scalar[0] = 1.0
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.float64("-inf"), 10**400])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), np.float64("-inf"), 10**400, 10**30, 2**64, -(2**63) - 1]
+)
 def test_a_scalar_rhs_that_is_no_finite_float_is_refused_naming_rhs(
     steerkit_rng: np.random.Generator, bad: object
 ) -> None:

@@ -123,9 +123,9 @@ def entering_exact(
     rate_tol: float,
 ) -> tuple[int, float]:
     """(k, its enter-α) for the first k maximising min(eᵢ/rateᵢ, α) over i = positions[k] with
-    rateᵢ > rate_tol, eᵢ = a[i] − rows[i]·F and rateᵢ = 1 − rows[i]·U summed in float64 from
-    the rows' float32 values (exact products, each sum rounded once per term); (−1, −inf)
-    when there is none."""
+    rateᵢ > rate_tol, eᵢ = a[i] − rows[i]·F and rateᵢ = 1 − rows[i]·U computed in float64 from
+    the rows' own values, term by term (the order of the sums differs from BLAS's: the last
+    bit may); (−1, −inf) when there is none."""
     best = -np.inf
     where = -1
     for k in range(positions.size):

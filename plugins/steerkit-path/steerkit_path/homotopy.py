@@ -591,8 +591,8 @@ class Homotopy:
         A float64 pool is multiplied in float64. A float32 pool (a float32 decoder's, half the
         bytes; see POOL32_SIZE) is multiplied in float32, every feature's
         enter-α is bracketed with the product's worst-case rounding bound, and the features
-        whose bracket reaches the best lower end are recomputed in float64: the same choice,
-        from exact values."""
+        whose bracket reaches the best lower end are recomputed in float64: the same choice as
+        a float64 product would make, to float64 rounding."""
         candidate = self._candidates()
         # two matrix-vector products: OpenBLAS's gemm on two columns takes its slow skinny path
         # (2× the time in float64, 4× in float32, at 4374 × 2304)

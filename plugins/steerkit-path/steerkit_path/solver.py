@@ -53,7 +53,7 @@ class PathSolver(Solver):
     warm_start = True
     answers_satisfied = True  # with the path's figures (min_eps, path_steps) in info
     priority = 100
-    requires = ("numpy", "scipy")
+    requires = ("numpy", "scipy", "numba")
     install = "steerkit-path"
     description = (
         "exact positive-Lasso homotopy path (k = 1): one path per probe and SAE answers every "

@@ -40,6 +40,31 @@ def test_discovery_imports_neither_scipy_nor_the_homotopy() -> None:
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_without_numba_the_solver_says_so_and_is_passed_over() -> None:
+    """The walk's loops are compiled with numba: where it cannot be imported, `missing()` names
+    it and automatic selection takes another backend (not an error Solution per problem)."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'numba' or name.startswith('numba.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'numba'\")\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, steerkit\n"
+        "from steerkit_path import PathSolver\n"
+        "rng = np.random.default_rng(0)\n"
+        "p = steerkit.SteeringProblem.qp(decoder=rng.normal(size=(30, 6)), "
+        "directions=rng.normal(size=6), rhs=1.0, lam=1.0)\n"
+        "s = steerkit.solve(p)\n"
+        "print(PathSolver.missing()); print(s.solver, s.ok)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    missing, chosen = out.stdout.strip().splitlines()
+    assert "numba" in missing, out.stdout + out.stderr
+    solver, ok = chosen.split()
+    assert solver != "path" and ok == "True", out.stdout + out.stderr
+
+
 def test_selected_first_for_one_constraint_and_passed_over_for_three() -> None:
     rng = np.random.default_rng(0)
     assert steerkit.select_solver(random_problem(rng, "qp")) is PathSolver
