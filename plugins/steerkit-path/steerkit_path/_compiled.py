@@ -144,3 +144,28 @@ def entering_exact(
             best = enter
             where = k
     return where, best
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def gram_column(rows: npt.NDArray[Any], n: int, row: Floats) -> Floats:
+    """rows[:n] @ row in float64 from the rows' own (float32) values: the Gram matrix's new
+    column. The sums may be reordered (vectorised): any order's rounding is float64's."""
+    out = np.empty(n)
+    for k in range(n):
+        total = 0.0
+        for j in range(row.size):
+            total += np.float64(rows[k, j]) * row[j]
+        out[k] = total
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def combine_rows(coefficients: Floats, rows: npt.NDArray[Any]) -> Floats:
+    """Σₖ coefficientsₖ · rows[k] in float64 from the rows' own (float32) values, for k below
+    coefficients.size: D_Aᵀc."""
+    out = np.zeros(rows.shape[1])
+    for k in range(coefficients.size):
+        c = coefficients[k]
+        for j in range(rows.shape[1]):
+            out[j] += c * np.float64(rows[k, j])
+    return out

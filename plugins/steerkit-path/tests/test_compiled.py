@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 from scipy.linalg import cholesky
-from steerkit_path._compiled import entering_bracket, entering_exact, leaving, rotate_out
+from steerkit_path._compiled import (
+    combine_rows,
+    entering_bracket,
+    entering_exact,
+    gram_column,
+    leaving,
+    rotate_out,
+)
 from steerkit_path.homotopy import RATE_TOL, _move_left
 
 
@@ -108,3 +115,21 @@ def test_leaving_is_the_first_largest_capped_ratio() -> None:
         j, value = leaving(x, v, alpha)
         assert j == int(np.argmax(leave_at)) and value == float(leave_at.max())
     assert leaving(x, np.abs(v), 1.0) == (0, -math.inf)  # none leaves
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_active_rows_products_from_float32_rows_are_float64_products(seed: int) -> None:
+    """A float32 decoder's active rows are kept in float32 (exact) and multiplied in float64:
+    the same as numpy's product of their float64 values, to float64 rounding."""
+    rng = np.random.default_rng(seed)
+    rows32 = rng.normal(size=(50, 96)).astype(np.float32)
+    rows64 = rows32.astype(np.float64)
+    row, coefficients = rng.normal(size=96), rng.normal(size=37)
+    scale = np.abs(rows64).sum(axis=1).max() * max(np.abs(row).max(), np.abs(coefficients).max())
+    got = gram_column(rows32, 37, row)
+    assert got.dtype == np.float64 and got.shape == (37,)
+    np.testing.assert_allclose(got, rows64[:37] @ row, rtol=0, atol=1e-14 * scale)
+    combined = combine_rows(coefficients, rows32)  # the first 37 rows
+    np.testing.assert_allclose(combined, coefficients @ rows64[:37], rtol=0, atol=1e-14 * scale)
+    # and from float64 rows the same loops give numpy's products too
+    np.testing.assert_allclose(gram_column(rows64, 37, row), rows64[:37] @ row, atol=1e-14 * scale)

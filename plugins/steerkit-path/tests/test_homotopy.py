@@ -144,6 +144,32 @@ def test_a_float32_pool_follows_the_same_path_as_a_float64_one(
         assert c.max() <= rec.alpha * (1 + 1e-9) + 1e-12 * h.alpha0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_float32_active_rows_follow_the_path_of_the_same_rows_in_float64(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float32 decoder keeps its active rows in float32 (exact) and multiplies them in float64
+    by compiled loops: its path (α, active sets, x, v, the fit) equals the one walked on the
+    same values held in float64 (numpy's products), drops and refreshes included."""
+    import steerkit_path.homotopy as homotopy
+
+    rng = np.random.default_rng(200 + seed)
+    decoder = random_decoder(rng, 1500, 24).astype(np.float32)
+    w = rng.normal(size=24) * 3
+    monkeypatch.setattr(homotopy, "POOL32_SIZE", 10**12)  # float64 pools for both
+    ours = full_path(decoder, w, pool_size=40)
+    theirs = full_path(decoder.astype(np.float64), w, pool_size=40)
+    assert ours._DA.dtype == np.float32 and theirs._DA.dtype == np.float64
+    assert len(ours.records) == len(theirs.records) > 30
+    drops = sum(a.active.size > b.active.size for a, b in zip(ours.records, ours.records[1:]))
+    assert drops > 0
+    for mine, reference in zip(ours.records, theirs.records):
+        assert mine.active.tolist() == reference.active.tolist()
+        assert mine.alpha == pytest.approx(reference.alpha, rel=1e-10, abs=1e-14 * ours.alpha0)
+        np.testing.assert_allclose(mine.x, reference.x, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(mine.fitted, reference.fitted, rtol=1e-8, atol=1e-10)
+
+
 def test_direction_updates_by_block_elimination_stay_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
