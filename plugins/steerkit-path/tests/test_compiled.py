@@ -8,14 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy.linalg import cholesky
-from steerkit_path._compiled import (
-    combine_rows,
-    entering_bracket,
-    entering_exact,
-    gram_column,
-    leaving,
-    rotate_out,
-)
+from steerkit_path import _compiled as compiled
 from steerkit_path.homotopy import RATE_TOL, _move_left
 
 
@@ -33,7 +26,7 @@ def test_rotate_out_leaves_the_factor_of_the_gram_without_that_row(position: int
     R = flat.reshape((capacity, capacity), order="F")
     R[:n, :n] = cholesky(gram, lower=False)
     _move_left(flat, (position + 1) * capacity, n * capacity, capacity)
-    rotate_out(flat, capacity, position, n)
+    compiled.rotate_out(flat, capacity, position, n)
     got = R[: n - 1, : n - 1].copy()
     got *= np.where(np.diag(got) < 0, -1.0, 1.0)[:, None]
     keep = np.delete(np.arange(n), position)
@@ -72,7 +65,7 @@ def test_entering_bracket_keeps_the_features_numpy_kept(seed: int) -> None:
     candidate = rng.random(size) < 0.7
     for alpha in (0.05, 0.5, 5.0, math.inf):
         for scales in ((1e-5, 1e-5), (1e-2, 1e-3), (0.0, 0.0)):
-            got = entering_bracket(e, r, norms, slack, candidate, *scales, alpha, RATE_TOL)
+            got = compiled.entering_bracket(e, r, norms, slack, candidate, *scales, alpha, RATE_TOL)
             expected = _bracket_in_numpy(e, r, norms, slack, candidate, *scales, alpha)
             np.testing.assert_array_equal(got, expected)
             # and the true first maximiser of min(e/r, α) is among them
@@ -81,7 +74,9 @@ def test_entering_bracket_keeps_the_features_numpy_kept(seed: int) -> None:
             if np.isfinite(enter.max()):
                 assert int(np.argmax(enter)) in set(got.tolist())
     nobody = np.zeros(size, dtype=bool)
-    assert entering_bracket(e, r, norms, slack, nobody, 1e-5, 1e-5, 1.0, RATE_TOL).size == 0
+    assert (
+        compiled.entering_bracket(e, r, norms, slack, nobody, 1e-5, 1e-5, 1.0, RATE_TOL).size == 0
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -94,11 +89,11 @@ def test_entering_exact_is_numpys_float64_choice(seed: int) -> None:
     exact = rows[positions].astype(np.float64)
     e, rate = a[positions] - exact @ F, 1.0 - exact @ U
     for alpha in (0.1, 1.0, math.inf):
-        k, value = entering_exact(rows, positions, a, F, U, alpha, RATE_TOL)
+        k, value = compiled.entering_exact(rows, positions, a, F, U, alpha, RATE_TOL)
         enter = np.where(rate > RATE_TOL, np.minimum(e / rate, alpha), -np.inf)
         assert k == int(np.argmax(enter))  # the first maximiser, as numpy's argmax
         assert value == pytest.approx(float(enter.max()), rel=1e-13)
-    none = entering_exact(rows, positions[:0], a, F, U, 1.0, RATE_TOL)
+    none = compiled.entering_exact(rows, positions[:0], a, F, U, 1.0, RATE_TOL)
     assert none == (-1, -math.inf)
 
 
@@ -112,9 +107,9 @@ def test_leaving_is_the_first_largest_capped_ratio() -> None:
         leave_at = np.full(50, -np.inf)
         np.divide(x, v, out=leave_at, where=v < 0)
         np.minimum(leave_at, alpha, out=leave_at)
-        j, value = leaving(x, v, alpha)
+        j, value = compiled.leaving(x, v, alpha)
         assert j == int(np.argmax(leave_at)) and value == float(leave_at.max())
-    assert leaving(x, np.abs(v), 1.0) == (0, -math.inf)  # none leaves
+    assert compiled.leaving(x, np.abs(v), 1.0) == (0, -math.inf)  # none leaves
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -126,10 +121,12 @@ def test_the_active_rows_products_from_float32_rows_are_float64_products(seed: i
     rows64 = rows32.astype(np.float64)
     row, coefficients = rng.normal(size=96), rng.normal(size=37)
     scale = np.abs(rows64).sum(axis=1).max() * max(np.abs(row).max(), np.abs(coefficients).max())
-    got = gram_column(rows32, 37, row)
+    got = compiled.gram_column(rows32, 37, row)
     assert got.dtype == np.float64 and got.shape == (37,)
     np.testing.assert_allclose(got, rows64[:37] @ row, rtol=0, atol=1e-14 * scale)
-    combined = combine_rows(coefficients, rows32)  # the first 37 rows
+    combined = compiled.combine_rows(coefficients, rows32)  # the first 37 rows
     np.testing.assert_allclose(combined, coefficients @ rows64[:37], rtol=0, atol=1e-14 * scale)
     # and from float64 rows the same loops give numpy's products too
-    np.testing.assert_allclose(gram_column(rows64, 37, row), rows64[:37] @ row, atol=1e-14 * scale)
+    np.testing.assert_allclose(
+        compiled.gram_column(rows64, 37, row), rows64[:37] @ row, atol=1e-14 * scale
+    )
